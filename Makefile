@@ -1,0 +1,134 @@
+# Herald build. `make` builds build/herald; `make test` runs unit and integration tests;
+# `make check` is what CI runs: format check, then the tests plain, under ASan+UBSan and under TSan.
+# SANITIZER=address,undefined or SANITIZER=thread selects a sanitizer build in its own directory.
+
+CC      ?= cc
+SANITIZER ?=
+CI      ?=
+
+comma := ,
+ifeq ($(SANITIZER),)
+BUILD   := build
+SANFLAGS :=
+else ifeq ($(SANITIZER),address,undefined)
+BUILD   := build-asan
+else ifeq ($(SANITIZER),thread)
+BUILD   := build-tsan
+else
+BUILD   := build-$(subst $(comma),-,$(SANITIZER))
+endif
+ifneq ($(SANITIZER),)
+SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
+           -Wno-unused-parameter
+ifneq ($(CI),)
+WARN    += -Werror
+endif
+ifneq ($(WERROR),)
+WARN    += -Werror
+endif
+
+OPT     ?= -O2
+BASE_CFLAGS := -std=gnu11 $(OPT) -g $(WARN) -Iinclude -D_GNU_SOURCE -MMD -MP \
+           -DHERALD_DEFAULT_ROOT='"$(abspath clients/web)"' $(CFLAGS)
+ALL_CFLAGS := $(BASE_CFLAGS) $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+# Criterion's runtime cannot start under TSan (its shared arena mapping fails), so under TSan the
+# test programs are built plain and drive the TSan-instrumented server; the unit tests, which are
+# single-threaded pure code, run under ASan+UBSan instead.
+ifeq ($(SANITIZER),thread)
+TEST_SANFLAGS :=
+else
+TEST_SANFLAGS := $(SANFLAGS)
+endif
+LDLIBS  += -lpthread -lssl -lcrypto
+
+# Every module except main.c goes into a static library that tests link against.
+LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB     := $(BUILD)/libherald.a
+BIN     := $(BUILD)/herald
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integ_%)
+INTEG_LIB_SRC := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c))
+
+# Criterion runs tests in parallel; sanitizer builds run slower, so fewer jobs and longer timeouts.
+CRITERION_FLAGS ?= --jobs 2
+export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+
+.PHONY: all run test unit integration check format format-check clean bench bench-http fuzz
+
+all: $(BIN)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/main.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(LIB) -o $@ $(LDFLAGS) $(LDLIBS) -lcriterion
+
+$(BUILD)/tests/integ_test_%: tests/integration/test_%.c $(INTEG_LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(TEST_SANFLAGS) -Itests/integration $< $(INTEG_LIB_SRC) -o $@ \
+	  $(TEST_SANFLAGS) -lcriterion
+
+run: $(BIN)
+	./$(BIN) $(ARGS)
+
+ifeq ($(SANITIZER),thread)
+unit:
+	@echo "== unit tests: not under TSan (single-threaded pure code; run under ASan+UBSan)"
+else
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t $(CRITERION_FLAGS); done
+endif
+
+integration: $(BIN) $(INTEG_BIN)
+	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
+	  HERALD_BIN=$(abspath $(BIN)) $$t $(CRITERION_FLAGS); done
+
+test: unit integration
+
+# The full gate: CI runs exactly this through .ci/run.
+check: format-check
+	$(MAKE) test
+	$(MAKE) test SANITIZER=address,undefined
+	$(MAKE) test SANITIZER=thread
+
+FORMAT_FILES := $(wildcard src/*.c src/*.h include/*.h tests/unit/*.c tests/integration/*.c tests/integration/*.h bench/*.c fuzz/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
+
+bench: bench-http
+bench-http: $(BIN)
+	bench/http.sh
+
+# libFuzzer targets (clang). FUZZ_SECONDS bounds each run.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p build-fuzz
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
+	  fuzz/fuzz_http_parse.c src/http_parse.c src/http_chunked.c src/err.c -o build-fuzz/fuzz_http_parse
+	build-fuzz/fuzz_http_parse -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict fuzz/corpus/http_parse
+
+clean:
+	rm -rf build build-* compile_commands.json
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d $(wildcard $(BUILD)/tests/*.d)

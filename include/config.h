@@ -1,0 +1,43 @@
+/*
+ * config.h - Herald's settings and the command line that sets them.
+ *
+ * The configuration is filled once in main, before any thread starts, and is read-only afterwards,
+ * so every thread may read it without locks.
+ */
+#ifndef HERALD_CONFIG_H
+#define HERALD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define HERALD_VERSION "0.1.0"
+
+struct herald_config {
+    char listen_host[256];   /* "0.0.0.0", "::", "127.0.0.1", a name */
+    char listen_port[16];    /* "8080"; "0" picks a free port */
+    int threads;             /* workers; 0 means one per CPU the process may use */
+    const char *root;        /* document root */
+    unsigned idle_timeout;   /* seconds without I/O before a connection is closed */
+    unsigned header_timeout; /* seconds for a request head to arrive once it has started */
+    int log_level;
+    size_t max_request_line;
+    size_t max_head;
+    unsigned max_headers;
+    size_t max_body; /* request bodies over this get 413 */
+    unsigned max_connections;
+};
+
+/* config_defaults - every setting at its documented default. */
+void config_defaults(struct herald_config *cfg);
+
+/*
+ * config_parse_args - applies argv to cfg. Returns 0 to run, 1 when --help or --version was
+ * handled (text written to `out`), or -1 on a bad option (message written to `err`).
+ * Strings in cfg may point into argv.
+ */
+int config_parse_args(struct herald_config *cfg, int argc, char **argv, FILE *out, FILE *err);
+
+/* config_usage - the --help text. */
+void config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * outq.h - a connection's outbound queue: shared buffers and file ranges, flushed with one
+ * sendmsg per wake-up.
+ *
+ * struct obuf is an immutable-once-queued, reference-counted byte buffer. A response head, a small
+ * file, or (later) one framed broker message lives in one obuf; any number of queues may hold a
+ * reference to the same obuf, so a message fanned out to many subscribers exists once in memory.
+ * The queue also holds file ranges, sent with sendfile for large static files.
+ *
+ * outq_flush gathers every queued buffer segment up to the next file range into one iovec array
+ * and sends it with a single sendmsg (MSG_MORE when a file range follows, so the head and the file
+ * leave without a Nagle or delayed-ACK stall). What was fully sent is released; a partly sent
+ * segment stays with its offset.
+ *
+ * Ownership: push functions take over the caller's reference (_take). Thread safety: an outq
+ * belongs to one connection and is used by the thread that owns it; obuf references may be taken
+ * and dropped from any thread (atomic count).
+ */
+#ifndef HERALD_OUTQ_H
+#define HERALD_OUTQ_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct obuf {
+    atomic_uint refs;
+    uint32_t len; /* bytes written */
+    uint32_t cap; /* bytes available in data */
+    char data[];
+};
+
+/* obuf_new - a buffer of `cap` bytes with one reference and len 0; NULL when out of memory. */
+struct obuf *obuf_new(size_t cap);
+/* obuf_ref - adds a reference; returns b. Any thread. */
+struct obuf *obuf_ref(struct obuf *b);
+/* obuf_unref - drops a reference, freeing the buffer with the last one. NULL is ignored. */
+void obuf_unref(struct obuf *b);
+/* obuf_put - appends n bytes; returns 0, or HERALD_ELIMIT (nothing written) when they do not fit.
+ */
+int obuf_put(struct obuf *b, const void *p, size_t n);
+/* obuf_puts - appends a NUL-terminated string; as obuf_put. */
+int obuf_puts(struct obuf *b, const char *s);
+/* obuf_putu - appends an unsigned decimal; as obuf_put. */
+int obuf_putu(struct obuf *b, uint64_t v);
+
+enum outq_kind { OUTQ_BUF, OUTQ_FILE };
+
+struct outq_seg {
+    enum outq_kind kind;
+    union {
+        struct {
+            struct obuf *b;
+            uint32_t off; /* bytes of b already sent */
+        } buf;
+        struct {
+            int fd;
+            off_t off;  /* next byte of the file to send */
+            size_t len; /* bytes left to send */
+        } file;
+    };
+};
+
+struct outq {
+    struct outq_seg *segs; /* ring of cap entries */
+    uint32_t head, count, cap;
+    size_t bytes; /* unsent bytes over all segments */
+};
+
+/* outq_init - an empty queue owning no memory. */
+void outq_init(struct outq *q);
+/* outq_deinit - drops every reference and closes every queued file. */
+void outq_deinit(struct outq *q);
+/* outq_bytes - unsent bytes queued. */
+static inline size_t outq_bytes(const struct outq *q)
+{
+    return q->bytes;
+}
+/* outq_push_take - queues b[0..b->len) taking over the caller's reference (also on failure, when
+ * it is dropped). Returns 0 or -ENOMEM. Empty buffers are dropped at once. */
+int outq_push_take(struct outq *q, struct obuf *b);
+/* outq_push_file_take - queues `len` bytes of file `fd` from `off`, taking over the descriptor
+ * (closed when sent, on deinit, or on failure). Returns 0 or -ENOMEM. */
+int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len);
+
+/*
+ * outq_flush - writes as much as the socket takes. Returns:
+ *   0         the queue is empty
+ *   -EAGAIN   the socket is full; data remains (wait for EPOLLOUT)
+ *   -errno    the socket failed (EPIPE, ECONNRESET, ...): the connection is finished
+ * Never raises SIGPIPE. *sent (may be NULL) is increased by the bytes written.
+ */
+int outq_flush(struct outq *q, int sockfd, size_t *sent);
+
+#endif

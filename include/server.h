@@ -1,0 +1,40 @@
+/*
+ * server.h - the listening socket, the shared epoll set, the worker threads, the timeout timer and
+ * shutdown.
+ *
+ * Design (from the seed, made safe): one worker per CPU the process may use, each pinned to its
+ * CPU, the calling thread being one of them; all block on one epoll set. Client fds are registered
+ * with EPOLLONESHOT (see conn.h). The listening socket is non-blocking and also one-shot: the
+ * worker that takes it accepts until EAGAIN (or a batch), then re-arms it, so no thread can block
+ * in accept and accepts spread over workers. A timerfd (one-shot, re-armed after each sweep) drives
+ * the timeout sweep once a second. Shutdown is a pipe registered level-triggered: once written,
+ * every worker sees it at its next wake-up and leaves its loop.
+ */
+#ifndef HERALD_SERVER_H
+#define HERALD_SERVER_H
+
+#include "config.h"
+
+struct server;
+
+/* server_new - opens the document root, binds and listens, creates the epoll set, timer and
+ * shutdown pipe. `cfg` must outlive the server. Returns 0 and *out, or -errno (message logged). */
+int server_new(struct server **out, const struct herald_config *cfg);
+
+/* server_port - the bound TCP port (useful with port 0). */
+int server_port(const struct server *srv);
+
+/* server_threads - how many workers server_run will use. */
+int server_threads(const struct server *srv);
+
+/* server_run - starts the workers and runs one on the calling thread until server_stop; then joins
+ * them and closes every connection. Returns 0, or -errno if threads could not be started. */
+int server_run(struct server *srv);
+
+/* server_stop - asks the workers to stop. Async-signal-safe: only write(2) on the shutdown pipe. */
+void server_stop(struct server *srv);
+
+/* server_free - frees everything; call after server_run returned (or instead of it). */
+void server_free(struct server *srv);
+
+#endif

@@ -1,0 +1,193 @@
+/* config.c - defaults and command-line parsing (see config.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#ifndef HERALD_DEFAULT_ROOT
+#define HERALD_DEFAULT_ROOT "clients/web"
+#endif
+
+void config_defaults(struct herald_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    strcpy(cfg->listen_host, "0.0.0.0");
+    strcpy(cfg->listen_port, "8080");
+    cfg->threads = 0;
+    cfg->root = HERALD_DEFAULT_ROOT;
+    cfg->idle_timeout = 5;
+    cfg->header_timeout = 10;
+    cfg->log_level = LOG_INFO;
+    cfg->max_request_line = 8192;
+    cfg->max_head = 16384;
+    cfg->max_headers = 100;
+    cfg->max_body = 1 << 20;
+    cfg->max_connections = 100000;
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: herald [OPTIONS]\n"
+            "Herald %s: a WebSocket-first realtime message broker with an HTTP/1.1 core.\n"
+            "\n"
+            "  --listen HOST:PORT      address to listen on (default 0.0.0.0:8080;\n"
+            "                          IPv6 as [::]:8080; port 0 picks a free port)\n"
+            "  --threads N             worker threads (default: one per usable CPU)\n"
+            "  --root DIR              document root for static files\n"
+            "                          (default %s)\n"
+            "  --idle-timeout SEC      close connections idle this long (default 5)\n"
+            "  --header-timeout SEC    a request head must arrive within this (default 10)\n"
+            "  --max-body BYTES        largest request body accepted (default 1048576)\n"
+            "  --max-connections N     connections beyond this are refused (default 100000)\n"
+            "  --log-level LEVEL       error, warn, info or debug (default info)\n"
+            "  --help                  this text\n"
+            "  --version               the version\n",
+            HERALD_VERSION, HERALD_DEFAULT_ROOT);
+}
+
+/* Parses a decimal in [min, max]; returns 0 or -1. */
+static int parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end != '\0' || s[0] == '-' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Splits "host:port" or "[v6]:port" into cfg. Returns 0 or -1. */
+static int parse_listen(struct herald_config *cfg, const char *arg)
+{
+    const char *colon = strrchr(arg, ':');
+    if (!colon || colon[1] == '\0')
+        return -1;
+    const char *host = arg;
+    size_t hlen = (size_t)(colon - arg);
+    if (hlen >= 2 && arg[0] == '[' && arg[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    } else if (memchr(arg, ':', hlen)) {
+        return -1; /* an IPv6 address must be bracketed */
+    }
+    unsigned long port;
+    if (hlen == 0 || hlen >= sizeof(cfg->listen_host) ||
+        parse_ulong(colon + 1, 0, 65535, &port) < 0)
+        return -1;
+    memcpy(cfg->listen_host, host, hlen);
+    cfg->listen_host[hlen] = '\0';
+    snprintf(cfg->listen_port, sizeof(cfg->listen_port), "%lu", port);
+    return 0;
+}
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_THREADS,
+    OPT_ROOT,
+    OPT_IDLE,
+    OPT_HEADER,
+    OPT_MAX_BODY,
+    OPT_MAX_CONN,
+    OPT_LOG,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"root", required_argument, NULL, OPT_ROOT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"header-timeout", required_argument, NULL, OPT_HEADER},
+    {"max-body", required_argument, NULL, OPT_MAX_BODY},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+    {"log-level", required_argument, NULL, OPT_LOG},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* Applies one parsed option; returns 0, 1 (help/version done) or -1 (bad value). */
+static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *out)
+{
+    unsigned long v;
+    int lvl;
+    switch (opt) {
+    case OPT_LISTEN:
+        return parse_listen(cfg, arg);
+    case OPT_THREADS:
+        if (parse_ulong(arg, 1, 1024, &v) < 0)
+            return -1;
+        cfg->threads = (int)v;
+        return 0;
+    case OPT_ROOT:
+        cfg->root = arg;
+        return 0;
+    case OPT_IDLE:
+    case OPT_HEADER:
+        if (parse_ulong(arg, 1, 86400, &v) < 0)
+            return -1;
+        *(opt == OPT_IDLE ? &cfg->idle_timeout : &cfg->header_timeout) = (unsigned)v;
+        return 0;
+    case OPT_MAX_BODY:
+        if (parse_ulong(arg, 0, 1ul << 40, &v) < 0)
+            return -1;
+        cfg->max_body = v;
+        return 0;
+    case OPT_MAX_CONN:
+        if (parse_ulong(arg, 1, 10000000, &v) < 0)
+            return -1;
+        cfg->max_connections = (unsigned)v;
+        return 0;
+    case OPT_LOG:
+        lvl = log_level_parse(arg);
+        if (lvl < 0)
+            return -1;
+        cfg->log_level = lvl;
+        return 0;
+    case OPT_HELP:
+        config_usage(out);
+        return 1;
+    case OPT_VERSION:
+        fprintf(out, "herald %s\n", HERALD_VERSION);
+        return 1;
+    }
+    return -1;
+}
+
+int config_parse_args(struct herald_config *cfg, int argc, char **argv, FILE *out, FILE *err)
+{
+    optind = 1;
+    opterr = 0;
+    for (;;) {
+        int idx = 0;
+        int opt = getopt_long(argc, argv, "", long_opts, &idx);
+        if (opt == -1)
+            break;
+        if (opt == '?') {
+            fprintf(err, "herald: unknown or incomplete option '%s' (try --help)\n",
+                    argv[optind - 1]);
+            return -1;
+        }
+        int rc = apply_opt(cfg, opt, optarg, out);
+        if (rc < 0) {
+            fprintf(err, "herald: invalid value '%s' for --%s (try --help)\n", optarg,
+                    long_opts[opt - OPT_LISTEN].name);
+            return -1;
+        }
+        if (rc > 0)
+            return 1;
+    }
+    if (optind < argc) {
+        fprintf(err, "herald: unexpected argument '%s' (try --help)\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,253 @@
+/* http_handler.c - static files, OPTIONS, 405 and error responses (see http_handler.h). */
+#include "http_handler.h"
+
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "err.h"
+#include "path.h"
+
+#define ALLOW_METHODS "GET, HEAD, OPTIONS"
+#define HEAD_CAP      640 /* room for the status line and every header this file writes */
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 417:
+        return "Expectation Failed";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+/* The Date header changes once a second; each thread formats it once per second. */
+static const char *date_now(void)
+{
+    static __thread time_t cached_at;
+    static __thread char cached[32];
+    time_t now = time(NULL);
+    if (now != cached_at) {
+        http_date(now, cached);
+        cached_at = now;
+    }
+    return cached;
+}
+
+/* Starts a response: status line, Server, Date and Connection. The caller adds its headers, the
+ * blank line and the body. NULL when out of memory. */
+static struct obuf *head_new(int status, int keep_alive, size_t body_cap)
+{
+    struct obuf *b = obuf_new(HEAD_CAP + body_cap);
+    if (!b)
+        return NULL;
+    obuf_puts(b, "HTTP/1.1 ");
+    obuf_putu(b, (unsigned)status);
+    obuf_puts(b, " ");
+    obuf_puts(b, http_status_text(status));
+    obuf_puts(b, "\r\nServer: herald/" HERALD_VERSION "\r\nDate: ");
+    obuf_puts(b, date_now());
+    static const char *const conn_lines[] = {"\r\nConnection: close\r\n", "\r\n",
+                                             "\r\nConnection: keep-alive\r\n"};
+    obuf_puts(b, conn_lines[keep_alive < 0 || keep_alive > 2 ? 0 : keep_alive]);
+    return b;
+}
+
+static void put_header_u(struct obuf *b, const char *name, uint64_t v)
+{
+    obuf_puts(b, name);
+    obuf_putu(b, v);
+    obuf_puts(b, "\r\n");
+}
+
+int http_error(struct outq *out, int status, const char *reason, int keep_alive, int head_only)
+{
+    const char *text = http_status_text(status);
+    size_t body_len = 3 + 1 + strlen(text) + (reason ? 2 + strlen(reason) : 0) + 1;
+    struct obuf *b = head_new(status, keep_alive, body_len);
+    if (!b)
+        return -ENOMEM;
+    obuf_puts(b, "Content-Type: text/plain; charset=utf-8\r\n");
+    if (status == 405)
+        obuf_puts(b, "Allow: " ALLOW_METHODS "\r\n");
+    put_header_u(b, "Content-Length: ", body_len);
+    obuf_puts(b, "\r\n");
+    if (!head_only) {
+        obuf_putu(b, (unsigned)status);
+        obuf_puts(b, " ");
+        obuf_puts(b, text);
+        if (reason) {
+            obuf_puts(b, ": ");
+            obuf_puts(b, reason);
+        }
+        obuf_puts(b, "\n");
+    }
+    return outq_push_take(out, b);
+}
+
+int http_continue(struct outq *out)
+{
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct obuf *b = obuf_new(sizeof(line) - 1);
+    if (!b)
+        return -ENOMEM;
+    obuf_put(b, line, sizeof(line) - 1);
+    return outq_push_take(out, b);
+}
+
+static int handle_options(int keep_alive, struct outq *out)
+{
+    struct obuf *b = head_new(204, keep_alive, 0);
+    if (!b)
+        return -ENOMEM;
+    obuf_puts(b, "Allow: " ALLOW_METHODS "\r\nContent-Length: 0\r\n\r\n");
+    return outq_push_take(out, b);
+}
+
+/* 301 to the same path with a trailing '/', keeping the query. */
+static int redirect_dir(const struct http_request *req, int keep_alive, struct outq *out)
+{
+    size_t need = req->path_len + 1 + (req->flags & HTTP_F_QUERY ? req->query_len + 1 : 0);
+    struct obuf *b = head_new(301, keep_alive, need);
+    if (!b)
+        return -ENOMEM;
+    obuf_puts(b, "Location: ");
+    obuf_put(b, req->buf + req->path_off, req->path_len);
+    obuf_puts(b, "/");
+    if (req->flags & HTTP_F_QUERY) {
+        obuf_puts(b, "?");
+        obuf_put(b, req->buf + req->query_off, req->query_len);
+    }
+    obuf_puts(b, "\r\nContent-Length: 0\r\n\r\n");
+    /* The Location value is part of the head, which HEAD_CAP does not cover: it was sized in. */
+    return outq_push_take(out, b);
+}
+
+/* 1 when a conditional header says the client's copy is current. If-None-Match wins over
+ * If-Modified-Since (RFC 9110 13.2.2). */
+static int not_modified(const struct http_request *req, const struct static_file *f)
+{
+    size_t len;
+    const char *inm = http_header_get(req, "if-none-match", &len);
+    if (inm)
+        return static_etag_matches(inm, len, f->etag);
+    const char *ims = http_header_get(req, "if-modified-since", &len);
+    time_t t;
+    return ims && http_date_parse(ims, len, &t) == 0 && f->mtime.tv_sec <= t;
+}
+
+static int serve_file(const struct http_request *req, struct static_file *f, int keep_alive,
+                      struct outq *out)
+{
+    int head_only = req->method == HTTP_HEAD;
+    int notmod = not_modified(req, f);
+    int inline_body = !head_only && !notmod && f->size <= HTTP_INLINE_FILE_MAX;
+    struct obuf *b = head_new(notmod ? 304 : 200, keep_alive, inline_body ? f->size : 0);
+    if (!b) {
+        close(f->fd);
+        return -ENOMEM;
+    }
+    char date[32];
+    http_date(f->mtime.tv_sec, date);
+    obuf_puts(b, "Content-Type: ");
+    obuf_puts(b, f->content_type);
+    obuf_puts(b, "\r\nLast-Modified: ");
+    obuf_puts(b, date);
+    obuf_puts(b, "\r\nETag: ");
+    obuf_puts(b, f->etag);
+    obuf_puts(b, "\r\n");
+    if (!notmod)
+        put_header_u(b, "Content-Length: ", f->size);
+    obuf_puts(b, "\r\n");
+    if (inline_body) {
+        ssize_t r = pread(f->fd, b->data + b->len, f->size, 0);
+        close(f->fd);
+        if (r != (ssize_t)f->size) {
+            obuf_unref(b);
+            return -EIO;
+        }
+        b->len += (uint32_t)r;
+        return outq_push_take(out, b);
+    }
+    int rc = outq_push_take(out, b);
+    if (rc < 0 || head_only || notmod) {
+        close(f->fd);
+        return rc;
+    }
+    return outq_push_file_take(out, f->fd, 0, f->size);
+}
+
+static int handle_get(const struct http_ctx *ctx, const struct http_request *req, int keep_alive,
+                      struct outq *out)
+{
+    char rel[4096];
+    int is_dir;
+    int head_only = req->method == HTTP_HEAD;
+    int rc = path_normalize(req->buf + req->path_off, req->path_len, rel, sizeof(rel), &is_dir);
+    if (rc < 0)
+        return http_error(out, -rc, rc == -404 ? NULL : "bad path", keep_alive, head_only);
+    struct static_file f;
+    rc = static_open(ctx->root, rel, is_dir, &f);
+    if (rc == STATIC_REDIRECT)
+        return redirect_dir(req, keep_alive, out);
+    if (rc < 0)
+        return http_error(out, -rc, NULL, keep_alive, head_only);
+    rc = serve_file(req, &f, keep_alive, out);
+    /* A file that vanished or shrank between fstat and read is answered, not dropped. */
+    return rc == -EIO ? http_error(out, 500, "file read failed", keep_alive, head_only) : rc;
+}
+
+int http_handle(const struct http_ctx *ctx, const struct http_request *req, int keep_alive,
+                struct outq *out)
+{
+    switch (req->method) {
+    case HTTP_GET:
+    case HTTP_HEAD:
+        return handle_get(ctx, req, keep_alive, out);
+    case HTTP_OPTIONS:
+        return handle_options(keep_alive, out);
+    default:
+        return http_error(out, 405, NULL, keep_alive, 0);
+    }
+}

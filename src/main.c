@@ -1,0 +1,70 @@
+/* main.c - flags, signals, and the server's lifetime. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "server.h"
+
+/* Set once before the handlers are installed; the handler only reads it. */
+static struct server *running;
+
+/* Async-signal-safe: server_stop is a single write(2) on the shutdown pipe. */
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        server_stop(running);
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+        return -1;
+    /* Writes use MSG_NOSIGNAL, but sendfile cannot: a vanished client must not kill us. */
+    sa.sa_handler = SIG_IGN;
+    return sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void print_startup(const struct herald_config *cfg, struct server *srv)
+{
+    const char *host = cfg->listen_host;
+    int v6 = strchr(host, ':') != NULL;
+    fprintf(stderr, "herald %s listening on http://%s%s%s:%d/ (%d worker threads, root %s)\n",
+            HERALD_VERSION, v6 ? "[" : "", host, v6 ? "]" : "", server_port(srv),
+            server_threads(srv), cfg->root);
+    fflush(stderr);
+}
+
+int main(int argc, char **argv)
+{
+    struct herald_config cfg;
+    config_defaults(&cfg);
+    int rc = config_parse_args(&cfg, argc, argv, stdout, stderr);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    log_set_level((enum log_level)cfg.log_level);
+
+    struct server *srv;
+    rc = server_new(&srv, &cfg);
+    if (rc < 0)
+        return 1;
+    running = srv;
+    if (install_signals() < 0) {
+        log_msg(LOG_ERROR, "sigaction: %s", herald_strerror(-errno));
+        server_free(srv);
+        return 1;
+    }
+    print_startup(&cfg, srv);
+    rc = server_run(srv);
+    log_msg(LOG_INFO, "stopped");
+    running = NULL;
+    server_free(srv);
+    return rc < 0 ? 1 : 0;
+}

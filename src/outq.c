@@ -1,0 +1,215 @@
+/* outq.c - refcounted buffers and the per-connection send queue (see outq.h). */
+#include "outq.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "err.h"
+
+/* iovecs gathered per sendmsg: enough to coalesce many pipelined responses or broker frames. */
+#define FLUSH_IOV 64
+
+struct obuf *obuf_new(size_t cap)
+{
+    if (cap > UINT32_MAX)
+        return NULL;
+    struct obuf *b = malloc(sizeof(*b) + cap);
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->len = 0;
+    b->cap = (uint32_t)cap;
+    return b;
+}
+
+struct obuf *obuf_ref(struct obuf *b)
+{
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    return b;
+}
+
+void obuf_unref(struct obuf *b)
+{
+    /* acq_rel: every write by other holders happens before the free. */
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        free(b);
+}
+
+int obuf_put(struct obuf *b, const void *p, size_t n)
+{
+    if (n > b->cap - b->len)
+        return HERALD_ELIMIT;
+    memcpy(b->data + b->len, p, n);
+    b->len += (uint32_t)n;
+    return 0;
+}
+
+int obuf_puts(struct obuf *b, const char *s)
+{
+    return obuf_put(b, s, strlen(s));
+}
+
+int obuf_putu(struct obuf *b, uint64_t v)
+{
+    char tmp[24];
+    int i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return obuf_put(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+void outq_init(struct outq *q)
+{
+    memset(q, 0, sizeof(*q));
+}
+
+static struct outq_seg *seg_at(struct outq *q, uint32_t i)
+{
+    return &q->segs[(q->head + i) % q->cap];
+}
+
+static void seg_release(struct outq_seg *s)
+{
+    if (s->kind == OUTQ_BUF)
+        obuf_unref(s->buf.b);
+    else
+        close(s->file.fd);
+}
+
+void outq_deinit(struct outq *q)
+{
+    for (uint32_t i = 0; i < q->count; i++)
+        seg_release(seg_at(q, i));
+    free(q->segs);
+    memset(q, 0, sizeof(*q));
+}
+
+/* Makes room for one more segment, doubling the ring (re-laid from index 0). */
+static int reserve(struct outq *q)
+{
+    if (q->count < q->cap)
+        return 0;
+    uint32_t ncap = q->cap ? q->cap * 2 : 4;
+    struct outq_seg *segs = malloc(ncap * sizeof(*segs));
+    if (!segs)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < q->count; i++)
+        segs[i] = *seg_at(q, i);
+    free(q->segs);
+    q->segs = segs;
+    q->cap = ncap;
+    q->head = 0;
+    return 0;
+}
+
+int outq_push_take(struct outq *q, struct obuf *b)
+{
+    if (b->len == 0) {
+        obuf_unref(b);
+        return 0;
+    }
+    if (reserve(q) < 0) {
+        obuf_unref(b);
+        return -ENOMEM;
+    }
+    struct outq_seg *s = seg_at(q, q->count++);
+    s->kind = OUTQ_BUF;
+    s->buf.b = b;
+    s->buf.off = 0;
+    q->bytes += b->len;
+    return 0;
+}
+
+int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len)
+{
+    if (len == 0) {
+        close(fd);
+        return 0;
+    }
+    if (reserve(q) < 0) {
+        close(fd);
+        return -ENOMEM;
+    }
+    struct outq_seg *s = seg_at(q, q->count++);
+    s->kind = OUTQ_FILE;
+    s->file.fd = fd;
+    s->file.off = off;
+    s->file.len = len;
+    q->bytes += len;
+    return 0;
+}
+
+static void pop_front(struct outq *q)
+{
+    seg_release(seg_at(q, 0));
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+}
+
+/* Sends the run of buffer segments at the front in one sendmsg. Returns bytes sent or -errno. */
+static ssize_t send_buffers(struct outq *q, int sockfd)
+{
+    struct iovec iov[FLUSH_IOV];
+    int n = 0;
+    uint32_t i = 0;
+    for (; i < q->count && n < FLUSH_IOV; i++) {
+        struct outq_seg *s = seg_at(q, i);
+        if (s->kind != OUTQ_BUF)
+            break;
+        iov[n].iov_base = s->buf.b->data + s->buf.off;
+        iov[n].iov_len = s->buf.b->len - s->buf.off;
+        n++;
+    }
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    int more = i < q->count; /* a file range (or more buffers) follows */
+    ssize_t w = sendmsg(sockfd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+    if (w < 0)
+        return -errno;
+    size_t left = (size_t)w;
+    q->bytes -= left;
+    while (left > 0) {
+        struct outq_seg *s = seg_at(q, 0);
+        size_t avail = s->buf.b->len - s->buf.off;
+        if (left < avail) {
+            s->buf.off += (uint32_t)left;
+            break;
+        }
+        left -= avail;
+        pop_front(q);
+    }
+    return w;
+}
+
+static ssize_t send_file(struct outq *q, int sockfd)
+{
+    struct outq_seg *s = seg_at(q, 0);
+    size_t chunk = s->file.len < (1u << 30) ? s->file.len : (1u << 30);
+    ssize_t w = sendfile(sockfd, s->file.fd, &s->file.off, chunk);
+    if (w < 0)
+        return -errno;
+    if (w == 0)
+        return -EIO; /* the file shrank under us: the response cannot be completed */
+    s->file.len -= (size_t)w;
+    q->bytes -= (size_t)w;
+    if (s->file.len == 0)
+        pop_front(q);
+    return w;
+}
+
+int outq_flush(struct outq *q, int sockfd, size_t *sent)
+{
+    while (q->count > 0) {
+        ssize_t w = seg_at(q, 0)->kind == OUTQ_BUF ? send_buffers(q, sockfd) : send_file(q, sockfd);
+        if (w < 0)
+            return w == -EWOULDBLOCK ? -EAGAIN : (int)w;
+        if (sent)
+            *sent += (size_t)w;
+    }
+    return 0;
+}

@@ -1,0 +1,336 @@
+/* server.c - epoll, workers, accept, timer and shutdown (see server.h). */
+#include "server.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "err.h"
+#include "log.h"
+#include "static_files.h"
+#include "twheel.h"
+
+/* Events taken per epoll_wait. Small on purpose: events taken by one worker wait for it, so a
+ * large batch would leave other workers idle while ready connections queue behind one thread. */
+#define EVENTS_PER_WAIT 8
+/* Connections accepted per wake-up before the listener is handed to the next worker. */
+#define ACCEPTS_PER_WAKE 64
+
+struct server {
+    const struct herald_config *cfg;
+    int epfd, listen_fd, timer_fd;
+    int stop_pipe[2];
+    int port;
+    int nthreads;
+    int ncpus;
+    int *cpus;                 /* CPUs the process may run on, from sched_getaffinity */
+    atomic_bool accept_paused; /* out of descriptors: the timer re-arms the listener */
+    atomic_uint nconns;
+    struct twheel wheel;
+    struct static_root root;
+    struct conn_env env;
+    /* Addresses used as epoll tags for the three non-connection fds. */
+    char listen_tag, timer_tag, stop_tag;
+};
+
+static int epoll_add(int epfd, int fd, uint32_t events, void *tag)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = tag};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static int epoll_rearm(int epfd, int fd, uint32_t events, void *tag)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = tag};
+    return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* Binds the first address of host:port that works. Returns the fd or -errno. */
+static int open_listener(const struct herald_config *cfg)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res;
+    int rc = getaddrinfo(cfg->listen_host, cfg->listen_port, &hints, &res);
+    if (rc != 0) {
+        log_msg(LOG_ERROR, "listen address %s: %s", cfg->listen_host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    int fd = -EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            fd = -errno;
+            continue;
+        }
+        int one = 1, zero = 0;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6) /* "[::]" serves IPv4 clients too */
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
+            break;
+        int e = -errno;
+        close(fd);
+        fd = e;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        log_msg(LOG_ERROR, "cannot listen on %s:%s: %s", cfg->listen_host, cfg->listen_port,
+                herald_strerror(fd));
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* The CPUs this process may use, so pinning respects taskset and cgroup limits. */
+static int usable_cpus(struct server *srv)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) < 0)
+        return -errno;
+    srv->ncpus = CPU_COUNT(&set);
+    srv->cpus = calloc((size_t)srv->ncpus, sizeof(int));
+    if (!srv->cpus)
+        return -ENOMEM;
+    for (int cpu = 0, k = 0; cpu < CPU_SETSIZE && k < srv->ncpus; cpu++)
+        if (CPU_ISSET(cpu, &set))
+            srv->cpus[k++] = cpu;
+    return 0;
+}
+
+static int setup_fds(struct server *srv)
+{
+    srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (srv->epfd < 0 || pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -errno;
+    srv->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (srv->timer_fd < 0)
+        return -errno;
+    struct itimerspec its = {.it_interval = {1, 0}, .it_value = {1, 0}};
+    if (timerfd_settime(srv->timer_fd, 0, &its, NULL) < 0)
+        return -errno;
+    int rc = epoll_add(srv->epfd, srv->listen_fd, EPOLLIN | EPOLLONESHOT, &srv->listen_tag);
+    if (rc == 0)
+        rc = epoll_add(srv->epfd, srv->timer_fd, EPOLLIN | EPOLLONESHOT, &srv->timer_tag);
+    if (rc == 0) /* level-triggered, never one-shot: every worker must see it */
+        rc = epoll_add(srv->epfd, srv->stop_pipe[0], EPOLLIN, &srv->stop_tag);
+    return rc;
+}
+
+int server_new(struct server **out, const struct herald_config *cfg)
+{
+    struct server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return -ENOMEM;
+    srv->cfg = cfg;
+    srv->epfd = srv->listen_fd = srv->timer_fd = -1;
+    srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+    srv->root.dirfd = -1;
+    atomic_init(&srv->accept_paused, false);
+    atomic_init(&srv->nconns, 0);
+    int rc = twheel_init(&srv->wheel, twheel_now());
+    if (rc < 0) {
+        free(srv);
+        return rc;
+    }
+    rc = static_root_open(&srv->root, cfg->root);
+    if (rc < 0) {
+        log_msg(LOG_ERROR, "document root %s: %s", cfg->root, herald_strerror(rc));
+        server_free(srv);
+        return rc;
+    }
+    if ((rc = usable_cpus(srv)) < 0 || (srv->listen_fd = rc = open_listener(cfg)) < 0 ||
+        (rc = setup_fds(srv)) < 0) {
+        server_free(srv);
+        return rc;
+    }
+    srv->port = bound_port(srv->listen_fd);
+    srv->nthreads = cfg->threads > 0 ? cfg->threads : srv->ncpus;
+    srv->env = (struct conn_env){.cfg = cfg,
+                                 .http = {.root = &srv->root},
+                                 .wheel = &srv->wheel,
+                                 .epfd = srv->epfd,
+                                 .nconns = &srv->nconns};
+    http_limits_default(&srv->env.limits);
+    srv->env.limits.max_request_line = cfg->max_request_line;
+    srv->env.limits.max_head = cfg->max_head;
+    srv->env.limits.max_headers = cfg->max_headers;
+    *out = srv;
+    return 0;
+}
+
+int server_port(const struct server *srv)
+{
+    return srv->port;
+}
+
+int server_threads(const struct server *srv)
+{
+    return srv->nthreads;
+}
+
+/* Sets socket options and hands the descriptor to a new connection. */
+static void admit(struct server *srv, int fd)
+{
+    if (atomic_load(&srv->nconns) >= srv->cfg->max_connections) {
+        log_msg(LOG_WARN, "connection refused: %u connections open (--max-connections)",
+                srv->cfg->max_connections);
+        close(fd);
+        return;
+    }
+    int one = 1;
+    /* Responses leave in one writev; Nagle would only delay them. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn_start(&srv->env, fd);
+}
+
+static void on_accept(struct server *srv)
+{
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            admit(srv, fd);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            break;
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* The pending connection stays readable: re-arming now would spin. The timer
+             * re-arms the listener within a second. */
+            log_msg(LOG_WARN, "accept paused: %s", herald_strerror(-errno));
+            atomic_store(&srv->accept_paused, true);
+            return;
+        }
+        log_msg(LOG_ERROR, "accept: %s", herald_strerror(-errno));
+        break;
+    }
+    epoll_rearm(srv->epfd, srv->listen_fd, EPOLLIN | EPOLLONESHOT, &srv->listen_tag);
+}
+
+static void on_timer(struct server *srv)
+{
+    uint64_t ticks;
+    ssize_t r = read(srv->timer_fd, &ticks, sizeof(ticks));
+    (void)r; /* EAGAIN is harmless: the sweep below is idempotent */
+    twheel_expire(&srv->wheel, twheel_now(), conn_expire_cb, NULL);
+    if (atomic_exchange(&srv->accept_paused, false))
+        epoll_rearm(srv->epfd, srv->listen_fd, EPOLLIN | EPOLLONESHOT, &srv->listen_tag);
+    epoll_rearm(srv->epfd, srv->timer_fd, EPOLLIN | EPOLLONESHOT, &srv->timer_tag);
+}
+
+struct worker {
+    struct server *srv;
+    int index;
+    pthread_t thread;
+};
+
+static void pin(struct server *srv, int index)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(srv->cpus[index % srv->ncpus], &set);
+    int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (rc != 0)
+        log_msg(LOG_WARN, "worker %d: cannot pin to CPU %d: %s", index,
+                srv->cpus[index % srv->ncpus], herald_strerror(-rc));
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct server *srv = w->srv;
+    pin(srv, w->index);
+    struct epoll_event evs[EVENTS_PER_WAIT];
+    for (int stop = 0; !stop;) {
+        int n = epoll_wait(srv->epfd, evs, EVENTS_PER_WAIT, -1);
+        if (n < 0 && errno != EINTR) {
+            log_msg(LOG_ERROR, "epoll_wait: %s", herald_strerror(-errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            void *tag = evs[i].data.ptr;
+            if (tag == &srv->listen_tag)
+                on_accept(srv);
+            else if (tag == &srv->timer_tag)
+                on_timer(srv);
+            else if (tag == &srv->stop_tag)
+                stop = 1; /* finish this batch: its connections are owned by this thread */
+            else
+                conn_on_event(tag, evs[i].events);
+        }
+    }
+    return NULL;
+}
+
+int server_run(struct server *srv)
+{
+    int n = srv->nthreads;
+    struct worker *ws = calloc((size_t)n, sizeof(*ws));
+    if (!ws)
+        return -ENOMEM;
+    int started = 1, rc = 0;
+    for (int i = 1; i < n; i++, started++) {
+        ws[i] = (struct worker){.srv = srv, .index = i};
+        rc = -pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
+        if (rc < 0) {
+            log_msg(LOG_ERROR, "cannot start worker %d: %s", i, herald_strerror(rc));
+            server_stop(srv);
+            break;
+        }
+    }
+    ws[0] = (struct worker){.srv = srv, .index = 0};
+    if (rc == 0)
+        worker_main(&ws[0]);
+    for (int i = 1; i < started; i++)
+        pthread_join(ws[i].thread, NULL);
+    free(ws);
+    /* Every worker is gone: the wheel holds every remaining connection. */
+    struct twheel_entry *e;
+    while ((e = twheel_drain(&srv->wheel)))
+        conn_destroy((struct conn *)e);
+    return rc;
+}
+
+void server_stop(struct server *srv)
+{
+    char b = 1;
+    ssize_t r = write(srv->stop_pipe[1], &b, 1);
+    (void)r; /* a full pipe already says "stop" */
+}
+
+void server_free(struct server *srv)
+{
+    if (!srv)
+        return;
+    int fds[] = {srv->epfd, srv->listen_fd, srv->timer_fd, srv->stop_pipe[0], srv->stop_pipe[1]};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    static_root_close(&srv->root);
+    twheel_deinit(&srv->wheel);
+    free(srv->cpus);
+    free(srv);
+}

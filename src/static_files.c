@@ -1,0 +1,234 @@
+/* static_files.c - document root, openat2 beneath it, content types, dates, entity tags. */
+#include "static_files.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "err.h"
+
+static int openat2_beneath(int dirfd, const char *rel, int flags)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    /* glibc 2.36 has no wrapper for openat2. */
+    long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int static_root_open(struct static_root *root, const char *path)
+{
+    root->dirfd = -1;
+    root->path = realpath(path, NULL);
+    if (!root->path)
+        return -errno;
+    root->dirfd = open(root->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root->dirfd < 0) {
+        int e = -errno;
+        static_root_close(root);
+        return e;
+    }
+    /* Probe openat2 now so a kernel without it is reported at start-up, not per request. */
+    int fd = openat2_beneath(root->dirfd, ".", O_PATH);
+    if (fd < 0) {
+        static_root_close(root);
+        return fd;
+    }
+    close(fd);
+    return 0;
+}
+
+void static_root_close(struct static_root *root)
+{
+    if (root->dirfd >= 0)
+        close(root->dirfd);
+    free(root->path);
+    root->dirfd = -1;
+    root->path = NULL;
+}
+
+static int errno_status(int e)
+{
+    switch (e) {
+    case -EACCES:
+    case -EPERM:
+        return -403;
+    case -ENOENT:
+    case -ENOTDIR:
+    case -EXDEV: /* RESOLVE_BENEATH: the path would have left the root */
+    case -ELOOP:
+    case -ENAMETOOLONG:
+    case -ENXIO:
+        return -404;
+    default:
+        return -500;
+    }
+}
+
+static void fill_file(struct static_file *out, int fd, const struct stat *st, const char *name)
+{
+    out->fd = fd;
+    out->size = (uint64_t)st->st_size;
+    out->mtime = st->st_mtim;
+    out->content_type = static_content_type(name);
+    snprintf(out->etag, sizeof(out->etag), "\"%llx-%llx\"", (unsigned long long)st->st_size,
+             (unsigned long long)st->st_mtim.tv_sec * 1000000000ull +
+                 (unsigned long long)st->st_mtim.tv_nsec);
+}
+
+int static_open(const struct static_root *root, const char *rel, int is_dir,
+                struct static_file *out)
+{
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+    int fd = openat2_beneath(root->dirfd, rel[0] ? rel : ".", O_RDONLY | O_NONBLOCK);
+    if (fd < 0)
+        return errno_status(fd);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return -500;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        if (!is_dir) {
+            close(fd);
+            return STATIC_REDIRECT;
+        }
+        int ifd = openat2_beneath(fd, "index.html", O_RDONLY | O_NONBLOCK);
+        close(fd);
+        if (ifd < 0)
+            return errno_status(ifd);
+        fd = ifd;
+        rel = "index.html";
+        if (fstat(fd, &st) < 0) {
+            close(fd);
+            return -500;
+        }
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return -404;
+    }
+    fill_file(out, fd, &st, rel);
+    return 0;
+}
+
+struct mime {
+    const char *ext;
+    const char *type;
+};
+
+static const struct mime mimes[] = {
+    {"html", "text/html; charset=utf-8"},
+    {"htm", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},
+    {"map", "application/json"},
+    {"txt", "text/plain; charset=utf-8"},
+    {"md", "text/markdown; charset=utf-8"},
+    {"xml", "application/xml"},
+    {"svg", "image/svg+xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
+    {"ico", "image/x-icon"},
+    {"wasm", "application/wasm"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+    {"pdf", "application/pdf"},
+    {"ts", "text/javascript; charset=utf-8"},
+};
+
+const char *static_content_type(const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    const char *dot = strrchr(slash ? slash : name, '.');
+    if (dot)
+        for (size_t i = 0; i < sizeof(mimes) / sizeof(mimes[0]); i++)
+            if (strcasecmp(dot + 1, mimes[i].ext) == 0)
+                return mimes[i].type;
+    return "application/octet-stream";
+}
+
+static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+size_t http_date(time_t t, char *out)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    return (size_t)snprintf(out, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+                            tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                            tm.tm_sec);
+}
+
+int http_date_parse(const char *s, size_t len, time_t *t)
+{
+    char buf[64];
+    if (len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    struct tm tm = {0};
+    char mon[4];
+    int n = 0;
+    char day[4];
+    if (sscanf(buf, "%3s, %2d %3s %4d %2d:%2d:%2d GMT%n", day, &tm.tm_mday, mon, &tm.tm_year,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 7 ||
+        (size_t)n != len)
+        return -1;
+    tm.tm_mon = -1;
+    for (int i = 0; i < 12; i++)
+        if (strcmp(mon, months[i]) == 0)
+            tm.tm_mon = i;
+    int wday = -1;
+    for (int i = 0; i < 7; i++)
+        if (strcmp(day, days[i]) == 0)
+            wday = i;
+    if (tm.tm_mon < 0 || wday < 0 || tm.tm_year < 1970)
+        return -1;
+    tm.tm_year -= 1900;
+    *t = timegm(&tm);
+    return *t == (time_t)-1 ? -1 : 0;
+}
+
+int static_etag_matches(const char *inm, size_t len, const char *etag)
+{
+    size_t elen = strlen(etag);
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (inm[i] == ' ' || inm[i] == '\t' || inm[i] == ','))
+            i++;
+        if (i < len && inm[i] == '*')
+            return 1;
+        if (i + 1 < len && inm[i] == 'W' && inm[i + 1] == '/')
+            i += 2; /* weak comparison: W/"x" matches "x" */
+        size_t start = i;
+        if (i < len && inm[i] == '"') {
+            i++;
+            while (i < len && inm[i] != '"')
+                i++;
+            if (i < len)
+                i++;
+        } else {
+            while (i < len && inm[i] != ',')
+                i++;
+        }
+        if (i - start == elen && memcmp(inm + start, etag, elen) == 0)
+            return 1;
+    }
+    return 0;
+}

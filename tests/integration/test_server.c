@@ -1,0 +1,331 @@
+/* Integration: threads, timeouts, shutdown, limits, the command line, and load. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+TestSuite(server, .timeout = 120);
+
+Test(server, idle_connection_is_closed_after_idle_timeout)
+{
+    struct herald_proc p;
+    const char *args[] = {"--idle-timeout", "1", NULL};
+    herald_start(&p, args);
+    struct client c;
+    client_open(&c, p.port);
+    send_str(c.fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct http_resp r;
+    cr_assert_eq(read_response(&c, &r, 0), 0);
+    resp_free(&r);
+    long long t0 = now_ms();
+    char buf[256];
+    ssize_t n = read_to_eof(c.fd, buf, sizeof(buf), 6000);
+    long long dt = now_ms() - t0;
+    cr_assert_eq(n, 0, "closed without sending anything more");
+    cr_assert(dt >= 900 && dt <= 3500, "closed after %lld ms, want about 1-2 s", dt);
+    client_close(&c);
+    free(herald_stop(&p));
+}
+
+Test(server, trickling_client_is_cut_off_by_header_timeout)
+{
+    struct herald_proc p;
+    const char *args[] = {"--idle-timeout", "3", "--header-timeout", "2", NULL};
+    herald_start(&p, args);
+    int fd = tcp_connect(p.port);
+    long long t0 = now_ms();
+    const char *req = "GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    int closed = 0;
+    char buf[1024];
+    for (const char *s = req; *s && !closed; s++) {
+        if (send(fd, s, 1, MSG_NOSIGNAL) < 0)
+            break;
+        /* Every byte is within the idle timeout; only the header timeout can end this. */
+        ssize_t n = read_to_eof(fd, buf, sizeof(buf) - 1, 400);
+        if (n >= 0) {
+            buf[n] = '\0';
+            closed = 1;
+            if (n > 0)
+                cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "%s", buf);
+        }
+    }
+    long long dt = now_ms() - t0;
+    cr_assert(closed, "the server kept a trickling connection open for %lld ms", dt);
+    cr_assert(dt >= 1500 && dt <= 4500, "cut off after %lld ms, want about 2-3 s", dt);
+    close(fd);
+    free(herald_stop(&p));
+}
+
+Test(server, shutdown_is_clean_with_connections_open)
+{
+    struct herald_proc p;
+    const char *args[] = {"--threads", "3", NULL};
+    herald_start(&p, args);
+    int fds[20];
+    for (int i = 0; i < 20; i++) {
+        fds[i] = tcp_connect(p.port);
+        if (i % 3 == 0)
+            send_str(fds[i], "GET / HTTP/1.1\r\nHost: t\r\n"); /* mid-request */
+        else if (i % 3 == 1)
+            send_str(fds[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n"); /* answered, kept alive */
+    }
+    usleep(300000);
+    long long t0 = now_ms();
+    char *log = herald_stop(&p); /* asserts exit 0 and no sanitizer (leak) report */
+    cr_assert_lt(now_ms() - t0, 5000, "shutdown took too long");
+    cr_assert_not_null(strstr(log, "stopped"));
+    free(log);
+    for (int i = 0; i < 20; i++)
+        close(fds[i]);
+}
+
+static int count_threads(pid_t pid, char cpus[][64], int max)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < max) {
+        if (de->d_name[0] == '.')
+            continue;
+        char sp[400], line[256];
+        snprintf(sp, sizeof(sp), "/proc/%d/task/%s/status", pid, de->d_name);
+        FILE *f = fopen(sp, "r");
+        if (!f)
+            continue;
+        cpus[n][0] = '\0';
+        while (fgets(line, sizeof(line), f))
+            if (strncmp(line, "Cpus_allowed_list:", 18) == 0)
+                sscanf(line + 18, "%63s", cpus[n]);
+        fclose(f);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+Test(server, one_pinned_worker_per_cpu)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    struct herald_proc p;
+    herald_start(&p, NULL);
+    /* Workers pin themselves as they start, just after the start-up line: allow them a moment.
+     * Sanitizer runtimes may add an unpinned background thread of their own. */
+    int pinned = 0;
+    for (long long end = now_ms() + 5000; pinned != ncpu && now_ms() < end; usleep(20000)) {
+        char cpus[64][64];
+        int n = count_threads(p.pid, cpus, 64);
+        pinned = 0;
+        for (int i = 0; i < n; i++) {
+            int single = strchr(cpus[i], ',') == NULL && strchr(cpus[i], '-') == NULL;
+            pinned += single;
+            for (int j = 0; j < i; j++)
+                if (single && strcmp(cpus[i], cpus[j]) == 0)
+                    cr_assert_fail("two workers pinned to CPU %s", cpus[i]);
+        }
+    }
+    cr_assert_eq(pinned, ncpu, "%d pinned workers, %ld CPUs", pinned, ncpu);
+    free(herald_stop(&p));
+}
+
+Test(server, max_connections_refuses_the_excess)
+{
+    struct herald_proc p;
+    const char *args[] = {"--max-connections", "3", NULL};
+    herald_start(&p, args);
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = tcp_connect(p.port);
+        send_str(fds[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    usleep(200000);
+    int extra = tcp_connect(p.port);
+    char buf[256];
+    cr_assert_eq(read_to_eof(extra, buf, sizeof(buf), 3000), 0, "the fourth is closed at once");
+    close(extra);
+    close(fds[0]);
+    usleep(300000);
+    struct http_resp r;
+    cr_assert_eq(http_once(p.port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0,
+                 "a slot frees up when a connection closes");
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    close(fds[1]);
+    close(fds[2]);
+    free(herald_stop(&p));
+}
+
+/* Runs herald with `arg` and returns its exit status; its stdout goes to out. */
+static int run_cli(const char *arg, char *out, size_t cap)
+{
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        dup2(pipefd[1], 2);
+        const char *bin = getenv("HERALD_BIN");
+        execl(bin ? bin : "build/herald", "herald", arg, (char *)NULL);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(pipefd[0], out + len, cap - len - 1)) > 0)
+        len += (size_t)r;
+    out[len] = '\0';
+    close(pipefd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WEXITSTATUS(st);
+}
+
+Test(server, command_line_help_version_and_errors)
+{
+    char out[8192];
+    cr_assert_eq(run_cli("--help", out, sizeof(out)), 0);
+    cr_assert_not_null(strstr(out, "--listen HOST:PORT"));
+    cr_assert_not_null(strstr(out, "--idle-timeout"));
+    cr_assert_eq(run_cli("--version", out, sizeof(out)), 0);
+    cr_assert(strncmp(out, "herald ", 7) == 0);
+    cr_assert_eq(run_cli("--bogus", out, sizeof(out)), 2);
+    cr_assert_not_null(strstr(out, "--bogus"));
+    cr_assert_eq(run_cli("--threads=0", out, sizeof(out)), 2);
+    cr_assert_eq(run_cli("--listen=nocolon", out, sizeof(out)), 2);
+}
+
+Test(server, ipv6_listener)
+{
+    /* Skipped where the machine has no IPv6 loopback. */
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int ok = probe >= 0 && bind(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (probe >= 0)
+        close(probe);
+    if (!ok)
+        cr_skip_test("no IPv6 loopback");
+    const char *bin = getenv("HERALD_BIN");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        execl(bin ? bin : "build/herald", "herald", "--listen", "[::1]:18777", (char *)NULL);
+        _exit(127);
+    }
+    int fd = -1;
+    for (int i = 0; i < 200 && fd < 0; i++) {
+        usleep(50000);
+        fd = socket(AF_INET6, SOCK_STREAM, 0);
+        sa.sin6_port = htons(18777);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    cr_assert_geq(fd, 0, "could not connect over IPv6");
+    send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    char buf[64] = {0};
+    cr_assert_gt(recv(fd, buf, sizeof(buf) - 1, 0), 12);
+    cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0);
+    close(fd);
+    kill(pid, SIGTERM);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A small epoll load generator: `conns` keep-alive connections, `total` requests in all. */
+struct lconn {
+    int fd;
+    char buf[4096];
+    size_t len;
+    int sent;
+};
+
+static int response_complete(struct lconn *c, size_t *consumed)
+{
+    char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    if (!end)
+        return 0;
+    char *cl = memmem(c->buf, (size_t)(end - c->buf), "Content-Length: ", 16);
+    cr_assert_not_null(cl);
+    size_t need = (size_t)(end - c->buf) + 4 + strtoul(cl + 16, NULL, 10);
+    if (c->len < need)
+        return 0;
+    cr_assert(strncmp(c->buf, "HTTP/1.1 200 ", 13) == 0, "bad response under load");
+    *consumed = need;
+    return 1;
+}
+
+static long run_load(int port, int conns, long total)
+{
+    int ep = epoll_create1(0);
+    struct lconn *cs = calloc((size_t)conns, sizeof(*cs));
+    static const char req[] = "GET / HTTP/1.1\r\nHost: load\r\n\r\n";
+    long issued = 0, done = 0;
+    for (int i = 0; i < conns; i++) {
+        cs[i].fd = tcp_connect(port);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
+        epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
+        send_all(cs[i].fd, req, sizeof(req) - 1);
+        issued++;
+    }
+    long long deadline = now_ms() + 100000;
+    struct epoll_event evs[64];
+    while (done < total && now_ms() < deadline) {
+        int n = epoll_wait(ep, evs, 64, 1000);
+        for (int i = 0; i < n; i++) {
+            struct lconn *c = evs[i].data.ptr;
+            ssize_t r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
+            cr_assert(r > 0 || errno == EAGAIN, "connection lost under load");
+            if (r > 0)
+                c->len += (size_t)r;
+            size_t used;
+            while (response_complete(c, &used)) {
+                memmove(c->buf, c->buf + used, c->len - used);
+                c->len -= used;
+                done++;
+                if (issued < total) {
+                    send_all(c->fd, req, sizeof(req) - 1);
+                    issued++;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < conns; i++)
+        close(cs[i].fd);
+    free(cs);
+    close(ep);
+    return done;
+}
+
+Test(server, hundred_thousand_requests_from_200_connections_on_4_workers)
+{
+    struct herald_proc p;
+    const char *args[] = {"--threads", "4", "--log-level", "warn", NULL};
+    herald_start(&p, args);
+    long long t0 = now_ms();
+    long done = run_load(p.port, 200, 100000);
+    long long dt = now_ms() - t0;
+    cr_assert_eq(done, 100000, "only %ld of 100000 answered", done);
+    cr_log_info("100000 requests in %lld ms", dt);
+    /* The server is still healthy afterwards and stops cleanly (no sanitizer report). */
+    struct http_resp r;
+    cr_assert_eq(http_once(p.port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    free(herald_stop(&p));
+}

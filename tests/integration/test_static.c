@@ -1,0 +1,145 @@
+/* Integration: the document root cannot be escaped; files of every size arrive intact. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct herald_proc srv;
+static char *root, *outside;
+
+static void setup(void)
+{
+    outside = make_temp_dir();
+    write_file(outside, "secret.txt", "outside secret\n", 0);
+    root = make_temp_dir();
+    write_file(root, "index.html", "home\n", 0);
+    write_file(root, ".env", "TOKEN=hidden\n", 0);
+    write_file(root, "big.bin", NULL, 3 * 1024 * 1024 + 17);
+    write_file(root, "mid.bin", NULL, 40000);
+    char path[600], target[600];
+    snprintf(path, sizeof(path), "%s/docs", root);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    write_file(path, "index.html", "docs index\n", 0);
+    write_file(path, "page.css", "body{}\n", 0);
+    snprintf(path, sizeof(path), "%s/.git", root);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    write_file(path, "config", "[core]\n", 0);
+    /* Escapes: to a directory outside, to a file outside, absolute and relative. */
+    snprintf(path, sizeof(path), "%s/out", root);
+    cr_assert_eq(symlink(outside, path), 0);
+    snprintf(path, sizeof(path), "%s/passwd", root);
+    cr_assert_eq(symlink("/etc/passwd", path), 0);
+    snprintf(path, sizeof(path), "%s/rel", root);
+    snprintf(target, sizeof(target), "../%s/secret.txt", strrchr(outside, '/') + 1);
+    cr_assert_eq(symlink(target, path), 0);
+    /* A symlink that stays inside the root is fine. */
+    snprintf(path, sizeof(path), "%s/inside", root);
+    cr_assert_eq(symlink("docs/index.html", path), 0);
+    const char *args[] = {"--threads", "2", "--root", root, NULL};
+    herald_start(&srv, args);
+}
+
+static void teardown(void)
+{
+    free(herald_stop(&srv));
+    char cmd[1300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", root, outside);
+    cr_assert_eq(system(cmd), 0);
+    free(root);
+    free(outside);
+}
+
+TestSuite(static_files, .init = setup, .fini = teardown, .timeout = 60);
+
+static int get_status(const char *path, struct http_resp *r)
+{
+    char req[1024];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    cr_assert_eq(http_once(srv.port, req, r), 0, "%s", path);
+    return r->status;
+}
+
+Test(static_files, traversal_never_leaves_the_root)
+{
+    const char *paths[] = {
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/docs/../../../etc/passwd",
+        "/out/secret.txt",
+        "/passwd",
+        "/rel",
+        "/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
+    };
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        struct http_resp r;
+        int st = get_status(paths[i], &r);
+        cr_assert(st == 404 || st == 400, "%s gave %d", paths[i], st);
+        cr_assert_null(strstr(r.body, "root:"), "%s leaked /etc/passwd", paths[i]);
+        cr_assert_null(strstr(r.body, "secret"), "%s leaked a file outside", paths[i]);
+        resp_free(&r);
+    }
+}
+
+Test(static_files, dotfiles_are_not_served)
+{
+    const char *paths[] = {"/.env", "/.git/config", "/%2eenv", "/docs/../.env"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        struct http_resp r;
+        cr_assert_eq(get_status(paths[i], &r), 404, "%s", paths[i]);
+        cr_assert_null(strstr(r.body, "TOKEN"));
+        resp_free(&r);
+    }
+}
+
+Test(static_files, symlink_inside_the_root_and_directories)
+{
+    struct http_resp r;
+    cr_assert_eq(get_status("/inside", &r), 200);
+    cr_assert_str_eq(r.body, "docs index\n");
+    resp_free(&r);
+    cr_assert_eq(get_status("/docs/", &r), 200);
+    cr_assert_str_eq(r.body, "docs index\n");
+    resp_free(&r);
+    cr_assert_eq(get_status("/docs?x=1", &r), 301);
+    char v[128];
+    cr_assert_eq(resp_header(&r, "Location", v, sizeof(v)), 0);
+    cr_assert_str_eq(v, "/docs/?x=1");
+    resp_free(&r);
+    cr_assert_eq(get_status("/docs/page.css", &r), 200);
+    resp_header(&r, "Content-Type", v, sizeof(v));
+    cr_assert_str_eq(v, "text/css; charset=utf-8");
+    resp_free(&r);
+    cr_assert_eq(get_status("http://example.org/docs/page.css", &r), 200, "absolute-form");
+    resp_free(&r);
+}
+
+static void check_pattern(const struct http_resp *r, size_t n)
+{
+    cr_assert_eq(r->body_len, n);
+    for (size_t i = 0; i < n; i++)
+        if (r->body[i] != (char)('a' + i % 26))
+            cr_assert_fail("byte %zu differs", i);
+}
+
+Test(static_files, large_files_arrive_whole_and_keep_alive_continues)
+{
+    struct client *c = malloc(sizeof(*c));
+    client_open(c, srv.port);
+    send_str(c->fd,
+             "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    size_t sizes[] = {3 * 1024 * 1024 + 17, 40000, 3 * 1024 * 1024 + 17};
+    for (int i = 0; i < 3; i++) {
+        struct http_resp r;
+        cr_assert_eq(read_response(c, &r, 0), 0, "response %d", i);
+        cr_assert_eq(r.status, 200);
+        check_pattern(&r, sizes[i]);
+        resp_free(&r);
+    }
+    client_close(c);
+    free(c);
+}
