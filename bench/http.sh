@@ -64,8 +64,12 @@ STRICT=${STRICT:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 FOREIGN_WARN=${FOREIGN_WARN:-10}
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
+# PIN=1 (default): Herald's default, each worker pinned to a CPU, against nginx with
+# `worker_cpu_affinity auto`. PIN=0: Herald --no-pin against nginx's default (unpinned).
+PIN=${PIN:-1}
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
+[[ $PIN == 0 || $PIN == 1 ]] || die "PIN must be 0 or 1 (got '$PIN')"
 for v in ROUNDS CONNS THREADS WORKERS STARTUP_TIMEOUT; do
 	is_uint "${!v}" || die "$v must be a positive integer (got '${!v}')"
 done
@@ -268,7 +272,10 @@ start_nginx() { # name
 	mkdir -p "$prefix"
 	chmod 755 "$prefix"
 	if ((EUID == 0)); then user_line='user root;'; else user_line='# not root: no user directive'; fi
+	local affinity='# unpinned (PIN=0)'
+	((PIN)) && affinity='worker_cpu_affinity auto;'
 	sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|$WORKERS|" -e "s|@PREFIX@|$prefix|g" \
+		-e "s|@AFFINITY@|$affinity|" \
 		-e "s|@PORT@|${PORT[$name]}|" -e "s|@ROOT@|$ROOT|" "$NGINX_TEMPLATE" >"$prefix/nginx.conf"
 	conf="$prefix/nginx.conf"
 	! grep -v '^[[:space:]]*#' "$conf" | grep '@[A-Z_]*@' >&2 || die "unsubstituted placeholder in $conf"
@@ -283,8 +290,10 @@ start_herald() { # name
 	local name=$1 log="$TMP/$1.log"
 	pick_port
 	PORT[$name]=$REPLY
+	local pin_flag=()
+	((PIN)) || pin_flag=(--no-pin)
 	"$HERALD_BIN" --listen "127.0.0.1:${PORT[$name]}" --threads "$WORKERS" --root "$ROOT" \
-		--log-level warn >"$log" 2>&1 &
+		--log-level warn "${pin_flag[@]}" >"$log" 2>&1 &
 	PID[$name]=$!
 	wait_ready "$name" "$log"
 }
@@ -357,7 +366,7 @@ WRK_VERSION=$(wrk --version 2>&1 | head -n1 | awk '{print $2}' || true)
 GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -z $(git -C "$REPO" status --porcelain -- src include 2>/dev/null) ]] || GIT_REV+="-dirty"
 
-log "rounds=$ROUNDS duration=$DURATION conns=$CONNS wrk-threads=$THREADS workers=$WORKERS cpus=$(nproc)"
+log "rounds=$ROUNDS duration=$DURATION conns=$CONNS wrk-threads=$THREADS workers=$WORKERS pin=$PIN cpus=$(nproc)"
 read -r b0 t0 < <(sys_ticks)
 sleep 1
 read -r b1 t1 < <(sys_ticks)
@@ -425,8 +434,8 @@ FAIL=0
 			non2xx=$(sum_col "$mode" "$name" 9)
 			read -r foreign _ _ < <(col_stats "$mode" "$name" 10)
 			printf '| %s | %s | %.0f (%.0f-%.0f) | %.2f | %.1f |\n' "$mode" "$name" "$rps" "$rmin" "$rmax" "$p99" "$cpu"
-			JSON_LINES+=("$(printf 'JSON {"bench":"http","mode":"%s","server":"%s","rps_median":%.1f,"rps_min":%.1f,"rps_max":%.1f,"p99_ms_median":%.3f,"cpu_us_per_req_median":%.2f,"other_cpu_pct_median":%.1f,"socket_errors":%d,"non_2xx":%d,"rounds":%d,"duration":"%s","conns":%d,"wrk_threads":%d,"workers":%d,"rev":"%s"}' \
-				"$mode" "$name" "$rps" "$rmin" "$rmax" "$p99" "$cpu" "$foreign" "$errs" "$non2xx" "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "$GIT_REV")")
+			JSON_LINES+=("$(printf 'JSON {"bench":"http","mode":"%s","server":"%s","rps_median":%.1f,"rps_min":%.1f,"rps_max":%.1f,"p99_ms_median":%.3f,"cpu_us_per_req_median":%.2f,"other_cpu_pct_median":%.1f,"socket_errors":%d,"non_2xx":%d,"rounds":%d,"duration":"%s","conns":%d,"wrk_threads":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
+				"$mode" "$name" "$rps" "$rmin" "$rmax" "$p99" "$cpu" "$foreign" "$errs" "$non2xx" "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "$PIN" "$GIT_REV")")
 		done
 		read -r a_rps _ _ < <(col_stats "$mode" "$A_NAME" 4)
 		read -r b_rps _ _ < <(col_stats "$mode" "$B_NAME" 4)

@@ -16,6 +16,7 @@ struct herald_config {
     char listen_host[256];   /* "0.0.0.0", "::", "127.0.0.1", a name */
     char listen_port[16];    /* "8080"; "0" picks a free port */
     int threads;             /* workers; 0 means one per CPU the process may use */
+    int pin;                 /* pin each worker to its own CPU (default 1) */
     const char *root;        /* document root */
     unsigned idle_timeout;   /* seconds without I/O before a connection is closed */
     unsigned header_timeout; /* seconds for a request head to arrive once it has started */

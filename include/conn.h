@@ -66,7 +66,8 @@ struct conn {
     int fd;
     uint8_t state;         /* enum conn_state */
     uint8_t peer_eof;      /* a read returned 0: the peer sends nothing more */
-    uint8_t close_after;   /* close (via linger) once the queued output is sent */
+    uint8_t close_after;   /* close once the queued output is sent */
+    uint8_t linger;        /* ...after lingering: an error reply may leave unread input */
     uint8_t in_request;    /* bytes of a request have arrived and its response is not queued yet */
     uint8_t keep_alive;    /* the current request keeps the connection open */
     uint8_t chunked;       /* the current body is chunked */

@@ -19,6 +19,7 @@ void config_defaults(struct herald_config *cfg)
     strcpy(cfg->listen_host, "0.0.0.0");
     strcpy(cfg->listen_port, "8080");
     cfg->threads = 0;
+    cfg->pin = 1;
     cfg->root = HERALD_DEFAULT_ROOT;
     cfg->idle_timeout = 5;
     cfg->header_timeout = 10;
@@ -39,6 +40,8 @@ void config_usage(FILE *out)
             "  --listen HOST:PORT      address to listen on (default 0.0.0.0:8080;\n"
             "                          IPv6 as [::]:8080; port 0 picks a free port)\n"
             "  --threads N             worker threads (default: one per usable CPU)\n"
+            "  --no-pin                let the scheduler move workers between CPUs\n"
+            "                          (default: each worker pinned to its own CPU)\n"
             "  --root DIR              document root for static files\n"
             "                          (default %s)\n"
             "  --idle-timeout SEC      close connections idle this long (default 5)\n"
@@ -90,6 +93,7 @@ static int parse_listen(struct herald_config *cfg, const char *arg)
 enum {
     OPT_LISTEN = 256,
     OPT_THREADS,
+    OPT_NO_PIN,
     OPT_ROOT,
     OPT_IDLE,
     OPT_HEADER,
@@ -103,6 +107,7 @@ enum {
 static const struct option long_opts[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"no-pin", no_argument, NULL, OPT_NO_PIN},
     {"root", required_argument, NULL, OPT_ROOT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"header-timeout", required_argument, NULL, OPT_HEADER},
@@ -126,6 +131,9 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         if (parse_ulong(arg, 1, 1024, &v) < 0)
             return -1;
         cfg->threads = (int)v;
+        return 0;
+    case OPT_NO_PIN:
+        cfg->pin = 0;
         return 0;
     case OPT_ROOT:
         cfg->root = arg;

@@ -139,6 +139,7 @@ static void fail_request(struct conn *c, int status, const char *reason)
         log_msg(LOG_DEBUG, "fd %d: %d %s", c->fd, status, reason ? reason : "");
     http_error(&c->out, status, reason, 0, c->req.method == HTTP_HEAD);
     c->close_after = 1;
+    c->linger = 1;
     c->in_request = 0;
 }
 
@@ -368,9 +369,10 @@ void conn_on_event(struct conn *c, uint32_t events)
             break;
     }
     if (outq_bytes(&c->out) == 0 && (c->close_after || c->peer_eof)) {
-        /* Everything answered. A peer that half-closed has had its answers; after an error
-         * the connection lingers so the client can read the response. */
-        if (c->peer_eof) {
+        /* Everything answered. A peer that half-closed has had its answers. Closing with unread
+         * input would send a reset that can destroy the response in flight, so after an error,
+         * or with input left over, the connection lingers (as nginx's lingering_close does). */
+        if (c->peer_eof || (!c->linger && dmsg_len(&c->in) == 0)) {
             conn_close(c);
             return;
         }

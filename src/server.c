@@ -249,6 +249,8 @@ struct worker {
 
 static void pin(struct server *srv, int index)
 {
+    if (!srv->cfg->pin)
+        return;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(srv->cpus[index % srv->ncpus], &set);
