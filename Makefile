@@ -43,7 +43,7 @@ TEST_SANFLAGS :=
 else
 TEST_SANFLAGS := $(SANFLAGS)
 endif
-LDLIBS  += -lpthread -lssl -lcrypto
+LDLIBS  += -lpthread -lssl -lcrypto -lz
 
 # Every module except main.c goes into a static library that tests link against.
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
@@ -120,13 +120,22 @@ bench: bench-http
 bench-http: $(BIN)
 	bench/http.sh
 
-# libFuzzer targets (clang). FUZZ_SECONDS bounds each run.
+# libFuzzer targets (clang): fuzz/fuzz_<target>.c with fuzz/corpus/<target>/ and, if present,
+# fuzz/<target>.dict. FUZZ_SECONDS bounds each run. Only the pure codecs are linked.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_LIB_SRC := src/err.c src/dmsg.c src/http_parse.c src/http_chunked.c \
+                $(wildcard src/utf8.c src/ws_frame.c)
 fuzz:
 	@mkdir -p build-fuzz
-	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
-	  fuzz/fuzz_http_parse.c src/http_parse.c src/http_chunked.c src/err.c -o build-fuzz/fuzz_http_parse
-	build-fuzz/fuzz_http_parse -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict fuzz/corpus/http_parse
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -D_GNU_SOURCE \
+	    fuzz/fuzz_$$t.c $(FUZZ_LIB_SRC) -o build-fuzz/fuzz_$$t; \
+	  mkdir -p fuzz/corpus/$$t build-fuzz/corpus-$$t; \
+	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) $$dict build-fuzz/corpus-$$t fuzz/corpus/$$t; \
+	done
 
 clean:
 	rm -rf build build-* compile_commands.json

@@ -1,31 +1,31 @@
 /*
  * conn.h - one client connection: reading into a dmsg, the HTTP/1.1 request cycle, the outbound
- * queue, and how a connection's memory is reclaimed safely.
+ * queue, and how threads share a connection and reclaim its memory safely.
  *
- * Ownership and threads (the rule every other module relies on):
- *  - A connection's fd is registered in the shared epoll with EPOLLONESHOT. The worker that
- *    receives its event owns the connection until it re-arms the fd (conn_on_event's last action)
- *    or frees it; no other thread touches the connection's fields meanwhile, because the kernel
- *    delivers no second event for a disarmed fd. After re-arming, the worker does not touch the
- *    connection again: it may already be running on another worker.
- *  - The kernel orders the re-arming thread's epoll_ctl before the next owner's epoll_wait, but
- *    the C memory model (and ThreadSanitizer) cannot see that edge, so ownership also passes
- *    through `handoff`: a release store just before every (re-)arm and an acquire load at the
- *    start of every event. On x86 both are plain moves.
- *  - The timeout sweep (twheel_expire, on whichever worker took the timer event) reaches
- *    connections only through the wheel, under the wheel's mutex. It never frees one:
- * conn_expire_cb sets the atomic `expired` flag and calls shutdown(fd, SHUT_RD), which makes the fd
- * readable (EPOLLIN|EPOLLRDHUP are always in the armed set), so the owning worker meets the flag at
- * its next event and closes the connection itself.
- *  - A connection is freed only by its owner, and only after twheel_remove (same mutex), so from
- *    that point no thread can reach it; the fd is closed after that too, so the sweep can never
- *    shut down a descriptor number that was reused by a newer connection.
+ * Ownership (the rule every other module relies on):
+ *  - A connection's fd is in the shared epoll set with EPOLLONESHOT. At most one thread at a
+ *    time runs a connection: the one that set `busy` under the connection's mutex. A worker that
+ *    receives an event, or another thread that wakes the connection (conn_wake: the timeout
+ *    sweep now, the broker's fan-out later), tries to set `busy`; if another thread already runs
+ *    it, the newcomer only records its events or wake reasons and sets `again`, and the running
+ *    thread loops once more before it lets go. Letting go (re-arming the fd with EPOLL_CTL_MOD and
+ *    clearing `busy`) happens under the mutex, and nothing is touched afterwards.
+ *  - A wake re-arms the fd (adding EPOLLOUT, which fires at once on a writable socket) when the
+ *    connection is idle, or is taken over by the waking thread directly; either way an epoll
+ *    event may still be in flight to another worker. That is harmless: the event's worker finds
+ *    `busy` set (and adds `again`) or `closed` set (and drops it).
+ *  - So a pointer to a connection may outlive its close for the rest of some worker's batch. A
+ *    closed connection (closed flag set under the mutex, out of the wheel, fd closed so no new
+ *    events) is therefore not freed but retired to reclaim.h, which frees it once every worker has
+ *    finished the batch it was in.
+ *  - The wheel's mutex and the connection's are never held together by the owner; the sweep takes
+ *    only the wheel's (to collect expired connections) and wakes them after releasing it.
  *  - At shutdown, once every worker has been joined, the main thread drains the wheel (every live
- *    connection is in it, swept or not) and frees each with conn_destroy.
+ *    connection is in it) and frees each with conn_destroy; reclaim_deinit frees the retired ones.
  *
- * Memory per connection is bounded: the input dmsg by the head limit plus one read, the outbound
- * queue by OUT_HIGH_WATER (the connection stops reading and parsing pipelined requests while more
- * is queued), request bodies are discarded as they arrive and capped by --max-body.
+ * Memory per connection is bounded: the input dmsg by one read window, the outbound queue by
+ * OUT_HIGH_WATER (the connection stops reading and parsing pipelined requests while more is
+ * queued), request bodies are discarded as they arrive and capped by --max-body.
  */
 #ifndef HERALD_CONN_H
 #define HERALD_CONN_H
@@ -34,12 +34,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include "config.h"
 #include "dmsg.h"
 #include "http_chunked.h"
 #include "http_handler.h"
 #include "http_parse.h"
 #include "outq.h"
+#include "reclaim.h"
 #include "twheel.h"
 
 /* Queued response bytes above which a connection stops reading and parsing new requests. */
@@ -55,15 +58,30 @@ struct conn_env {
     struct http_limits limits;
     struct twheel *wheel;
     int epfd;
-    atomic_uint *nconns; /* live connections, for --max-connections */
+    atomic_uint *nconns;     /* live connections, for --max-connections */
+    struct reclaim *reclaim; /* where closed connections wait to be freed */
 };
+
+/* Reasons for conn_wake (bits). */
+#define CONN_WAKE_TIMER 0x1u /* the timeout sweep found the deadline passed */
 
 enum conn_state { CONN_HEAD, CONN_BODY, CONN_LINGER };
 
 struct conn {
     struct twheel_entry tw; /* first member: the wheel's entry pointer is the connection's */
+    struct reclaim_item rc; /* for deferred freeing after close */
     const struct conn_env *env;
     int fd;
+
+    /* Shared between threads: guarded by `lock` (see the rules above). */
+    pthread_mutex_t lock;
+    uint8_t busy;            /* a thread runs the connection */
+    uint8_t again;           /* events or wakes arrived while it ran: run once more */
+    uint8_t closed;          /* closed: drop any event or wake */
+    uint32_t pending_events; /* epoll events not handled yet */
+    uint32_t pending_wake;   /* CONN_WAKE_* not handled yet */
+
+    /* Owned by the thread that runs the connection. */
     uint8_t state;         /* enum conn_state */
     uint8_t peer_eof;      /* a read returned 0: the peer sends nothing more */
     uint8_t close_after;   /* close once the queued output is sent */
@@ -71,9 +89,7 @@ struct conn {
     uint8_t in_request;    /* bytes of a request have arrived and its response is not queued yet */
     uint8_t keep_alive;    /* the current request keeps the connection open */
     uint8_t chunked;       /* the current body is chunked */
-    atomic_bool expired;   /* set by the timeout sweep (the only field another thread writes) */
-    atomic_uint handoff;   /* release before re-arming, acquire on the next event (see below) */
-    uint64_t head_started; /* second at which the current request's first byte arrived */
+    uint64_t head_started; /* ms (wheel clock) when the current request's first byte came */
     uint64_t body_left;    /* Content-Length bytes still to discard */
     uint64_t body_seen;    /* chunked body bytes seen, against --max-body */
     struct http_chunked chunk;
@@ -86,17 +102,18 @@ struct conn {
 /*
  * conn_start - creates the connection for the accepted, non-blocking socket `fd`, puts it in the
  * wheel and registers it in the epoll set. From the moment of registration another worker may
- * own it, so the caller must not use the returned pointer for anything but a NULL check.
+ * run it, so the caller must not use the returned pointer for anything but a NULL check.
  * Returns non-NULL on success; NULL on failure (fd closed, nothing leaked).
  */
 struct conn *conn_start(const struct conn_env *env, int fd);
 
-/* conn_on_event - handles the epoll events of a connection the calling worker now owns; ends by
- * re-arming or freeing it. */
-void conn_on_event(struct conn *c, uint32_t events);
+/* conn_on_event - handles epoll events for `c` on worker `worker` (index for reclaim). */
+void conn_on_event(struct conn *c, uint32_t events, int worker);
 
-/* conn_expire_cb - the wheel's expiry callback (see the rules above); `arg` is unused. */
-void conn_expire_cb(struct twheel_entry *e, void *arg);
+/* conn_wake - asks that `c` handle the CONN_WAKE_* `reasons` soon; any thread, without holding
+ * another connection's or the wheel's mutex. The caller must be a worker inside its batch (so `c`
+ * cannot be freed under it); `worker` is its index. The connection may be run right here. */
+void conn_wake(struct conn *c, uint32_t reasons, int worker);
 
 /* conn_destroy - closes and frees a connection already out of the wheel and the epoll set's
  * reach (shutdown only). */

@@ -5,8 +5,10 @@
  * end. Herald needs several kinds of deadline (idle, header completion, lingering close, later
  * WebSocket ping and pong), which one ordered list cannot hold without sorting, so the list is
  * split into a wheel of one-second slots: each slot is such a list, and the sweep walks the slots
- * whose second has passed, oldest first. Setting a deadline is O(1); a sweep costs the number of
- * expired entries plus the slots passed.
+ * whose second has come, oldest first. Deadlines are in milliseconds, so a timeout is never cut
+ * short by rounding; the sweep runs once a second, so an entry expires at most about a second
+ * after its deadline. Setting a deadline is O(1); a sweep costs the entries in the slots it
+ * visits.
  *
  * Concurrency: one mutex guards every list and the `in_wheel` state of each entry. An entry's
  * deadline is written only by the thread that owns the connection, under the mutex. The sweep
@@ -24,7 +26,7 @@
 
 struct twheel_entry {
     struct twheel_entry *prev, *next;
-    uint64_t deadline; /* seconds on the wheel's clock */
+    uint64_t deadline; /* milliseconds on the wheel's clock */
     uint8_t where;     /* 0 nowhere, 1 in a slot, 2 on the expired list (guarded by the mutex) */
 };
 
@@ -32,11 +34,11 @@ struct twheel {
     pthread_mutex_t lock;
     struct twheel_entry slots[TWHEEL_SLOTS]; /* list heads */
     struct twheel_entry expired;             /* list head */
-    uint64_t swept;                          /* every slot up to this second has been swept */
+    uint64_t swept;                          /* every deadline before (swept + 1) s has expired */
     uint64_t count;                          /* entries in slots or expired */
 };
 
-/* twheel_init - an empty wheel whose sweep starts at second `now`. Returns 0 or -errno. */
+/* twheel_init - an empty wheel whose sweep starts at `now` (ms). Returns 0 or -errno. */
 int twheel_init(struct twheel *w, uint64_t now);
 
 /* twheel_deinit - destroys the mutex; entries still inside are forgotten, not freed. */
@@ -45,15 +47,15 @@ void twheel_deinit(struct twheel *w);
 /* twheel_entry_init - an entry that is in no wheel. */
 void twheel_entry_init(struct twheel_entry *e);
 
-/* twheel_set - places `e` (inserting or moving it, also off the expired list) to expire at second
- * `deadline`. Called by the thread that owns the entry's connection. */
+/* twheel_set - places `e` (inserting or moving it, also off the expired list) to expire at
+ * `deadline` (ms). Called by the thread that runs the entry's connection. */
 void twheel_set(struct twheel *w, struct twheel_entry *e, uint64_t deadline);
 
 /* twheel_remove - takes `e` out of the wheel (a no-op if it is not in). After it returns the sweep
  * can no longer reach `e`, so its memory may be freed. */
 void twheel_remove(struct twheel *w, struct twheel_entry *e);
 
-/* twheel_expire - moves every entry whose deadline is <= now to the expired list and calls
+/* twheel_expire - moves every entry whose deadline is <= now (ms) to the expired list and calls
  * `cb(e, arg)` for each, with the wheel's mutex held: cb must be short and must not call back into
  * the wheel. Returns how many expired. Called by the one thread that took the timer event. */
 unsigned twheel_expire(struct twheel *w, uint64_t now, void (*cb)(struct twheel_entry *, void *),
@@ -63,7 +65,7 @@ unsigned twheel_expire(struct twheel *w, uint64_t now, void (*cb)(struct twheel_
  * wheel is empty. For shutdown, after every worker has stopped. */
 struct twheel_entry *twheel_drain(struct twheel *w);
 
-/* twheel_now - seconds on the monotonic clock, the wheel's clock. */
+/* twheel_now - milliseconds on the (coarse) monotonic clock, the wheel's clock. */
 uint64_t twheel_now(void);
 
 #endif

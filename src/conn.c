@@ -19,8 +19,8 @@
 #define IN_LIMIT (64 * 1024)
 /* Reads per event before yielding the worker to other connections. */
 #define READS_PER_EVENT 8
-
-static void conn_close(struct conn *c);
+/* Deadlines are moved lazily, within this many milliseconds of exact (see touch). */
+#define DEADLINE_SLACK_MS 250
 
 struct conn *conn_start(const struct conn_env *env, int fd)
 {
@@ -31,40 +31,60 @@ struct conn *conn_start(const struct conn_env *env, int fd)
     }
     c->env = env;
     c->fd = fd;
-    atomic_init(&c->expired, false);
+    pthread_mutex_init(&c->lock, NULL);
     twheel_entry_init(&c->tw);
     dmsg_init(&c->in, IN_LIMIT);
     outq_init(&c->out);
     http_parser_init(&c->parser, &env->limits);
     http_request_init(&c->req);
     atomic_fetch_add(env->nconns, 1);
-    twheel_set(env->wheel, &c->tw, twheel_now() + env->cfg->idle_timeout);
+    twheel_set(env->wheel, &c->tw, twheel_now() + env->cfg->idle_timeout * 1000ull);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
-    atomic_store_explicit(&c->handoff, 1, memory_order_release);
     if (epoll_ctl(env->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_msg(LOG_WARN, "epoll_ctl add: %s", herald_strerror(-errno));
-        conn_close(c);
+        twheel_remove(env->wheel, &c->tw);
+        conn_destroy(c);
         return NULL;
     }
-    /* From here on another worker may own c. */
+    /* From here on another worker may run c. */
     return c;
 }
 
 void conn_destroy(struct conn *c)
 {
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     dmsg_deinit(&c->in);
     outq_deinit(&c->out);
     http_request_deinit(&c->req);
-    atomic_fetch_sub(c->env->nconns, 1);
+    pthread_mutex_destroy(&c->lock);
+    if (!c->closed) /* a closed connection stopped counting when it closed */
+        atomic_fetch_sub(c->env->nconns, 1);
     free(c);
 }
 
-/* Leaves the wheel first: after that no thread can reach c, and only then is the fd released. */
-static void conn_close(struct conn *c)
+static void free_retired(struct reclaim_item *it)
 {
+    conn_destroy((struct conn *)((char *)it - offsetof(struct conn, rc)));
+}
+
+/* Ends the connection: no thread may start running it again, the sweep can no longer reach it,
+ * no new epoll event can name it; then its memory waits out the threads that may still hold a
+ * pointer (see conn.h). */
+static void conn_close(struct conn *c, int worker)
+{
+    pthread_mutex_lock(&c->lock);
+    c->closed = 1;
+    pthread_mutex_unlock(&c->lock);
     twheel_remove(c->env->wheel, &c->tw);
-    conn_destroy(c);
+    close(c->fd);
+    c->fd = -1;
+    atomic_fetch_sub(c->env->nconns, 1);
+    /* Buffers go now; only the struct itself has to wait. */
+    dmsg_deinit(&c->in);
+    outq_deinit(&c->out);
+    http_request_deinit(&c->req);
+    reclaim_retire(c->env->reclaim, worker, &c->rc, free_retired);
 }
 
 /* Pushes the deadline forward after progress. While a request head is arriving, the header
@@ -74,26 +94,18 @@ static void touch(struct conn *c)
     if (c->state == CONN_LINGER)
         return;
     const struct herald_config *cfg = c->env->cfg;
-    uint64_t now = twheel_now();
-    uint64_t deadline = now + cfg->idle_timeout;
+    uint64_t deadline = twheel_now() + cfg->idle_timeout * 1000ull;
     if (c->in_request && c->state == CONN_HEAD) {
-        uint64_t cap = c->head_started + cfg->header_timeout;
+        uint64_t cap = c->head_started + cfg->header_timeout * 1000ull;
         if (cap < deadline)
             deadline = cap;
     }
-    /* tw.deadline is written only by this (owning) thread, so reading it unlocked is safe; the
-     * lock is taken only when the deadline really moves, at most about once a second. */
-    if (deadline != c->tw.deadline)
-        twheel_set(c->env->wheel, &c->tw, deadline);
-}
-
-void conn_expire_cb(struct twheel_entry *e, void *arg)
-{
-    (void)arg;
-    struct conn *c = (struct conn *)e;
-    atomic_store_explicit(&c->expired, true, memory_order_release);
-    /* Wakes the owner (the fd reads EOF) without freeing anything here. */
-    shutdown(c->fd, SHUT_RD);
+    /* The wheel's lock is taken only when the deadline moves by more than DEADLINE_SLACK_MS: the
+     * stored one is then at most that much later than exact (tw.deadline is written only by the
+     * thread running the connection, so reading it here is safe). */
+    if (c->tw.deadline >= deadline && c->tw.deadline <= deadline + DEADLINE_SLACK_MS)
+        return;
+    twheel_set(c->env->wheel, &c->tw, deadline + DEADLINE_SLACK_MS);
 }
 
 /* Reads what the socket has, up to a budget. Returns bytes read (>= 0) or -errno. Sets peer_eof. */
@@ -281,12 +293,11 @@ static void start_linger(struct conn *c)
 {
     shutdown(c->fd, SHUT_WR);
     c->state = CONN_LINGER;
-    twheel_set(c->env->wheel, &c->tw, twheel_now() + LINGER_SECONDS);
+    twheel_set(c->env->wheel, &c->tw, twheel_now() + LINGER_SECONDS * 1000);
 }
 
-/* Re-arms the fd for what the connection waits for. The connection must not be used afterwards.
- * Returns 0, or -1 when it could not be re-armed (the caller then still owns and closes it). */
-static int rearm(struct conn *c)
+/* The epoll interest for what the connection waits for. */
+static uint32_t interest(const struct conn *c)
 {
     uint32_t ev = EPOLLONESHOT;
     if (!c->peer_eof) {
@@ -296,24 +307,18 @@ static int rearm(struct conn *c)
     }
     if (outq_bytes(&c->out) > 0)
         ev |= EPOLLOUT;
-    struct epoll_event e = {.events = ev, .data.ptr = c};
-    /* Everything the call needs is read before the handoff: after it, c belongs to whoever
-     * receives its next event. */
-    int epfd = c->env->epfd, fd = c->fd;
-    atomic_store_explicit(&c->handoff, 1, memory_order_release);
-#if defined(__SANITIZE_THREAD__)
-    /* TSan's epoll_ctl interceptor records a read of the fd after the handoff above, which the
-     * next owner's close() then appears to race with; the kernel orders them. The raw syscall
-     * keeps TSan's model to the handoff, which is the real ordering. */
-    return (int)syscall(SYS_epoll_ctl, epfd, EPOLL_CTL_MOD, fd, &e);
-#else
-    return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &e);
-#endif
+    return ev;
 }
 
-/* The sweep marked this connection: it has been idle, silent or stuck too long. */
-static void on_expired(struct conn *c)
+/* Results of the handlers below. */
+#define KEEP  0
+#define CLOSE -1
+
+/* The deadline passed (checked again: activity may have moved it since the sweep looked). */
+static int on_deadline(struct conn *c)
 {
+    if (c->tw.deadline > twheel_now())
+        return KEEP;
     if (c->state == CONN_HEAD && c->in_request && outq_bytes(&c->out) == 0) {
         /* A head that never completed gets a 408 on a best-effort basis. */
         http_error(&c->out, 408, "request head not received in time", 0, 0);
@@ -321,38 +326,25 @@ static void on_expired(struct conn *c)
     }
     if (log_enabled(LOG_DEBUG))
         log_msg(LOG_DEBUG, "fd %d: timed out", c->fd);
-    conn_close(c);
+    return CLOSE;
 }
 
-static void on_linger_event(struct conn *c)
+static int on_linger_event(struct conn *c)
 {
-    if (read_input(c) < 0 || c->peer_eof) {
-        conn_close(c);
-        return;
-    }
+    if (read_input(c) < 0 || c->peer_eof)
+        return CLOSE;
     dmsg_consume(&c->in, dmsg_len(&c->in));
-    if (rearm(c) < 0)
-        conn_close(c);
+    return KEEP;
 }
 
-void conn_on_event(struct conn *c, uint32_t events)
+/* Reads, parses, answers and flushes: one turn of the HTTP connection. */
+static int on_http_event(struct conn *c, uint32_t events)
 {
-    (void)atomic_load_explicit(&c->handoff, memory_order_acquire); /* see conn.h */
-    if (atomic_load_explicit(&c->expired, memory_order_acquire)) {
-        on_expired(c);
-        return;
-    }
-    if (c->state == CONN_LINGER) {
-        on_linger_event(c);
-        return;
-    }
     int progress = 0;
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->peer_eof) {
         ssize_t r = read_input(c);
-        if (r < 0) {
-            conn_close(c); /* ECONNRESET and friends: nothing can be delivered */
-            return;
-        }
+        if (r < 0)
+            return CLOSE; /* ECONNRESET and friends: nothing can be delivered */
         progress |= r > 0;
     }
     /* Parse, answer and flush until the input is used up or the socket is full. */
@@ -361,10 +353,8 @@ void conn_on_event(struct conn *c, uint32_t events)
         size_t sent = 0;
         int rc = outq_flush(&c->out, c->fd, &sent);
         progress |= sent > 0;
-        if (rc < 0 && rc != -EAGAIN) {
-            conn_close(c); /* EPIPE, ECONNRESET: close and free at once */
-            return;
-        }
+        if (rc < 0 && rc != -EAGAIN)
+            return CLOSE; /* EPIPE, ECONNRESET: close and free at once */
         if (rc == -EAGAIN || c->close_after || dmsg_len(&c->in) == 0 || sent == 0)
             break;
     }
@@ -372,14 +362,91 @@ void conn_on_event(struct conn *c, uint32_t events)
         /* Everything answered. A peer that half-closed has had its answers. Closing with unread
          * input would send a reset that can destroy the response in flight, so after an error,
          * or with input left over, the connection lingers (as nginx's lingering_close does). */
-        if (c->peer_eof || (!c->linger && dmsg_len(&c->in) == 0)) {
-            conn_close(c);
-            return;
-        }
+        if (c->peer_eof || (!c->linger && dmsg_len(&c->in) == 0))
+            return CLOSE;
         start_linger(c);
     } else if (progress) {
         touch(c);
     }
-    if (rearm(c) < 0)
-        conn_close(c);
+    return KEEP;
+}
+
+static int handle(struct conn *c, uint32_t events, uint32_t wake)
+{
+    int timer = (wake & CONN_WAKE_TIMER) != 0;
+    if (c->state == CONN_LINGER) {
+        if (timer && c->tw.deadline <= twheel_now())
+            return CLOSE;
+        return events ? on_linger_event(c) : KEEP;
+    }
+    /* At the deadline, look for input first: a request that raced the sweep is answered (and
+     * moves the deadline) rather than cut off. */
+    if (on_http_event(c, events | (timer ? EPOLLIN : 0)) == CLOSE)
+        return CLOSE;
+    return timer ? on_deadline(c) : KEEP;
+}
+
+/* Takes the right to run c, or records the work for the thread that has it. Returns 1 if the
+ * caller now runs c. */
+static int acquire(struct conn *c, uint32_t events, uint32_t wake)
+{
+    pthread_mutex_lock(&c->lock);
+    int mine = !c->closed && !c->busy;
+    if (!c->closed) {
+        c->pending_events |= events;
+        c->pending_wake |= wake;
+        if (c->busy)
+            c->again = 1;
+        c->busy = 1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return mine;
+}
+
+/* Runs c until no work is left, then re-arms it and lets go, or closes it. */
+static void run(struct conn *c, int worker)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        uint32_t events = c->pending_events, wake = c->pending_wake;
+        c->pending_events = c->pending_wake = 0;
+        c->again = 0;
+        pthread_mutex_unlock(&c->lock);
+
+        if (handle(c, events, wake) == CLOSE) {
+            conn_close(c, worker);
+            return;
+        }
+        pthread_mutex_lock(&c->lock);
+        if (c->again) {
+            pthread_mutex_unlock(&c->lock);
+            continue;
+        }
+        /* Re-arming under the mutex: a waker that finds `busy` clear may re-arm too, and the
+         * two must not interleave with the clearing. */
+        struct epoll_event e = {.events = interest(c), .data.ptr = c};
+        int rc = epoll_ctl(c->env->epfd, EPOLL_CTL_MOD, c->fd, &e);
+        if (rc == 0)
+            c->busy = 0;
+        pthread_mutex_unlock(&c->lock);
+        if (rc == 0)
+            return;
+        log_msg(LOG_WARN, "epoll_ctl mod: %s", herald_strerror(-errno));
+        conn_close(c, worker);
+        return;
+    }
+}
+
+void conn_on_event(struct conn *c, uint32_t events, int worker)
+{
+    if (acquire(c, events, 0))
+        run(c, worker);
+}
+
+void conn_wake(struct conn *c, uint32_t reasons, int worker)
+{
+    /* Taking c over here is safe even though its fd stays armed: an event that fires meanwhile
+     * finds `busy` set and is folded into this run. */
+    if (acquire(c, 0, reasons))
+        run(c, worker);
 }

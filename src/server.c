@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "err.h"
 #include "log.h"
+#include "reclaim.h"
 #include "static_files.h"
 #include "twheel.h"
 
@@ -26,6 +27,8 @@
 #define EVENTS_PER_WAIT 8
 /* Connections accepted per wake-up before the listener is handed to the next worker. */
 #define ACCEPTS_PER_WAKE 64
+/* An idle worker still wakes this often (ms), so that memory retired by others is freed. */
+#define IDLE_WAKE_MS 1000
 
 struct server {
     const struct herald_config *cfg;
@@ -38,6 +41,7 @@ struct server {
     atomic_bool accept_paused; /* out of descriptors: the timer re-arms the listener */
     atomic_uint nconns;
     struct twheel wheel;
+    struct reclaim reclaim;
     struct static_root root;
     struct conn_env env;
     /* Addresses used as epoll tags for the three non-connection fds. */
@@ -167,11 +171,16 @@ int server_new(struct server **out, const struct herald_config *cfg)
     }
     srv->port = bound_port(srv->listen_fd);
     srv->nthreads = cfg->threads > 0 ? cfg->threads : srv->ncpus;
+    if ((rc = reclaim_init(&srv->reclaim, srv->nthreads)) < 0) {
+        server_free(srv);
+        return rc;
+    }
     srv->env = (struct conn_env){.cfg = cfg,
                                  .http = {.root = &srv->root},
                                  .wheel = &srv->wheel,
                                  .epfd = srv->epfd,
-                                 .nconns = &srv->nconns};
+                                 .nconns = &srv->nconns,
+                                 .reclaim = &srv->reclaim};
     http_limits_default(&srv->env.limits);
     srv->env.limits.max_request_line = cfg->max_request_line;
     srv->env.limits.max_head = cfg->max_head;
@@ -230,12 +239,38 @@ static void on_accept(struct server *srv)
     epoll_rearm(srv->epfd, srv->listen_fd, EPOLLIN | EPOLLONESHOT, &srv->listen_tag);
 }
 
-static void on_timer(struct server *srv)
+/* Expired connections, collected under the wheel's mutex and woken after it is released. */
+struct expired {
+    struct conn **v;
+    size_t n, cap;
+};
+
+static void collect_expired(struct twheel_entry *e, void *arg)
+{
+    struct expired *x = arg;
+    if (x->n == x->cap) {
+        size_t ncap = x->cap ? x->cap * 2 : 64;
+        struct conn **v = realloc(x->v, ncap * sizeof(*v));
+        if (!v)
+            return; /* still on the expired list: this connection is retried at the next tick */
+        x->v = v;
+        x->cap = ncap;
+    }
+    x->v[x->n++] = (struct conn *)e;
+}
+
+static void on_timer(struct server *srv, int worker)
 {
     uint64_t ticks;
     ssize_t r = read(srv->timer_fd, &ticks, sizeof(ticks));
     (void)r; /* EAGAIN is harmless: the sweep below is idempotent */
-    twheel_expire(&srv->wheel, twheel_now(), conn_expire_cb, NULL);
+    struct expired x = {0};
+    twheel_expire(&srv->wheel, twheel_now(), collect_expired, &x);
+    /* These pointers stay valid until this batch ends even if their connections close now: a
+     * closed connection is only retired (reclaim.h). */
+    for (size_t i = 0; i < x.n; i++)
+        conn_wake(x.v[i], CONN_WAKE_TIMER, worker);
+    free(x.v);
     if (atomic_exchange(&srv->accept_paused, false))
         epoll_rearm(srv->epfd, srv->listen_fd, EPOLLIN | EPOLLONESHOT, &srv->listen_tag);
     epoll_rearm(srv->epfd, srv->timer_fd, EPOLLIN | EPOLLONESHOT, &srv->timer_tag);
@@ -267,7 +302,9 @@ static void *worker_main(void *arg)
     pin(srv, w->index);
     struct epoll_event evs[EVENTS_PER_WAIT];
     for (int stop = 0; !stop;) {
-        int n = epoll_wait(srv->epfd, evs, EVENTS_PER_WAIT, -1);
+        reclaim_enter_wait(&srv->reclaim, w->index);
+        int n = epoll_wait(srv->epfd, evs, EVENTS_PER_WAIT, IDLE_WAKE_MS);
+        reclaim_leave_wait(&srv->reclaim, w->index);
         if (n < 0 && errno != EINTR) {
             log_msg(LOG_ERROR, "epoll_wait: %s", herald_strerror(-errno));
             break;
@@ -277,12 +314,13 @@ static void *worker_main(void *arg)
             if (tag == &srv->listen_tag)
                 on_accept(srv);
             else if (tag == &srv->timer_tag)
-                on_timer(srv);
+                on_timer(srv, w->index);
             else if (tag == &srv->stop_tag)
                 stop = 1; /* finish this batch: its connections are owned by this thread */
             else
-                conn_on_event(tag, evs[i].events);
+                conn_on_event(tag, evs[i].events, w->index);
         }
+        reclaim_poll(&srv->reclaim, w->index);
     }
     return NULL;
 }
@@ -332,6 +370,8 @@ void server_free(struct server *srv)
         if (fds[i] >= 0)
             close(fds[i]);
     static_root_close(&srv->root);
+    if (srv->reclaim.workers)
+        reclaim_deinit(&srv->reclaim); /* frees connections closed but not yet reclaimed */
     twheel_deinit(&srv->wheel);
     free(srv->cpus);
     free(srv);

@@ -33,7 +33,7 @@ int twheel_init(struct twheel *w, uint64_t now)
     for (int i = 0; i < TWHEEL_SLOTS; i++)
         list_init(&w->slots[i]);
     list_init(&w->expired);
-    w->swept = now;
+    w->swept = now / 1000 - 1;
     w->count = 0;
     return -pthread_mutex_init(&w->lock, NULL);
 }
@@ -60,7 +60,8 @@ void twheel_set(struct twheel *w, struct twheel_entry *e, uint64_t deadline)
     e->deadline = deadline;
     e->where = WHERE_SLOT;
     /* A deadline already swept past goes into the next slot to be swept, never behind the hand. */
-    uint64_t at = deadline > w->swept ? deadline : w->swept + 1;
+    uint64_t sec = deadline / 1000;
+    uint64_t at = sec > w->swept ? sec : w->swept + 1;
     list_append(&w->slots[at % TWHEEL_SLOTS], e);
     pthread_mutex_unlock(&w->lock);
 }
@@ -100,15 +101,18 @@ unsigned twheel_expire(struct twheel *w, uint64_t now, void (*cb)(struct twheel_
                        void *arg)
 {
     unsigned n = 0;
+    uint64_t sec = now / 1000;
     pthread_mutex_lock(&w->lock);
     uint64_t from = w->swept + 1;
     /* After a long pause every slot is due once; there is no need to visit any slot twice. */
-    if (now >= from + TWHEEL_SLOTS)
-        from = now - TWHEEL_SLOTS + 1;
-    for (uint64_t t = from; t <= now; t++)
+    if (sec >= from + TWHEEL_SLOTS)
+        from = sec - TWHEEL_SLOTS + 1;
+    for (uint64_t t = from; t <= sec; t++)
         n += sweep_slot(w, &w->slots[t % TWHEEL_SLOTS], now, cb, arg);
-    if (now > w->swept)
-        w->swept = now;
+    /* The current second's slot may still hold deadlines later in this second: the next sweep
+     * visits it again. */
+    if (sec > 0 && sec - 1 > w->swept)
+        w->swept = sec - 1;
     pthread_mutex_unlock(&w->lock);
     return n;
 }
@@ -135,5 +139,5 @@ uint64_t twheel_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

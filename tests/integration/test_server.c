@@ -329,3 +329,51 @@ Test(server, hundred_thousand_requests_from_200_connections_on_4_workers)
     resp_free(&r);
     free(herald_stop(&p));
 }
+
+Test(server, activity_racing_the_timeout_sweep)
+{
+    /* Requests arrive right around each connection's deadline, so the sweep's wake-ups race with
+     * the connections' own events. Every request must get a whole answer or a clean close, and
+     * the server (under the sanitizer builds too) must stay healthy. */
+    struct herald_proc p;
+    const char *args[] = {"--idle-timeout", "1", "--threads", "3", NULL};
+    herald_start(&p, args);
+    enum { N = 48, ROUNDS = 5 };
+    struct client *cs = calloc(N, sizeof(*cs));
+    for (int i = 0; i < N; i++)
+        client_open(&cs[i], p.port);
+    int answered = 0, reopened = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++) {
+            static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+            if (send(cs[i].fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1) {
+                client_close(&cs[i]);
+                client_open(&cs[i], p.port);
+                send_str(cs[i].fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+                reopened++;
+            }
+        }
+        for (int i = 0; i < N; i++) {
+            struct http_resp r;
+            if (read_response(&cs[i], &r, 0) == 0) {
+                cr_assert_eq(r.status, 200, "status %d", r.status);
+                answered++;
+            } else {
+                /* Closed by the sweep before the request arrived: a clean close, then reopen. */
+                client_close(&cs[i]);
+                client_open(&cs[i], p.port);
+                reopened++;
+            }
+            resp_free(&r);
+        }
+        /* Straddle the deadline: 1 s idle timeout + the wheel's slack + up to a 1 s tick. */
+        usleep(1100000 + (useconds_t)round * 300000);
+    }
+    for (int i = 0; i < N; i++)
+        client_close(&cs[i]);
+    free(cs);
+    cr_log_info("answered %d, reopened %d", answered, reopened);
+    cr_assert_gt(answered, N * ROUNDS / 2);
+    cr_assert_gt(reopened, 0, "the sweep closed none: the test did not race it");
+    free(herald_stop(&p));
+}
