@@ -55,7 +55,9 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integ_%)
-INTEG_LIB_SRC := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c))
+# The integration tests' own helpers, the C client, and the pure codecs the client uses.
+INTEG_LIB_SRC := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)) \
+                 $(wildcard clients/c/*.c) src/ws_frame.c src/utf8.c
 
 # Criterion runs tests in parallel; sanitizer builds run slower, so fewer jobs and longer timeouts.
 CRITERION_FLAGS ?= --jobs 2
@@ -84,8 +86,8 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
 
 $(BUILD)/tests/integ_test_%: tests/integration/test_%.c $(INTEG_LIB_SRC)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(TEST_SANFLAGS) -Itests/integration $< $(INTEG_LIB_SRC) -o $@ \
-	  $(TEST_SANFLAGS) -lcriterion
+	$(CC) $(BASE_CFLAGS) $(TEST_SANFLAGS) -Itests/integration -Iclients/c $< $(INTEG_LIB_SRC) \
+	  -o $@ $(TEST_SANFLAGS) -lcriterion -lz
 
 run: $(BIN)
 	./$(BIN) $(ARGS)
@@ -110,7 +112,8 @@ check: format-check
 	$(MAKE) test SANITIZER=address,undefined
 	$(MAKE) test SANITIZER=thread
 
-FORMAT_FILES := $(wildcard src/*.c src/*.h include/*.h tests/unit/*.c tests/integration/*.c tests/integration/*.h bench/*.c fuzz/*.c)
+FORMAT_FILES := $(wildcard src/*.c src/*.h include/*.h tests/unit/*.c tests/integration/*.c \
+                  tests/integration/*.h bench/*.c fuzz/*.c clients/c/*.c clients/c/*.h)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

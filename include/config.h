@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define HERALD_VERSION "0.1.0"
+#define HERALD_VERSION     "0.1.0"
+#define CONFIG_MAX_ORIGINS 32
 
 struct herald_config {
     char listen_host[256];   /* "0.0.0.0", "::", "127.0.0.1", a name */
@@ -26,6 +27,14 @@ struct herald_config {
     unsigned max_headers;
     size_t max_body; /* request bodies over this get 413 */
     unsigned max_connections;
+
+    /* WebSocket */
+    const char *echo_path;  /* endpoint echoing every message; NULL: none */
+    size_t max_message;     /* largest message accepted (1009 beyond) */
+    unsigned ping_interval; /* seconds of silence before the server pings */
+    unsigned pong_timeout;  /* seconds to wait for the answer before closing */
+    int compression;        /* offer permessage-deflate (default 1) */
+    const char *allowed_origins[CONFIG_MAX_ORIGINS + 1]; /* NULL-terminated; empty: any */
 };
 
 /* config_defaults - every setting at its documented default. */

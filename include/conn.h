@@ -44,6 +44,7 @@
 #include "outq.h"
 #include "reclaim.h"
 #include "twheel.h"
+#include "ws_conn.h"
 
 /* Queued response bytes above which a connection stops reading and parsing new requests. */
 #define OUT_HIGH_WATER (256 * 1024)
@@ -58,14 +59,16 @@ struct conn_env {
     struct http_limits limits;
     struct twheel *wheel;
     int epfd;
-    atomic_uint *nconns;     /* live connections, for --max-connections */
-    struct reclaim *reclaim; /* where closed connections wait to be freed */
+    atomic_uint *nconns;                    /* live connections, for --max-connections */
+    struct reclaim *reclaim;                /* where closed connections wait to be freed */
+    const struct ws_endpoint *ws_endpoints; /* WebSocket endpoints, matched by exact path */
+    unsigned n_ws_endpoints;
 };
 
 /* Reasons for conn_wake (bits). */
 #define CONN_WAKE_TIMER 0x1u /* the timeout sweep found the deadline passed */
 
-enum conn_state { CONN_HEAD, CONN_BODY, CONN_LINGER };
+enum conn_state { CONN_HEAD, CONN_BODY, CONN_LINGER, CONN_WS };
 
 struct conn {
     struct twheel_entry tw; /* first member: the wheel's entry pointer is the connection's */
@@ -97,6 +100,7 @@ struct conn {
     struct outq out;
     struct http_parser parser;
     struct http_request req;
+    struct ws_conn *ws; /* after the WebSocket upgrade */
 };
 
 /*

@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "dmsg.h"
+
 struct obuf {
     atomic_uint refs;
     uint32_t len; /* bytes written */
@@ -45,7 +47,7 @@ int obuf_puts(struct obuf *b, const char *s);
 /* obuf_putu - appends an unsigned decimal; as obuf_put. */
 int obuf_putu(struct obuf *b, uint64_t v);
 
-enum outq_kind { OUTQ_BUF, OUTQ_FILE };
+enum outq_kind { OUTQ_BUF, OUTQ_FILE, OUTQ_DMSG };
 
 struct outq_seg {
     enum outq_kind kind;
@@ -59,6 +61,7 @@ struct outq_seg {
             off_t off;  /* next byte of the file to send */
             size_t len; /* bytes left to send */
         } file;
+        struct dmsg *dm; /* owned; its unconsumed bytes are sent, consumed as they go */
     };
 };
 
@@ -80,6 +83,10 @@ static inline size_t outq_bytes(const struct outq *q)
 /* outq_push_take - queues b[0..b->len) taking over the caller's reference (also on failure, when
  * it is dropped). Returns 0 or -ENOMEM. Empty buffers are dropped at once. */
 int outq_push_take(struct outq *q, struct obuf *b);
+/* outq_push_dmsg_take - queues the unconsumed bytes of `dm`, taking over its buffers: the struct is
+ * copied into the queue and `dm` is left empty (re-initialised with its limit), so a message
+ * received in scattered buffers goes out without a copy. Returns 0 or -ENOMEM (dm unchanged). */
+int outq_push_dmsg_take(struct outq *q, struct dmsg *dm);
 /* outq_push_file_take - queues `len` bytes of file `fd` from `off`, taking over the descriptor
  * (closed when sent, on deinit, or on failure). Returns 0 or -ENOMEM. */
 int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len);

@@ -29,6 +29,11 @@ void config_defaults(struct herald_config *cfg)
     cfg->max_headers = 100;
     cfg->max_body = 1 << 20;
     cfg->max_connections = 100000;
+    cfg->echo_path = NULL;
+    cfg->max_message = 1 << 20;
+    cfg->ping_interval = 25;
+    cfg->pong_timeout = 10;
+    cfg->compression = 1;
 }
 
 void config_usage(FILE *out)
@@ -49,6 +54,14 @@ void config_usage(FILE *out)
             "  --max-body BYTES        largest request body accepted (default 1048576)\n"
             "  --max-connections N     connections beyond this are refused (default 100000)\n"
             "  --log-level LEVEL       error, warn, info or debug (default info)\n"
+            "\nWebSocket:\n"
+            "  --echo-path PATH        serve an endpoint that echoes every message (default off)\n"
+            "  --max-message BYTES     largest message accepted, 1009 beyond (default 1048576)\n"
+            "  --ping-interval SEC     ping a connection silent this long (default 25)\n"
+            "  --pong-timeout SEC      close it if no pong comes this long after (default 10)\n"
+            "  --no-compression        do not negotiate permessage-deflate\n"
+            "  --allowed-origin ORIGIN accept upgrades only from this Origin (repeatable;\n"
+            "                          default: any origin)\n"
             "  --help                  this text\n"
             "  --version               the version\n",
             HERALD_VERSION, HERALD_DEFAULT_ROOT);
@@ -90,6 +103,17 @@ static int parse_listen(struct herald_config *cfg, const char *arg)
     return 0;
 }
 
+static int add_origin(struct herald_config *cfg, const char *origin)
+{
+    for (int i = 0; i < CONFIG_MAX_ORIGINS; i++) {
+        if (!cfg->allowed_origins[i]) {
+            cfg->allowed_origins[i] = origin;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 enum {
     OPT_LISTEN = 256,
     OPT_THREADS,
@@ -100,6 +124,12 @@ enum {
     OPT_MAX_BODY,
     OPT_MAX_CONN,
     OPT_LOG,
+    OPT_ECHO,
+    OPT_MAX_MSG,
+    OPT_PING,
+    OPT_PONG,
+    OPT_NO_COMPRESSION,
+    OPT_ORIGIN,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -114,6 +144,12 @@ static const struct option long_opts[] = {
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
     {"log-level", required_argument, NULL, OPT_LOG},
+    {"echo-path", required_argument, NULL, OPT_ECHO},
+    {"max-message", required_argument, NULL, OPT_MAX_MSG},
+    {"ping-interval", required_argument, NULL, OPT_PING},
+    {"pong-timeout", required_argument, NULL, OPT_PONG},
+    {"no-compression", no_argument, NULL, OPT_NO_COMPRESSION},
+    {"allowed-origin", required_argument, NULL, OPT_ORIGIN},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -160,6 +196,27 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
             return -1;
         cfg->log_level = lvl;
         return 0;
+    case OPT_ECHO:
+        if (arg[0] != '/')
+            return -1;
+        cfg->echo_path = arg;
+        return 0;
+    case OPT_MAX_MSG:
+        if (parse_ulong(arg, 125, 1ul << 31, &v) < 0)
+            return -1;
+        cfg->max_message = v;
+        return 0;
+    case OPT_PING:
+    case OPT_PONG:
+        if (parse_ulong(arg, 1, 86400, &v) < 0)
+            return -1;
+        *(opt == OPT_PING ? &cfg->ping_interval : &cfg->pong_timeout) = (unsigned)v;
+        return 0;
+    case OPT_NO_COMPRESSION:
+        cfg->compression = 0;
+        return 0;
+    case OPT_ORIGIN:
+        return add_origin(cfg, arg);
     case OPT_HELP:
         config_usage(out);
         return 1;

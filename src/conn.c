@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "ws_handshake.h"
 
 /* Most bytes held in the input dmsg: one read window of pipelined requests or body data. */
 #define IN_LIMIT (64 * 1024)
@@ -57,6 +58,7 @@ void conn_destroy(struct conn *c)
     dmsg_deinit(&c->in);
     outq_deinit(&c->out);
     http_request_deinit(&c->req);
+    ws_conn_free(c);
     pthread_mutex_destroy(&c->lock);
     if (!c->closed) /* a closed connection stopped counting when it closed */
         atomic_fetch_sub(c->env->nconns, 1);
@@ -84,6 +86,7 @@ static void conn_close(struct conn *c, int worker)
     dmsg_deinit(&c->in);
     outq_deinit(&c->out);
     http_request_deinit(&c->req);
+    ws_conn_free(c);
     reclaim_retire(c->env->reclaim, worker, &c->rc, free_retired);
 }
 
@@ -181,10 +184,48 @@ static int wants_keep_alive(const struct http_request *req)
     return (req->flags & HTTP_F_CONN_KEEPALIVE) ? 2 : 0;
 }
 
+/* The WebSocket endpoint served at the request's path, or NULL. */
+static const struct ws_endpoint *find_endpoint(const struct conn *c)
+{
+    const struct http_request *req = &c->req;
+    for (unsigned i = 0; i < c->env->n_ws_endpoints; i++) {
+        const struct ws_endpoint *ep = &c->env->ws_endpoints[i];
+        if (strlen(ep->path) == req->path_len &&
+            memcmp(ep->path, req->buf + req->path_off, req->path_len) == 0)
+            return ep;
+    }
+    return NULL;
+}
+
+/* An upgrade request: complete the handshake, or refuse it with the status the RFC asks for. */
+static void on_upgrade(struct conn *c)
+{
+    const struct ws_endpoint *ep = find_endpoint(c);
+    if (!ep) {
+        fail_request(c, 404, "no WebSocket endpoint at this path");
+        return;
+    }
+    struct ws_handshake hs;
+    int rc = ws_handshake_check(&c->req, &ep->hs, &hs);
+    if (rc < 0) {
+        fail_request(c, -rc, hs.reason);
+        return;
+    }
+    if (ws_conn_upgrade(c, ep, &hs) < 0) {
+        fail_request(c, 500, "out of memory");
+        return;
+    }
+    c->in_request = 0;
+}
+
 /* The head is parsed: decide on the body, then answer (now or once the body is consumed). */
 static void on_head(struct conn *c)
 {
     struct http_request *req = &c->req;
+    if (ws_is_upgrade(req)) {
+        on_upgrade(c);
+        return;
+    }
     c->keep_alive = (uint8_t)wants_keep_alive(req);
     size_t len;
     if (http_header_get(req, "expect", &len) && !(req->flags & HTTP_F_EXPECT_CONTINUE)) {
@@ -271,20 +312,24 @@ static int consume_body(struct conn *c)
 /* Parses and answers buffered requests in order, while the output queue has room. */
 static void process_input(struct conn *c)
 {
-    while (!c->close_after && outq_bytes(&c->out) < OUT_HIGH_WATER && dmsg_len(&c->in) > 0) {
+    while (c->state != CONN_WS && !c->close_after && outq_bytes(&c->out) < OUT_HIGH_WATER &&
+           dmsg_len(&c->in) > 0) {
         if (c->state == CONN_HEAD) {
             if (!c->in_request) {
                 c->in_request = 1;
                 c->head_started = twheel_now();
             }
             if (!parse_head(c))
-                return;
+                break;
         } else if (consume_body(c)) {
             respond(c);
         } else {
-            return;
+            break;
         }
     }
+    /* Frames may follow the upgrade request in the same read. */
+    if (c->state == CONN_WS)
+        ws_conn_process(c);
 }
 
 /* After an error response: stop sending, keep draining input for a short while, so the client
@@ -317,6 +362,12 @@ static uint32_t interest(const struct conn *c)
 /* The deadline passed (checked again: activity may have moved it since the sweep looked). */
 static int on_deadline(struct conn *c)
 {
+    if (c->state == CONN_WS) {
+        if (ws_conn_on_deadline(c) < 0)
+            return CLOSE;
+        int rc = outq_flush(&c->out, c->fd, NULL); /* the ping, if one was queued */
+        return rc < 0 && rc != -EAGAIN ? CLOSE : KEEP;
+    }
     if (c->tw.deadline > twheel_now())
         return KEEP;
     if (c->state == CONN_HEAD && c->in_request && outq_bytes(&c->out) == 0) {
@@ -337,8 +388,8 @@ static int on_linger_event(struct conn *c)
     return KEEP;
 }
 
-/* Reads, parses, answers and flushes: one turn of the HTTP connection. */
-static int on_http_event(struct conn *c, uint32_t events)
+/* Reads, parses, answers and flushes: one turn of the connection. */
+static int on_io(struct conn *c, uint32_t events)
 {
     int progress = 0;
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->peer_eof) {
@@ -346,6 +397,9 @@ static int on_http_event(struct conn *c, uint32_t events)
         if (r < 0)
             return CLOSE; /* ECONNRESET and friends: nothing can be delivered */
         progress |= r > 0;
+        /* A WebSocket peer proves itself alive by sending; what we send proves nothing. */
+        if (r > 0 && c->state == CONN_WS)
+            ws_conn_on_input(c);
     }
     /* Parse, answer and flush until the input is used up or the socket is full. */
     for (;;) {
@@ -365,7 +419,7 @@ static int on_http_event(struct conn *c, uint32_t events)
         if (c->peer_eof || (!c->linger && dmsg_len(&c->in) == 0))
             return CLOSE;
         start_linger(c);
-    } else if (progress) {
+    } else if (progress && c->state != CONN_WS) {
         touch(c);
     }
     return KEEP;
@@ -381,7 +435,7 @@ static int handle(struct conn *c, uint32_t events, uint32_t wake)
     }
     /* At the deadline, look for input first: a request that raced the sweep is answered (and
      * moves the deadline) rather than cut off. */
-    if (on_http_event(c, events | (timer ? EPOLLIN : 0)) == CLOSE)
+    if (on_io(c, events | (timer ? EPOLLIN : 0)) == CLOSE)
         return CLOSE;
     return timer ? on_deadline(c) : KEEP;
 }

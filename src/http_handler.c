@@ -111,6 +111,8 @@ int http_error(struct outq *out, int status, const char *reason, int keep_alive,
     obuf_puts(b, "Content-Type: text/plain; charset=utf-8\r\n");
     if (status == 405)
         obuf_puts(b, "Allow: " ALLOW_METHODS "\r\n");
+    if (status == 426) /* RFC 6455 4.4: the version the client should retry with */
+        obuf_puts(b, "Sec-WebSocket-Version: 13\r\n");
     put_header_u(b, "Content-Length: ", body_len);
     obuf_puts(b, "\r\n");
     if (!head_only) {

@@ -76,10 +76,14 @@ static struct outq_seg *seg_at(struct outq *q, uint32_t i)
 
 static void seg_release(struct outq_seg *s)
 {
-    if (s->kind == OUTQ_BUF)
+    if (s->kind == OUTQ_BUF) {
         obuf_unref(s->buf.b);
-    else
+    } else if (s->kind == OUTQ_DMSG) {
+        dmsg_deinit(s->dm);
+        free(s->dm);
+    } else {
         close(s->file.fd);
+    }
 }
 
 void outq_deinit(struct outq *q)
@@ -126,6 +130,25 @@ int outq_push_take(struct outq *q, struct obuf *b)
     return 0;
 }
 
+int outq_push_dmsg_take(struct outq *q, struct dmsg *dm)
+{
+    size_t len = dmsg_len(dm);
+    if (len == 0)
+        return 0;
+    struct dmsg *own = malloc(sizeof(*own));
+    if (!own || reserve(q) < 0) {
+        free(own);
+        return -ENOMEM;
+    }
+    *own = *dm;
+    dmsg_init(dm, own->limit);
+    struct outq_seg *s = seg_at(q, q->count++);
+    s->kind = OUTQ_DMSG;
+    s->dm = own;
+    q->bytes += len;
+    return 0;
+}
+
 int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len)
 {
     if (len == 0) {
@@ -152,7 +175,34 @@ static void pop_front(struct outq *q)
     q->count--;
 }
 
-/* Sends the run of buffer segments at the front in one sendmsg. Returns bytes sent or -errno. */
+/* Adds the iovecs of one memory segment; returns how many were added (at most room). */
+static int seg_iov(struct outq_seg *s, struct iovec *iov, int room)
+{
+    if (s->kind == OUTQ_BUF) {
+        iov[0].iov_base = s->buf.b->data + s->buf.off;
+        iov[0].iov_len = s->buf.b->len - s->buf.off;
+        return 1;
+    }
+    return dmsg_iov(s->dm, 0, iov, room);
+}
+
+/* Marks `n` bytes of the front memory segment sent; returns the bytes it had left before. */
+static size_t seg_advance(struct outq *q, size_t n)
+{
+    struct outq_seg *s = seg_at(q, 0);
+    size_t avail = s->kind == OUTQ_BUF ? s->buf.b->len - s->buf.off : dmsg_len(s->dm);
+    if (n < avail) {
+        if (s->kind == OUTQ_BUF)
+            s->buf.off += (uint32_t)n;
+        else
+            dmsg_consume(s->dm, n);
+        return avail;
+    }
+    pop_front(q);
+    return avail;
+}
+
+/* Sends the run of memory segments at the front in one sendmsg. Returns bytes sent or -errno. */
 static ssize_t send_buffers(struct outq *q, int sockfd)
 {
     struct iovec iov[FLUSH_IOV];
@@ -160,28 +210,25 @@ static ssize_t send_buffers(struct outq *q, int sockfd)
     uint32_t i = 0;
     for (; i < q->count && n < FLUSH_IOV; i++) {
         struct outq_seg *s = seg_at(q, i);
-        if (s->kind != OUTQ_BUF)
+        if (s->kind == OUTQ_FILE)
             break;
-        iov[n].iov_base = s->buf.b->data + s->buf.off;
-        iov[n].iov_len = s->buf.b->len - s->buf.off;
-        n++;
+        int added = seg_iov(s, iov + n, FLUSH_IOV - n);
+        n += added;
+        if (s->kind == OUTQ_DMSG && n == FLUSH_IOV) {
+            i++; /* possibly not all of it: `more` below stays true */
+            break;
+        }
     }
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    int more = i < q->count; /* a file range (or more buffers) follows */
+    int more = i < q->count || n == FLUSH_IOV; /* a file range or more data follows */
     ssize_t w = sendmsg(sockfd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (w < 0)
         return -errno;
     size_t left = (size_t)w;
     q->bytes -= left;
     while (left > 0) {
-        struct outq_seg *s = seg_at(q, 0);
-        size_t avail = s->buf.b->len - s->buf.off;
-        if (left < avail) {
-            s->buf.off += (uint32_t)left;
-            break;
-        }
-        left -= avail;
-        pop_front(q);
+        size_t avail = seg_advance(q, left);
+        left = left < avail ? 0 : left - avail;
     }
     return w;
 }
@@ -205,7 +252,8 @@ static ssize_t send_file(struct outq *q, int sockfd)
 int outq_flush(struct outq *q, int sockfd, size_t *sent)
 {
     while (q->count > 0) {
-        ssize_t w = seg_at(q, 0)->kind == OUTQ_BUF ? send_buffers(q, sockfd) : send_file(q, sockfd);
+        ssize_t w =
+            seg_at(q, 0)->kind == OUTQ_FILE ? send_file(q, sockfd) : send_buffers(q, sockfd);
         if (w < 0)
             return w == -EWOULDBLOCK ? -EAGAIN : (int)w;
         if (sent)

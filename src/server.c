@@ -21,6 +21,7 @@
 #include "reclaim.h"
 #include "static_files.h"
 #include "twheel.h"
+#include "ws_conn.h"
 
 /* Events taken per epoll_wait. Small on purpose: events taken by one worker wait for it, so a
  * large batch would leave other workers idle while ready connections queue behind one thread. */
@@ -44,6 +45,7 @@ struct server {
     struct reclaim reclaim;
     struct static_root root;
     struct conn_env env;
+    struct ws_endpoint endpoints[1];
     /* Addresses used as epoll tags for the three non-connection fds. */
     char listen_tag, timer_tag, stop_tag;
 };
@@ -142,6 +144,29 @@ static int setup_fds(struct server *srv)
     return rc;
 }
 
+/* The subprotocol the echo endpoint speaks (any client may also ask for none). */
+static const char *const echo_protocols[] = {"echo", NULL};
+
+/* The WebSocket endpoints the configuration asks for. */
+static void setup_endpoints(struct server *srv)
+{
+    const struct herald_config *cfg = srv->cfg;
+    struct ws_handshake_config hs = {
+        .protocols = NULL,
+        .allowed_origins = cfg->allowed_origins[0] ? cfg->allowed_origins : NULL,
+        .deflate = {.enabled = cfg->compression != 0},
+    };
+    unsigned n = 0;
+    if (cfg->echo_path) {
+        srv->endpoints[n] = (struct ws_endpoint){
+            .path = cfg->echo_path, .hs = hs, .on_message = ws_echo_on_message};
+        srv->endpoints[n].hs.protocols = echo_protocols;
+        n++;
+    }
+    srv->env.ws_endpoints = srv->endpoints;
+    srv->env.n_ws_endpoints = n;
+}
+
 int server_new(struct server **out, const struct herald_config *cfg)
 {
     struct server *srv = calloc(1, sizeof(*srv));
@@ -181,6 +206,7 @@ int server_new(struct server **out, const struct herald_config *cfg)
                                  .epfd = srv->epfd,
                                  .nconns = &srv->nconns,
                                  .reclaim = &srv->reclaim};
+    setup_endpoints(srv);
     http_limits_default(&srv->env.limits);
     srv->env.limits.max_request_line = cfg->max_request_line;
     srv->env.limits.max_head = cfg->max_head;
@@ -322,6 +348,7 @@ static void *worker_main(void *arg)
         }
         reclaim_poll(&srv->reclaim, w->index);
     }
+    ws_deflate_thread_cleanup();
     return NULL;
 }
 

@@ -1,0 +1,73 @@
+/*
+ * ws_conn.h - a connection after the WebSocket upgrade: frames in, messages to the endpoint,
+ * frames out, the close handshake and the ping/pong keepalive.
+ *
+ * Runs inside conn.c's run loop, on the thread that runs the connection (see conn.h); it reads
+ * from the connection's input dmsg and queues onto its outq, and performs no socket I/O itself
+ * except through conn's flush. Received data frames are copied once, from the read window into
+ * the message buffer (a dmsg); a message sent back (echo) moves that buffer into the send queue
+ * without a further copy.
+ *
+ * Limits: a message over --max-message is refused with 1009 as soon as its size is known (the
+ * frame header, or while inflating), text is validated as UTF-8 as it arrives (1007 at the first
+ * bad byte), protocol violations close with 1002. Each close carries a short reason.
+ */
+#ifndef HERALD_WS_CONN_H
+#define HERALD_WS_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmsg.h"
+#include "ws_handshake.h"
+
+struct conn;
+
+struct ws_endpoint {
+    const char *path;              /* request path it is served at (exact match) */
+    struct ws_handshake_config hs; /* its subprotocols, origins and compression policy */
+    /*
+     * on_message - a complete, validated message (opcode WS_OP_TEXT or WS_OP_BINARY). The handler
+     * may move msg's buffers away (ws_send_dmsg does); whatever is left is freed afterwards.
+     * Returns 0, or a close code to end the connection with.
+     */
+    int (*on_message)(struct conn *c, uint8_t opcode, struct dmsg *msg);
+};
+
+/* ws_echo_on_message - the echo endpoint (--echo-path): sends every message back with its opcode,
+ * moving the received buffers into the send queue. */
+int ws_echo_on_message(struct conn *c, uint8_t opcode, struct dmsg *msg);
+
+/*
+ * ws_conn_upgrade - completes the handshake `hs` on c: queues the 101 response and switches c to
+ * WebSocket framing (bytes already read after the request head are frames). Returns 0 or
+ * -ENOMEM (the caller then answers 500 and closes).
+ */
+int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct ws_handshake *hs);
+
+/* ws_conn_process - decodes and handles the frames buffered in c's input. Returns 0, or -1 when
+ * the connection must close now (nothing more to send). */
+int ws_conn_process(struct conn *c);
+
+/* ws_conn_on_input - the peer sent something: it is alive (moves the keepalive deadline). */
+void ws_conn_on_input(struct conn *c);
+
+/* ws_conn_on_deadline - the keepalive deadline passed: ping, or close if the last ping went
+ * unanswered. Returns 0, or -1 to close now. */
+int ws_conn_on_deadline(struct conn *c);
+
+/* ws_send - queues one unfragmented message (copied). Returns 0 or -ENOMEM. */
+int ws_send(struct conn *c, uint8_t opcode, const void *data, size_t len);
+
+/* ws_send_dmsg - queues the unconsumed bytes of msg as one message, taking its buffers (no copy
+ * unless it is compressed). Returns 0 or -ENOMEM. */
+int ws_send_dmsg(struct conn *c, uint8_t opcode, struct dmsg *msg);
+
+/* ws_close - queues a close frame with `code` and a short static `reason`, after which the
+ * connection reads nothing more and closes once it is sent. */
+void ws_close(struct conn *c, unsigned code, const char *reason);
+
+/* ws_conn_free - frees the WebSocket state of a closing connection. */
+void ws_conn_free(struct conn *c);
+
+#endif
