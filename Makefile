@@ -103,6 +103,9 @@ endif
 integration: $(BIN) $(INTEG_BIN)
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  HERALD_BIN=$(abspath $(BIN)) $$t $(CRITERION_FLAGS); done
+	@echo "== node tests (ws, wscat) against $(BIN)"
+	@test -d tests/node/node_modules || { echo "tests/node: run scripts/install-deps first"; exit 1; }
+	HERALD_BIN=$(abspath $(BIN)) node --test tests/node/
 
 test: unit integration
 

@@ -120,7 +120,7 @@ void conn_on_event(struct conn *c, uint32_t events, int worker);
 void conn_wake(struct conn *c, uint32_t reasons, int worker);
 
 /* conn_destroy - closes and frees a connection already out of the wheel and the epoll set's
- * reach (shutdown only). */
+ * reach (shutdown only). A WebSocket connection is told first (1001, best effort). */
 void conn_destroy(struct conn *c);
 
 #endif

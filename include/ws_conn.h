@@ -67,6 +67,10 @@ int ws_send_dmsg(struct conn *c, uint8_t opcode, struct dmsg *msg);
  * connection reads nothing more and closes once it is sent. */
 void ws_close(struct conn *c, unsigned code, const char *reason);
 
+/* ws_conn_goodbye - at server shutdown: queues a 1001 close frame and tries once to send what is
+ * queued, without waiting and without touching the wheel (the caller then destroys c). */
+void ws_conn_goodbye(struct conn *c);
+
 /* ws_conn_free - frees the WebSocket state of a closing connection. */
 void ws_conn_free(struct conn *c);
 

@@ -53,6 +53,8 @@ struct conn *conn_start(const struct conn_env *env, int fd)
 
 void conn_destroy(struct conn *c)
 {
+    if (c->fd >= 0 && c->ws)
+        ws_conn_goodbye(c);
     if (c->fd >= 0)
         close(c->fd);
     dmsg_deinit(&c->in);

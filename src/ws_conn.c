@@ -133,6 +133,16 @@ void ws_close(struct conn *c, unsigned code, const char *reason)
         log_msg(LOG_DEBUG, "fd %d: websocket close %u %s", c->fd, code, reason ? reason : "-");
 }
 
+void ws_conn_goodbye(struct conn *c)
+{
+    static const uint8_t going_away[] = {0x03, 0xe9, 's', 'h', 'u', 't', 't', 'i',
+                                         'n',  'g',  ' ', 'd', 'o', 'w', 'n'};
+    if (c->ws->close_sent)
+        return;
+    if (queue_frame(c, false, WS_OP_CLOSE, going_away, sizeof(going_away)) == 0)
+        outq_flush(&c->out, c->fd, NULL);
+}
+
 /* Closes because of the peer's fault: it may still be sending, so linger (see conn.c). */
 static void fail(struct conn *c, int code, const char *reason)
 {

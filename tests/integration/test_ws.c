@@ -566,3 +566,20 @@ Test(ws, a_client_that_does_not_read_cannot_grow_server_memory)
     free(data);
     wsc_close(&c);
 }
+
+Test(ws, shutdown_says_going_away)
+{
+    struct herald_proc p;
+    const char *args[] = {"--echo-path", "/echo", NULL};
+    herald_start(&p, args);
+    struct wsc c;
+    char head[2048];
+    cr_assert_eq(wsc_connect(&c, p.port, "/echo", NULL, head, sizeof(head)), 101);
+    wsc_send(&c, WS_OP_TEXT, "hi", 2);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
+    wsc_frame_free(&f);
+    free(herald_stop(&p)); /* SIGTERM: exits 0 with this connection open */
+    cr_assert_eq(wsc_expect_close(&c, 5000), 1001);
+    wsc_close(&c);
+}
