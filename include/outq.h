@@ -28,8 +28,9 @@
 
 struct obuf {
     atomic_uint refs;
-    uint32_t len; /* bytes written */
-    uint32_t cap; /* bytes available in data */
+    uint32_t start; /* content begins here: room left in front for a header sized later */
+    uint32_t len;   /* content ends here (bytes written, from data[0]) */
+    uint32_t cap;   /* bytes available in data */
     char data[];
 };
 
@@ -80,8 +81,8 @@ static inline size_t outq_bytes(const struct outq *q)
 {
     return q->bytes;
 }
-/* outq_push_take - queues b[0..b->len) taking over the caller's reference (also on failure, when
- * it is dropped). Returns 0 or -ENOMEM. Empty buffers are dropped at once. */
+/* outq_push_take - queues b->data[start..len) taking over the caller's reference (also on failure,
+ * when it is dropped). Returns 0 or -ENOMEM. Empty buffers are dropped at once. */
 int outq_push_take(struct outq *q, struct obuf *b);
 /* outq_push_dmsg_take - queues the unconsumed bytes of `dm`, taking over its buffers: the struct is
  * copied into the queue and `dm` is left empty (re-initialised with its limit), so a message

@@ -21,6 +21,7 @@ struct obuf *obuf_new(size_t cap)
     if (!b)
         return NULL;
     atomic_init(&b->refs, 1);
+    b->start = 0;
     b->len = 0;
     b->cap = (uint32_t)cap;
     return b;
@@ -114,7 +115,7 @@ static int reserve(struct outq *q)
 
 int outq_push_take(struct outq *q, struct obuf *b)
 {
-    if (b->len == 0) {
+    if (b->len <= b->start) {
         obuf_unref(b);
         return 0;
     }
@@ -125,8 +126,8 @@ int outq_push_take(struct outq *q, struct obuf *b)
     struct outq_seg *s = seg_at(q, q->count++);
     s->kind = OUTQ_BUF;
     s->buf.b = b;
-    s->buf.off = 0;
-    q->bytes += b->len;
+    s->buf.off = b->start;
+    q->bytes += b->len - b->start;
     return 0;
 }
 

@@ -1,0 +1,133 @@
+/*
+ * broker.h - topics, subscriptions, history and fan-out. Knows no sockets.
+ *
+ * Every topic is a log: a published message gets the topic's next offset and is framed once, as
+ * the complete WebSocket text frame every subscriber will receive, into one refcounted buffer
+ * stored in the topic's history ring. Subscribers do not get copies pushed at them: each
+ * subscription keeps a cursor (the next offset it needs) and, when woken, its connection pulls
+ * everything from its cursor to the topic's head into its send queue as references to those
+ * shared buffers, in offset order. So every subscriber of a topic sees the same sequence, with no
+ * per-subscriber copy, however many threads publish at once; a subscriber woken late takes many
+ * messages in one write; and recovery after a reconnect is the same pull from an older cursor.
+ *
+ * Waking: a publish marks each subscription "dirty" and, only for those that were not dirty
+ * already (a wake is still pending for the others), hands their owners to the dispatch hook in
+ * batches, which the server spreads over its workers. A subscription clears its dirty flag before
+ * it reads the head, so no message is ever left without a wake.
+ *
+ * Bounds: a topic keeps at most history_size messages (and, for recovery, none older than
+ * history_ttl); a subscription whose cursor falls behind the oldest kept message has lost data and
+ * its owner must disconnect it as a slow consumer; broker_pull queues at most the bytes it is
+ * given.
+ *
+ * Threads: every function may be called from any worker; topics and sessions have their own
+ * mutexes (lock order: session, then topic; the registry lock is never held with either).
+ * Owners are opaque pointers kept alive by the ref/unref hooks while a wake batch holds them.
+ */
+#ifndef HERALD_BROKER_H
+#define HERALD_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "outq.h"
+
+struct broker;
+struct broker_session;
+
+struct broker_config {
+    size_t history_size;        /* messages kept per topic (>= 1) */
+    unsigned history_ttl;       /* seconds a message stays replayable; 0: no limit */
+    unsigned max_subscriptions; /* per session */
+};
+
+/* A batch of owners to wake because topics they subscribe to have new messages. */
+#define BROKER_BATCH_MAX 256
+struct broker_batch {
+    unsigned n;
+    void *owners[BROKER_BATCH_MAX]; /* each holds a reference taken with hooks.ref */
+};
+
+struct broker_hooks {
+    void (*ref)(void *owner);
+    void (*unref)(void *owner);
+    /* Takes the batch (and its references); must arrange for each owner to call broker_pull
+     * soon, then drop the reference. Called without any broker lock held. */
+    void (*dispatch)(struct broker_batch *batch, void *ctx);
+    void *ctx;
+};
+
+/* broker_new - an empty broker. The epoch prefix is random per process, so offsets from a previous
+ * run are recognised as another epoch. Returns NULL when out of memory. */
+struct broker *broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks);
+/* broker_free - frees every topic (all sessions must be freed first). */
+void broker_free(struct broker *b);
+
+/* broker_session_new - subscriptions of one connection (`owner`, passed to the hooks). */
+struct broker_session *broker_session_new(struct broker *b, void *owner);
+/* broker_session_free - unsubscribes everything and frees the session. After it returns no wake
+ * for this owner is dispatched any more (batches already dispatched still hold references). */
+void broker_session_free(struct broker_session *s);
+
+struct broker_sub_opts {
+    bool recover;      /* resume from (epoch, offset): the last message seen */
+    const char *epoch; /* NUL-terminated, with recover */
+    uint64_t offset;
+    unsigned last; /* or: start with the last N kept messages (0: only new ones) */
+};
+
+struct broker_sub_result {
+    char epoch[32];  /* the topic's epoch (exact subscriptions) */
+    uint64_t offset; /* the topic's last offset at subscribe time (0: none yet) */
+    bool recovered;  /* with recover: every missed message will be delivered */
+    uint64_t replay; /* messages that will be replayed before live ones */
+    bool existed;    /* the subscription was already there (idempotent) */
+};
+
+/* Errors (negative) of the calls below. */
+#define BROKER_EBADTOPIC (-1) /* invalid name or pattern (reason from topic.h) */
+#define BROKER_ETOOMANY  (-2) /* --max-subscriptions reached */
+#define BROKER_ENOTSUB   (-3) /* unsubscribe of something not subscribed */
+#define BROKER_ENOMEM    (-4)
+
+/*
+ * broker_subscribe - subscribes the session to a topic name or a wildcard pattern ("chat.*",
+ * "chat.>"). Idempotent: subscribing again changes nothing and sets res->existed. Recovery and
+ * "last N" apply to exact topic names only. Returns 0 or BROKER_E*; *why gets a static reason.
+ */
+int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
+                     const struct broker_sub_opts *opts, struct broker_sub_result *res,
+                     const char **why);
+
+/* broker_unsubscribe - idempotent in effect; returns 0 or BROKER_ENOTSUB / BROKER_EBADTOPIC. */
+int broker_unsubscribe(struct broker_session *s, const char *pattern, size_t len);
+
+struct broker_pub_result {
+    uint64_t offset; /* the message's offset in its topic */
+    unsigned reach;  /* subscriptions that will receive it */
+};
+
+/*
+ * broker_publish - appends a message to a topic (created on first use) and wakes its
+ * subscribers. `data` must be one valid JSON value of `dlen` bytes: it is passed through to
+ * subscribers unchanged. Returns 0 or BROKER_EBADTOPIC / BROKER_ENOMEM.
+ */
+int broker_publish(struct broker *b, const char *topic, size_t tlen, const char *data, size_t dlen,
+                   struct broker_pub_result *res, const char **why);
+
+/*
+ * broker_pull - queues on `out` the messages the session has not received yet, in offset order per
+ * topic, up to about `budget` bytes (at least one message when any is pending). Returns the bytes
+ * queued; sets *more when messages were left for a later pull (budget reached) and *lost when a
+ * subscription fell behind the history (messages are gone: a slow consumer).
+ */
+size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bool *more,
+                   bool *lost);
+
+struct broker_stats {
+    uint64_t topics, subscriptions, published, delivered_bytes;
+};
+void broker_stats(struct broker *b, struct broker_stats *st);
+
+#endif

@@ -1,0 +1,678 @@
+/*
+ * broker.c - topics as logs, subscriptions as cursors, wake batches (see broker.h).
+ *
+ * Locks, outermost first: the registry's rwlock (topic table and the list of wildcard
+ * subscriptions), a session's mutex, a topic's mutex. A thread may take a later lock while holding
+ * an earlier one, never the reverse. Topics live as long as the broker (no collection yet), so a
+ * topic pointer stays valid after the registry lock is released.
+ */
+#include "broker.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "topic.h"
+#include "ws_frame.h"
+
+#define RING_MIN    16
+#define HEADER_ROOM 10 /* the largest server frame header */
+#define TAIL_ROOM   32 /* ,"offset":<20 digits>} */
+
+struct slot {
+    struct obuf *frame;
+    uint64_t ms; /* when it was published (monotonic), for the TTL */
+};
+
+struct topic;
+
+/* One session's interest in one topic, shared by every subscription (exact or wildcard) of the
+ * session that covers the topic, so a message is delivered once however many of them match. */
+struct entry {
+    struct broker_session *s;
+    struct topic *t;
+    struct entry *snext; /* in the session's list */
+    uint64_t cursor;     /* next offset to deliver (session's lock) */
+    atomic_int dirty;    /* new messages since the last pull */
+    unsigned reasons;    /* subscriptions covering it (session's lock) */
+    bool exact;          /* one of them is the exact name */
+    size_t tidx;         /* index in t->entries (topic's lock) */
+};
+
+struct topic {
+    struct topic *next; /* hash chain */
+    uint64_t hash;
+    char *name;
+    size_t len;
+    char epoch[32];
+    pthread_mutex_t lock;
+    uint64_t head;     /* last offset, 0 before the first message */
+    struct slot *ring; /* offsets head-count+1 .. head, at (offset % cap) */
+    size_t cap, count;
+    struct entry **entries;
+    size_t n_entries, cap_entries;
+};
+
+struct pattern {
+    struct pattern *next;  /* in the registry's list */
+    struct pattern *snext; /* in the session's list */
+    struct broker_session *s;
+    size_t len;
+    char text[];
+};
+
+struct broker_session {
+    struct broker *b;
+    void *owner;
+    pthread_mutex_t lock;
+    struct entry *entries;
+    struct pattern *patterns;
+    unsigned n_subs;
+};
+
+struct broker {
+    struct broker_config cfg;
+    struct broker_hooks hooks;
+    pthread_rwlock_t lock;
+    struct topic **buckets;
+    size_t nbuckets, ntopics;
+    struct pattern *patterns;
+    char boot[17];
+    atomic_uint_fast64_t topic_seq, published, subscriptions, delivered_bytes;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t hash_name(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+struct broker *broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks)
+{
+    struct broker *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->cfg = *cfg;
+    if (b->cfg.history_size == 0)
+        b->cfg.history_size = 1;
+    b->hooks = *hooks;
+    b->nbuckets = 1024;
+    b->buckets = calloc(b->nbuckets, sizeof(*b->buckets));
+    if (!b->buckets) {
+        free(b);
+        return NULL;
+    }
+    pthread_rwlock_init(&b->lock, NULL);
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+        r = (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)b;
+    snprintf(b->boot, sizeof(b->boot), "%016llx", (unsigned long long)r);
+    return b;
+}
+
+static void topic_free(struct topic *t)
+{
+    for (size_t i = 0; i < t->count; i++)
+        obuf_unref(t->ring[(t->head - i) % t->cap].frame);
+    free(t->ring);
+    free(t->entries);
+    free(t->name);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+void broker_free(struct broker *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->nbuckets; i++) {
+        for (struct topic *t = b->buckets[i], *next; t; t = next) {
+            next = t->next;
+            topic_free(t);
+        }
+    }
+    free(b->buckets);
+    pthread_rwlock_destroy(&b->lock);
+    free(b);
+}
+
+/* ---- registry (caller holds b->lock) ---- */
+
+static struct topic *find_topic(struct broker *b, const char *name, size_t len, uint64_t h)
+{
+    for (struct topic *t = b->buckets[h % b->nbuckets]; t; t = t->next)
+        if (t->hash == h && t->len == len && memcmp(t->name, name, len) == 0)
+            return t;
+    return NULL;
+}
+
+static void grow_table(struct broker *b)
+{
+    size_t n = b->nbuckets * 2;
+    struct topic **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < b->nbuckets; i++) {
+        for (struct topic *t = b->buckets[i], *next; t; t = next) {
+            next = t->next;
+            t->next = nb[t->hash % n];
+            nb[t->hash % n] = t;
+        }
+    }
+    free(b->buckets);
+    b->buckets = nb;
+    b->nbuckets = n;
+}
+
+static int entry_attach(struct broker_session *s, struct topic *t, bool exact, struct entry **out);
+
+/* Creates a topic and gives it to every wildcard subscription that matches it (write lock). */
+static struct topic *create_topic(struct broker *b, const char *name, size_t len, uint64_t h)
+{
+    struct topic *t = calloc(1, sizeof(*t));
+    if (!t || !(t->name = malloc(len + 1))) {
+        free(t);
+        return NULL;
+    }
+    memcpy(t->name, name, len);
+    t->name[len] = '\0';
+    t->len = len;
+    t->hash = h;
+    pthread_mutex_init(&t->lock, NULL);
+    snprintf(t->epoch, sizeof(t->epoch), "%s-%llu", b->boot,
+             (unsigned long long)atomic_fetch_add(&b->topic_seq, 1) + 1);
+    if (b->ntopics >= b->nbuckets)
+        grow_table(b);
+    t->next = b->buckets[h % b->nbuckets];
+    b->buckets[h % b->nbuckets] = t;
+    b->ntopics++;
+    for (struct pattern *p = b->patterns; p; p = p->next) {
+        if (!pattern_match(p->text, p->len, name, len))
+            continue;
+        pthread_mutex_lock(&p->s->lock);
+        entry_attach(p->s, t, false, NULL);
+        pthread_mutex_unlock(&p->s->lock);
+    }
+    return t;
+}
+
+/* The topic named `name`, created if needed. Takes and releases the registry lock. */
+static struct topic *get_topic(struct broker *b, const char *name, size_t len)
+{
+    uint64_t h = hash_name(name, len);
+    pthread_rwlock_rdlock(&b->lock);
+    struct topic *t = find_topic(b, name, len, h);
+    pthread_rwlock_unlock(&b->lock);
+    if (t)
+        return t;
+    pthread_rwlock_wrlock(&b->lock);
+    t = find_topic(b, name, len, h);
+    if (!t)
+        t = create_topic(b, name, len, h);
+    pthread_rwlock_unlock(&b->lock);
+    return t;
+}
+
+/* ---- entries (caller holds the session's lock) ---- */
+
+static struct entry *find_entry(struct broker_session *s, struct topic *t)
+{
+    for (struct entry *e = s->entries; e; e = e->snext)
+        if (e->t == t)
+            return e;
+    return NULL;
+}
+
+/* Adds one reason for s to follow t, creating the entry (cursor at the next new message). */
+static int entry_attach(struct broker_session *s, struct topic *t, bool exact, struct entry **out)
+{
+    struct entry *e = find_entry(s, t);
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e)
+            return BROKER_ENOMEM;
+        e->s = s;
+        e->t = t;
+        atomic_init(&e->dirty, 0);
+        pthread_mutex_lock(&t->lock);
+        if (t->n_entries == t->cap_entries) {
+            size_t ncap = t->cap_entries ? t->cap_entries * 2 : 4;
+            struct entry **ne = realloc(t->entries, ncap * sizeof(*ne));
+            if (!ne) {
+                pthread_mutex_unlock(&t->lock);
+                free(e);
+                return BROKER_ENOMEM;
+            }
+            t->entries = ne;
+            t->cap_entries = ncap;
+        }
+        e->tidx = t->n_entries;
+        t->entries[t->n_entries++] = e;
+        e->cursor = t->head + 1;
+        pthread_mutex_unlock(&t->lock);
+        e->snext = s->entries;
+        s->entries = e;
+    }
+    e->reasons++;
+    if (exact)
+        e->exact = true;
+    if (out)
+        *out = e;
+    return 0;
+}
+
+/* Drops one reason; the entry goes with the last. */
+static void entry_detach(struct broker_session *s, struct entry *e, bool exact)
+{
+    if (exact)
+        e->exact = false;
+    if (--e->reasons > 0)
+        return;
+    struct topic *t = e->t;
+    pthread_mutex_lock(&t->lock);
+    struct entry *last = t->entries[--t->n_entries];
+    t->entries[e->tidx] = last;
+    last->tidx = e->tidx;
+    pthread_mutex_unlock(&t->lock);
+    for (struct entry **pp = &s->entries; *pp; pp = &(*pp)->snext) {
+        if (*pp == e) {
+            *pp = e->snext;
+            break;
+        }
+    }
+    free(e);
+}
+
+/* ---- sessions ---- */
+
+struct broker_session *broker_session_new(struct broker *b, void *owner)
+{
+    struct broker_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->b = b;
+    s->owner = owner;
+    pthread_mutex_init(&s->lock, NULL);
+    return s;
+}
+
+static void unlink_pattern(struct broker *b, struct pattern *p)
+{
+    for (struct pattern **pp = &b->patterns; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+    }
+}
+
+void broker_session_free(struct broker_session *s)
+{
+    if (!s)
+        return;
+    struct broker *b = s->b;
+    pthread_rwlock_wrlock(&b->lock);
+    pthread_mutex_lock(&s->lock);
+    for (struct pattern *p = s->patterns, *next; p; p = next) {
+        next = p->snext;
+        unlink_pattern(b, p);
+        free(p);
+    }
+    while (s->entries) {
+        s->entries->reasons = 1;
+        entry_detach(s, s->entries, false);
+    }
+    atomic_fetch_sub(&b->subscriptions, s->n_subs);
+    pthread_mutex_unlock(&s->lock);
+    pthread_rwlock_unlock(&b->lock);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static struct pattern *find_pattern(struct broker_session *s, const char *text, size_t len)
+{
+    for (struct pattern *p = s->patterns; p; p = p->snext)
+        if (p->len == len && memcmp(p->text, text, len) == 0)
+            return p;
+    return NULL;
+}
+
+/* A wildcard subscription: every existing matching topic now, new ones as they are created. */
+static int subscribe_pattern(struct broker_session *s, const char *text, size_t len)
+{
+    struct broker *b = s->b;
+    struct pattern *p = malloc(sizeof(*p) + len);
+    if (!p)
+        return BROKER_ENOMEM;
+    memcpy(p->text, text, len);
+    p->len = len;
+    p->s = s;
+    p->next = b->patterns;
+    b->patterns = p;
+    p->snext = s->patterns;
+    s->patterns = p;
+    for (size_t i = 0; i < b->nbuckets; i++)
+        for (struct topic *t = b->buckets[i]; t; t = t->next)
+            if (pattern_match(text, len, t->name, t->len))
+                entry_attach(s, t, false, NULL);
+    return 0;
+}
+
+/* Sets where an exact subscription starts: recovery, the last N, or only new messages. */
+static void place_cursor(struct broker *b, struct entry *e, const struct broker_sub_opts *o,
+                         struct broker_sub_result *res)
+{
+    struct topic *t = e->t;
+    pthread_mutex_lock(&t->lock);
+    uint64_t oldest = t->head - t->count + 1; /* == head + 1 when nothing is kept */
+    uint64_t start = t->head + 1;
+    if (o && o->recover) {
+        bool same = o->epoch && strcmp(o->epoch, t->epoch) == 0;
+        uint64_t from = o->offset + 1;
+        bool fresh = true;
+        if (same && from >= oldest && from <= t->head && b->cfg.history_ttl)
+            fresh = t->ring[from % t->cap].ms + b->cfg.history_ttl * 1000ull >= now_ms();
+        res->recovered = same && o->offset <= t->head && from >= oldest && fresh;
+        if (res->recovered)
+            start = from;
+    } else if (o && o->last > 0) {
+        start = t->head + 1 >= oldest + o->last ? t->head + 1 - o->last : oldest;
+    }
+    e->cursor = start;
+    res->replay = t->head + 1 - start;
+    res->offset = t->head;
+    snprintf(res->epoch, sizeof(res->epoch), "%s", t->epoch);
+    if (res->replay > 0)
+        atomic_store(&e->dirty, 1);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
+                     const struct broker_sub_opts *opts, struct broker_sub_result *res,
+                     const char **why)
+{
+    struct broker *b = s->b;
+    memset(res, 0, sizeof(*res));
+    bool wild = false;
+    if ((*why = pattern_check(pattern, len, &wild)))
+        return BROKER_EBADTOPIC;
+    /* Exact topics are created before the locks the attach needs (see the lock order). */
+    struct topic *t = wild ? NULL : get_topic(b, pattern, len);
+    if (!wild && !t)
+        return BROKER_ENOMEM;
+    int rc = 0;
+    pthread_rwlock_wrlock(&b->lock);
+    pthread_mutex_lock(&s->lock);
+    struct entry *e = t ? find_entry(s, t) : NULL;
+    res->existed = wild ? find_pattern(s, pattern, len) != NULL : (e && e->exact);
+    if (res->existed && !wild && opts && (opts->recover || opts->last)) {
+        place_cursor(b, e, opts, res); /* a resubscribe may still ask for a replay */
+    } else if (res->existed) {
+        if (t)
+            place_cursor(b, e, NULL, res);
+    } else if (s->n_subs >= b->cfg.max_subscriptions) {
+        *why = "too many subscriptions on this connection";
+        rc = BROKER_ETOOMANY;
+    } else if (wild) {
+        rc = subscribe_pattern(s, pattern, len);
+    } else if ((rc = entry_attach(s, t, true, &e)) == 0) {
+        place_cursor(b, e, opts, res);
+    }
+    if (rc == 0 && !res->existed) {
+        s->n_subs++;
+        atomic_fetch_add(&b->subscriptions, 1);
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+int broker_unsubscribe(struct broker_session *s, const char *pattern, size_t len)
+{
+    struct broker *b = s->b;
+    bool wild;
+    if (pattern_check(pattern, len, &wild))
+        return BROKER_EBADTOPIC;
+    int rc = BROKER_ENOTSUB;
+    pthread_rwlock_wrlock(&b->lock);
+    pthread_mutex_lock(&s->lock);
+    if (wild) {
+        struct pattern *p = find_pattern(s, pattern, len);
+        if (p) {
+            for (struct pattern **pp = &s->patterns; *pp; pp = &(*pp)->snext)
+                if (*pp == p) {
+                    *pp = p->snext;
+                    break;
+                }
+            unlink_pattern(b, p);
+            for (struct entry *e = s->entries, *next; e; e = next) {
+                next = e->snext;
+                if (pattern_match(pattern, len, e->t->name, e->t->len))
+                    entry_detach(s, e, false);
+            }
+            free(p);
+            rc = 0;
+        }
+    } else {
+        struct topic *t = find_topic(b, pattern, len, hash_name(pattern, len));
+        struct entry *e = t ? find_entry(s, t) : NULL;
+        if (e && e->exact) {
+            entry_detach(s, e, true);
+            rc = 0;
+        }
+    }
+    if (rc == 0) {
+        s->n_subs--;
+        atomic_fetch_sub(&b->subscriptions, 1);
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+/* ---- publishing ---- */
+
+/* The delivery frame, all but its offset: `{"type":"msg","topic":"<t>","data":<data>` with room
+ * for the WebSocket header in front and the offset behind. */
+static struct obuf *frame_start(const char *topic, size_t tlen, const char *data, size_t dlen)
+{
+    struct obuf *f = obuf_new(HEADER_ROOM + 40 + tlen + dlen + TAIL_ROOM);
+    if (!f)
+        return NULL;
+    f->start = f->len = HEADER_ROOM;
+    obuf_puts(f, "{\"type\":\"msg\",\"topic\":\"");
+    obuf_put(f, topic, tlen); /* topic names need no JSON escaping */
+    obuf_puts(f, "\",\"data\":");
+    obuf_put(f, data, dlen);
+    return f;
+}
+
+/* Adds the offset and the header (which may only be sized now). Under the topic's lock. */
+static void frame_finish(struct obuf *f, uint64_t offset)
+{
+    obuf_puts(f, ",\"offset\":");
+    obuf_putu(f, offset);
+    obuf_puts(f, "}");
+    uint8_t hdr[HEADER_ROOM];
+    size_t payload = f->len - HEADER_ROOM;
+    size_t hl = ws_frame_header_encode(hdr, true, false, WS_OP_TEXT, payload, NULL);
+    f->start = (uint32_t)(HEADER_ROOM - hl);
+    memcpy(f->data + f->start, hdr, hl);
+}
+
+/* Appends f as the topic's next message, evicting the oldest if the ring is full. */
+static int ring_push(struct broker *b, struct topic *t, struct obuf *f)
+{
+    if (t->count == t->cap && t->cap < b->cfg.history_size) {
+        size_t ncap = t->cap ? t->cap * 2 : RING_MIN;
+        if (ncap > b->cfg.history_size)
+            ncap = b->cfg.history_size;
+        struct slot *nr = malloc(ncap * sizeof(*nr));
+        if (!nr)
+            return BROKER_ENOMEM;
+        for (uint64_t o = t->head - t->count + 1; o <= t->head; o++)
+            nr[o % ncap] = t->ring[o % t->cap];
+        free(t->ring);
+        t->ring = nr;
+        t->cap = ncap;
+    }
+    uint64_t off = t->head + 1;
+    if (t->count == t->cap)
+        obuf_unref(t->ring[off % t->cap].frame); /* the oldest gives way */
+    else
+        t->count++;
+    t->ring[off % t->cap] = (struct slot){.frame = f, .ms = now_ms()};
+    t->head = off;
+    return 0;
+}
+
+struct wake_list {
+    void **v;
+    size_t n, cap;
+};
+
+/* Marks every subscription dirty and lists the owners that need a wake. Under the topic lock. */
+static void collect_wakes(struct broker *b, struct topic *t, struct wake_list *w)
+{
+    for (size_t i = 0; i < t->n_entries; i++) {
+        struct entry *e = t->entries[i];
+        if (atomic_exchange(&e->dirty, 1))
+            continue; /* a wake is already on its way and will find this message too */
+        if (w->n == w->cap) {
+            size_t ncap = w->cap ? w->cap * 2 : 64;
+            void **nv = realloc(w->v, ncap * sizeof(*nv));
+            if (!nv) {
+                atomic_store(&e->dirty, 0); /* nobody will come: let the next publish try */
+                continue;
+            }
+            w->v = nv;
+            w->cap = ncap;
+        }
+        b->hooks.ref(e->s->owner);
+        w->v[w->n++] = e->s->owner;
+    }
+}
+
+static void dispatch(struct broker *b, struct wake_list *w)
+{
+    for (size_t i = 0; i < w->n;) {
+        struct broker_batch *batch = malloc(sizeof(*batch));
+        size_t n = w->n - i < BROKER_BATCH_MAX ? w->n - i : BROKER_BATCH_MAX;
+        if (!batch) {
+            for (size_t k = i; k < w->n; k++)
+                b->hooks.unref(w->v[k]);
+            break;
+        }
+        batch->n = (unsigned)n;
+        memcpy(batch->owners, w->v + i, n * sizeof(void *));
+        b->hooks.dispatch(batch, b->hooks.ctx);
+        i += n;
+    }
+    free(w->v);
+}
+
+int broker_publish(struct broker *b, const char *topic, size_t tlen, const char *data, size_t dlen,
+                   struct broker_pub_result *res, const char **why)
+{
+    if ((*why = topic_check(topic, tlen)))
+        return BROKER_EBADTOPIC;
+    struct obuf *f = frame_start(topic, tlen, data, dlen);
+    struct topic *t = f ? get_topic(b, topic, tlen) : NULL;
+    if (!t) {
+        obuf_unref(f);
+        *why = "out of memory";
+        return BROKER_ENOMEM;
+    }
+    struct wake_list w = {0};
+    pthread_mutex_lock(&t->lock);
+    frame_finish(f, t->head + 1);
+    int rc = ring_push(b, t, f);
+    if (rc == 0) {
+        res->offset = t->head;
+        res->reach = (unsigned)t->n_entries;
+        collect_wakes(b, t, &w);
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (rc < 0) {
+        obuf_unref(f);
+        *why = "out of memory";
+        return rc;
+    }
+    atomic_fetch_add(&b->published, 1);
+    dispatch(b, &w);
+    return 0;
+}
+
+/* ---- delivery ---- */
+
+/* Queues what e has not received, up to the budget. Under the session's lock. */
+static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, size_t budget,
+                         bool *more, bool *lost)
+{
+    struct topic *t = e->t;
+    size_t bytes = 0;
+    pthread_mutex_lock(&t->lock);
+    uint64_t oldest = t->head - t->count + 1;
+    if (e->cursor < oldest) {
+        *lost = true; /* the history moved past this subscriber: it cannot keep up */
+        e->cursor = oldest;
+    }
+    while (e->cursor <= t->head && (bytes < budget || bytes == 0)) {
+        struct obuf *f = t->ring[e->cursor % t->cap].frame;
+        if (outq_push_take(out, obuf_ref(f)) < 0)
+            break;
+        bytes += f->len - f->start;
+        e->cursor++;
+    }
+    if (e->cursor <= t->head) {
+        *more = true;
+        atomic_store(&e->dirty, 1); /* come back when the queue has drained */
+    }
+    pthread_mutex_unlock(&t->lock);
+    atomic_fetch_add(&b->delivered_bytes, bytes);
+    return bytes;
+}
+
+size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bool *more,
+                   bool *lost)
+{
+    size_t total = 0;
+    *more = *lost = false;
+    pthread_mutex_lock(&s->lock);
+    for (struct entry *e = s->entries; e; e = e->snext) {
+        /* Clear before reading the head: a publish after this point sets it again and wakes. */
+        if (!atomic_exchange(&e->dirty, 0))
+            continue;
+        if (total >= budget) {
+            atomic_store(&e->dirty, 1);
+            *more = true;
+            continue;
+        }
+        total += pull_entry(s->b, e, out, budget - total, more, lost);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return total;
+}
+
+void broker_stats(struct broker *b, struct broker_stats *st)
+{
+    pthread_rwlock_rdlock(&b->lock);
+    st->topics = b->ntopics;
+    pthread_rwlock_unlock(&b->lock);
+    st->subscriptions = atomic_load(&b->subscriptions);
+    st->published = atomic_load(&b->published);
+    st->delivered_bytes = atomic_load(&b->delivered_bytes);
+}

@@ -1,0 +1,337 @@
+/* Unit tests for the broker core: topics as logs, cursors, wildcards, recovery, wakes. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "ws_frame.h"
+
+/* A fake owner: counts references and wakes. */
+struct owner {
+    atomic_int refs;
+    atomic_int wakes;
+};
+
+static void o_ref(void *o)
+{
+    atomic_fetch_add(&((struct owner *)o)->refs, 1);
+}
+
+static void o_unref(void *o)
+{
+    atomic_fetch_sub(&((struct owner *)o)->refs, 1);
+}
+
+static void o_dispatch(struct broker_batch *batch, void *ctx)
+{
+    (void)ctx;
+    for (unsigned i = 0; i < batch->n; i++) {
+        atomic_fetch_add(&((struct owner *)batch->owners[i])->wakes, 1);
+        o_unref(batch->owners[i]);
+    }
+    free(batch);
+}
+
+static struct broker *mk(size_t history)
+{
+    struct broker_config cfg = {.history_size = history, .history_ttl = 0, .max_subscriptions = 8};
+    struct broker_hooks hooks = {.ref = o_ref, .unref = o_unref, .dispatch = o_dispatch};
+    struct broker *b = broker_new(&cfg, &hooks);
+    cr_assert_not_null(b);
+    return b;
+}
+
+static int sub(struct broker_session *s, const char *p, struct broker_sub_result *res)
+{
+    struct broker_sub_result tmp;
+    const char *why;
+    return broker_subscribe(s, p, strlen(p), NULL, res ? res : &tmp, &why);
+}
+
+static uint64_t pub(struct broker *b, const char *topic, const char *data, unsigned *reach)
+{
+    struct broker_pub_result r;
+    const char *why;
+    cr_assert_eq(broker_publish(b, topic, strlen(topic), data, strlen(data), &r, &why), 0);
+    if (reach)
+        *reach = r.reach;
+    return r.offset;
+}
+
+/* Pulls everything and returns the JSON payloads, one per line. */
+static char *pull_all(struct broker_session *s, bool *lost)
+{
+    struct outq q;
+    outq_init(&q);
+    bool more, l;
+    broker_pull(s, &q, 1 << 20, &more, &l);
+    if (lost)
+        *lost = l;
+    size_t cap = 65536, len = 0;
+    char *out = calloc(1, cap);
+    for (uint32_t i = 0; i < q.count; i++) {
+        struct obuf *f = q.segs[(q.head + i) % q.cap].buf.b;
+        const uint8_t *p = (const uint8_t *)f->data + f->start;
+        cr_assert_eq(p[0], 0x81, "a final text frame");
+        size_t hl = ws_frame_header_size(f->len - f->start - 2, false);
+        size_t n = f->len - f->start - hl;
+        /* The header's length field matches the payload. */
+        size_t declared = (p[1] & 0x7f) < 126    ? (p[1] & 0x7f)
+                          : (p[1] & 0x7f) == 126 ? ((size_t)p[2] << 8 | p[3])
+                                                 : n;
+        cr_assert_eq(declared, n);
+        if (len + n + 2 > cap) {
+            cap = (len + n + 2) * 2;
+            out = realloc(out, cap);
+        }
+        memcpy(out + len, p + hl, n);
+        len += n;
+        out[len++] = '\n';
+        out[len] = '\0';
+    }
+    outq_deinit(&q);
+    return out;
+}
+
+Test(broker, publish_reaches_subscribers_in_order_as_shared_frames)
+{
+    struct broker *b = mk(100);
+    struct owner oa = {0}, ob = {0};
+    struct broker_session *a = broker_session_new(b, &oa), *c = broker_session_new(b, &ob);
+    cr_assert_eq(sub(a, "chat.room1", NULL), 0);
+    cr_assert_eq(sub(c, "chat.room1", NULL), 0);
+    unsigned reach;
+    cr_assert_eq(pub(b, "chat.room1", "\"hello\"", &reach), 1);
+    cr_assert_eq(reach, 2);
+    cr_assert_eq(pub(b, "chat.room1", "{\"n\":2}", NULL), 2);
+    cr_assert_eq(atomic_load(&oa.wakes), 1, "a pending wake is not repeated");
+    char *got = pull_all(a, NULL);
+    cr_assert_str_eq(
+        got, "{\"type\":\"msg\",\"topic\":\"chat.room1\",\"data\":\"hello\",\"offset\":1}\n"
+             "{\"type\":\"msg\",\"topic\":\"chat.room1\",\"data\":{\"n\":2},\"offset\":2}\n");
+    free(got);
+    got = pull_all(a, NULL);
+    cr_assert_str_eq(got, "", "nothing twice");
+    free(got);
+    pub(b, "chat.room1", "3", NULL);
+    cr_assert_eq(atomic_load(&oa.wakes), 2, "woken again after its pull");
+    got = pull_all(c, NULL);
+    cr_assert(strstr(got, "\"offset\":3"));
+    free(got);
+    cr_assert_eq(atomic_load(&oa.refs), 0);
+    broker_session_free(a);
+    broker_session_free(c);
+    broker_free(b);
+}
+
+Test(broker, subscribe_is_idempotent_and_unsubscribe_stops_delivery)
+{
+    struct broker *b = mk(100);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    struct broker_sub_result r;
+    cr_assert_eq(sub(s, "news", &r), 0);
+    cr_assert(!r.existed);
+    cr_assert_eq(sub(s, "news", &r), 0);
+    cr_assert(r.existed);
+    unsigned reach;
+    pub(b, "news", "1", &reach);
+    cr_assert_eq(reach, 1, "one subscription, not two");
+    cr_assert_eq(broker_unsubscribe(s, "news", 4), 0);
+    cr_assert_eq(broker_unsubscribe(s, "news", 4), BROKER_ENOTSUB);
+    pub(b, "news", "2", &reach);
+    cr_assert_eq(reach, 0);
+    char *got = pull_all(s, NULL);
+    cr_assert_str_eq(got, "");
+    free(got);
+    broker_session_free(s);
+    broker_free(b);
+}
+
+Test(broker, wildcards_match_existing_and_future_topics_once)
+{
+    struct broker *b = mk(100);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    pub(b, "chat.a", "0", NULL); /* exists before the subscription */
+    cr_assert_eq(sub(s, "chat.*", NULL), 0);
+    cr_assert_eq(sub(s, "chat.>", NULL), 0);
+    cr_assert_eq(sub(s, "chat.a", NULL), 0); /* overlapping exact subscription */
+    unsigned reach;
+    pub(b, "chat.a", "1", &reach);
+    cr_assert_eq(reach, 1, "one delivery per topic per connection");
+    pub(b, "chat.b", "2", NULL);   /* created after the subscription */
+    pub(b, "chat.b.x", "3", NULL); /* only chat.> */
+    pub(b, "other", "4", NULL);
+    char *got = pull_all(s, NULL);
+    cr_assert(strstr(got, "\"topic\":\"chat.a\",\"data\":1,"), "%s", got);
+    cr_assert(strstr(got, "\"topic\":\"chat.b\",\"data\":2,"), "%s", got);
+    cr_assert(strstr(got, "\"topic\":\"chat.b.x\",\"data\":3,"), "%s", got);
+    cr_assert_null(strstr(got, "\"data\":0,"), "no history for a plain wildcard subscription");
+    cr_assert_null(strstr(got, "other"));
+    free(got);
+    /* Dropping chat.* keeps chat.a (exact) and chat.b (still matched by chat.>). */
+    cr_assert_eq(broker_unsubscribe(s, "chat.*", 6), 0);
+    pub(b, "chat.a", "5", &reach);
+    cr_assert_eq(reach, 1);
+    cr_assert_eq(broker_unsubscribe(s, "chat.>", 6), 0);
+    pub(b, "chat.b", "6", &reach);
+    cr_assert_eq(reach, 0);
+    broker_session_free(s);
+    broker_free(b);
+}
+
+Test(broker, recovery_replays_exactly_what_was_missed)
+{
+    struct broker *b = mk(100);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    struct broker_sub_result r;
+    cr_assert_eq(sub(s, "feed", &r), 0);
+    char epoch[32];
+    strcpy(epoch, r.epoch);
+    for (int i = 1; i <= 5; i++) {
+        char d[8];
+        snprintf(d, sizeof(d), "%d", i);
+        pub(b, "feed", d, NULL);
+    }
+    char *got = pull_all(s, NULL); /* saw 1..5 */
+    free(got);
+    broker_session_free(s); /* disconnect */
+    for (int i = 6; i <= 8; i++)
+        pub(b, "feed", "0", NULL);
+    s = broker_session_new(b, &o);
+    struct broker_sub_opts opts = {.recover = true, .epoch = epoch, .offset = 5};
+    const char *why;
+    cr_assert_eq(broker_subscribe(s, "feed", 4, &opts, &r, &why), 0);
+    cr_assert(r.recovered);
+    cr_assert_eq(r.replay, 3);
+    cr_assert_eq(r.offset, 8);
+    pub(b, "feed", "9", NULL); /* live, after the replay */
+    got = pull_all(s, NULL);
+    cr_assert(strstr(got, "\"offset\":6}\n") == got + strcspn(got, "\n") - 11 ||
+                  strncmp(strstr(got, "offset"), "offset\":6}", 10) == 0,
+              "%s", got);
+    for (int off = 6; off <= 9; off++) {
+        char needle[32];
+        snprintf(needle, sizeof(needle), "\"offset\":%d}", off);
+        cr_assert_not_null(strstr(got, needle), "offset %d missing: %s", off, got);
+    }
+    cr_assert_null(strstr(got, "\"offset\":5}"), "no duplicate");
+    free(got);
+    broker_session_free(s);
+
+    /* Another epoch (a restarted server) cannot be recovered from. */
+    s = broker_session_new(b, &o);
+    opts.epoch = "0000000000000000-1";
+    cr_assert_eq(broker_subscribe(s, "feed", 4, &opts, &r, &why), 0);
+    cr_assert(!r.recovered);
+    cr_assert_eq(r.replay, 0);
+    broker_session_free(s);
+    broker_free(b);
+}
+
+Test(broker, last_n_and_history_bound)
+{
+    struct broker *b = mk(4);
+    struct owner o = {0};
+    for (int i = 1; i <= 10; i++)
+        pub(b, "t", "1", NULL);
+    struct broker_session *s = broker_session_new(b, &o);
+    struct broker_sub_opts opts = {.last = 3};
+    struct broker_sub_result r;
+    const char *why;
+    cr_assert_eq(broker_subscribe(s, "t", 1, &opts, &r, &why), 0);
+    cr_assert_eq(r.replay, 3);
+    char *got = pull_all(s, NULL);
+    cr_assert_not_null(strstr(got, "\"offset\":8}"));
+    cr_assert_null(strstr(got, "\"offset\":7}"));
+    free(got);
+    /* Asking for more than is kept gives what is kept. */
+    broker_session_free(s);
+    s = broker_session_new(b, &o);
+    opts.last = 100;
+    cr_assert_eq(broker_subscribe(s, "t", 1, &opts, &r, &why), 0);
+    cr_assert_eq(r.replay, 4);
+    free(pull_all(s, NULL));
+    /* A subscriber that falls behind the history has lost messages. */
+    for (int i = 0; i < 6; i++)
+        pub(b, "t", "2", NULL);
+    bool lost;
+    free(pull_all(s, &lost));
+    cr_assert(lost);
+    broker_session_free(s);
+    broker_free(b);
+}
+
+Test(broker, limits_and_bad_names)
+{
+    struct broker *b = mk(10);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    struct broker_sub_result r;
+    const char *why;
+    cr_assert_eq(broker_subscribe(s, "bad topic", 9, NULL, &r, &why), BROKER_EBADTOPIC);
+    cr_assert_not_null(why);
+    struct broker_pub_result pr;
+    cr_assert_eq(broker_publish(b, "chat.*", 6, "1", 1, &pr, &why), BROKER_EBADTOPIC);
+    for (int i = 0; i < 8; i++) {
+        char t[8];
+        snprintf(t, sizeof(t), "t%d", i);
+        cr_assert_eq(sub(s, t, NULL), 0);
+    }
+    cr_assert_eq(sub(s, "t9", NULL), BROKER_ETOOMANY);
+    cr_assert_eq(sub(s, "t0", NULL), 0, "resubscribing is not a new subscription");
+    broker_session_free(s);
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_eq(st.subscriptions, 0);
+    broker_free(b);
+}
+
+/* Many threads publish to one topic while a subscriber pulls: offsets arrive contiguous. */
+struct pub_arg {
+    struct broker *b;
+    int n;
+};
+
+static void *publisher(void *p)
+{
+    struct pub_arg *a = p;
+    for (int i = 0; i < a->n; i++) {
+        struct broker_pub_result r;
+        const char *why;
+        broker_publish(a->b, "race", 4, "1", 1, &r, &why);
+    }
+    return NULL;
+}
+
+Test(broker, concurrent_publishers_give_one_order)
+{
+    struct broker *b = mk(100000);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    cr_assert_eq(sub(s, "race", NULL), 0);
+    pthread_t th[8];
+    struct pub_arg a = {.b = b, .n = 5000};
+    for (int i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, publisher, &a);
+    uint64_t expect = 1;
+    for (int spins = 0; expect <= 40000 && spins < 1000000; spins++) {
+        char *got = pull_all(s, NULL);
+        for (char *line = got; *line; line = strchr(line, '\n') + 1) {
+            char *off = strstr(line, "\"offset\":");
+            cr_assert_eq(strtoull(off + 9, NULL, 10), expect, "gap or reorder");
+            expect++;
+        }
+        free(got);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    free(pull_all(s, NULL));
+    cr_assert_eq(expect, 40001);
+    broker_session_free(s);
+    broker_free(b);
+}
