@@ -43,7 +43,7 @@ TEST_SANFLAGS :=
 else
 TEST_SANFLAGS := $(SANFLAGS)
 endif
-LDLIBS  += -lpthread -lssl -lcrypto -lz
+LDLIBS  += -lpthread -lssl -lcrypto -lz -lcjson
 
 # Every module except main.c goes into a static library that tests link against.
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
@@ -65,7 +65,7 @@ export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: all run test unit integration check format format-check clean bench bench-http fuzz
+.PHONY: all run test unit integration check format format-check clean bench bench-http bench-echo fuzz
 
 all: $(BIN)
 
@@ -87,7 +87,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
 $(BUILD)/tests/integ_test_%: tests/integration/test_%.c $(INTEG_LIB_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(TEST_SANFLAGS) -Itests/integration -Iclients/c $< $(INTEG_LIB_SRC) \
-	  -o $@ $(TEST_SANFLAGS) -lcriterion -lz
+	  -o $@ $(TEST_SANFLAGS) -lcriterion -lz -lcjson -lpthread
 
 run: $(BIN)
 	./$(BIN) $(ARGS)
@@ -122,9 +122,13 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
 
-bench: bench-http
+bench: bench-http bench-echo
 bench-http: $(BIN)
 	bench/http.sh
+bench-echo: $(BIN) $(BUILD)/wsload
+	bench/echo.sh
+$(BUILD)/wsload: bench/wsload.c src/ws_frame.c src/utf8.c
+	$(CC) $(BASE_CFLAGS) $^ -o $@ -lpthread
 
 # libFuzzer targets (clang): fuzz/fuzz_<target>.c with fuzz/corpus/<target>/ and, if present,
 # fuzz/<target>.dict. FUZZ_SECONDS bounds each run. Only the pure codecs are linked.

@@ -10,10 +10,12 @@
  * per-subscriber copy, however many threads publish at once; a subscriber woken late takes many
  * messages in one write; and recovery after a reconnect is the same pull from an older cursor.
  *
- * Waking: a publish marks each subscription "dirty" and, only for those that were not dirty
- * already (a wake is still pending for the others), hands their owners to the dispatch hook in
- * batches, which the server spreads over its workers. A subscription clears its dirty flag before
- * it reads the head, so no message is ever left without a wake.
+ * Waking: a publish marks each subscription "dirty" and, only for sessions without a wake on its
+ * way already, hands their owners to the dispatch hook in batches, which the server spreads over
+ * its workers; so a busy session costs one wake however many messages and topics pile up. A pull
+ * clears the session's wake flag before it reads any head, so no message is left without a wake,
+ * and a session left with a backlog (budget reached) is woken by the next publish again, which is
+ * how its owner notices a subscriber that stopped reading.
  *
  * Bounds: a topic keeps at most history_size messages (and, for recovery, none older than
  * history_ttl); a subscription whose cursor falls behind the oldest kept message has lost data and
@@ -124,6 +126,9 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
  */
 size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bool *more,
                    bool *lost);
+
+/* broker_pending - true when messages wait for the session (a pull would queue something). */
+bool broker_pending(struct broker_session *s);
 
 struct broker_stats {
     uint64_t topics, subscriptions, published, delivered_bytes;

@@ -35,6 +35,13 @@ struct herald_config {
     unsigned pong_timeout;  /* seconds to wait for the answer before closing */
     int compression;        /* offer permessage-deflate (default 1) */
     const char *allowed_origins[CONFIG_MAX_ORIGINS + 1]; /* NULL-terminated; empty: any */
+
+    /* Broker */
+    const char *ws_path;        /* the broker's WebSocket endpoint */
+    size_t history_size;        /* messages kept per topic */
+    unsigned history_ttl;       /* seconds a message stays replayable (0: no limit) */
+    unsigned max_subscriptions; /* per connection */
+    size_t max_outbound;        /* queued bytes per connection before it is a slow consumer */
 };
 
 /* config_defaults - every setting at its documented default. */

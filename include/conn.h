@@ -67,12 +67,14 @@ struct conn_env {
 
 /* Reasons for conn_wake (bits). */
 #define CONN_WAKE_TIMER 0x1u /* the timeout sweep found the deadline passed */
+#define CONN_WAKE_DATA  0x2u /* the broker has messages for it */
 
 enum conn_state { CONN_HEAD, CONN_BODY, CONN_LINGER, CONN_WS };
 
 struct conn {
     struct twheel_entry tw; /* first member: the wheel's entry pointer is the connection's */
     struct reclaim_item rc; /* for deferred freeing after close */
+    atomic_uint refs;       /* 1 while open or retired, plus one per wake batch holding it */
     const struct conn_env *env;
     int fd;
 
@@ -100,7 +102,9 @@ struct conn {
     struct outq out;
     struct http_parser parser;
     struct http_request req;
-    struct ws_conn *ws; /* after the WebSocket upgrade */
+    struct ws_conn *ws;   /* after the WebSocket upgrade */
+    void *app;            /* the endpoint's per-connection state (the broker's session) */
+    uint8_t more_pending; /* the endpoint has output it could not queue yet (set by on_run) */
 };
 
 /*
@@ -118,6 +122,12 @@ void conn_on_event(struct conn *c, uint32_t events, int worker);
  * another connection's or the wheel's mutex. The caller must be a worker inside its batch (so `c`
  * cannot be freed under it); `worker` is its index. The connection may be run right here. */
 void conn_wake(struct conn *c, uint32_t reasons, int worker);
+
+/* conn_ref / conn_unref - keep a connection's memory (not the connection) alive while a pointer to
+ * it waits in a queue outside any worker's batch. The last unref of a retired connection frees
+ * it. Any thread. */
+void conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
 
 /* conn_destroy - closes and frees a connection already out of the wheel and the epoll set's
  * reach (shutdown only). A WebSocket connection is told first (1001, best effort). */

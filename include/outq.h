@@ -92,6 +92,10 @@ int outq_push_dmsg_take(struct outq *q, struct dmsg *dm);
  * (closed when sent, on deinit, or on failure). Returns 0 or -ENOMEM. */
 int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len);
 
+/* outq_drop_unsent - drops every queued segment that has not started to go out (a partly sent
+ * front segment stays, so the peer never sees half a frame). Returns the bytes dropped. */
+size_t outq_drop_unsent(struct outq *q);
+
 /*
  * outq_flush - writes as much as the socket takes. Returns:
  *   0         the queue is empty

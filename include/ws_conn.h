@@ -32,6 +32,15 @@ struct ws_endpoint {
      * Returns 0, or a close code to end the connection with.
      */
     int (*on_message)(struct conn *c, uint8_t opcode, struct dmsg *msg);
+    /* on_open - the upgrade succeeded (the 101 is queued); may queue a first message. Returns 0,
+     * or -1 to refuse (the connection closes with 1011). Optional. */
+    int (*on_open)(struct conn *c, void *ctx);
+    /* on_run - called on every turn of the connection after input was handled and before output
+     * is flushed (the broker pulls deliveries here). Returns 0 or a close code. Optional. */
+    int (*on_run)(struct conn *c);
+    /* on_close - the connection is closing; release what on_open made. Optional. */
+    void (*on_close)(struct conn *c);
+    void *ctx; /* passed to on_open */
 };
 
 /* ws_echo_on_message - the echo endpoint (--echo-path): sends every message back with its opcode,
@@ -48,6 +57,10 @@ int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct w
 /* ws_conn_process - decodes and handles the frames buffered in c's input. Returns 0, or -1 when
  * the connection must close now (nothing more to send). */
 int ws_conn_process(struct conn *c);
+
+/* ws_conn_run - gives the endpoint its turn (on_run) after input was handled: the broker queues
+ * deliveries here. Returns 0. */
+int ws_conn_run(struct conn *c);
 
 /* ws_conn_on_input - the peer sent something: it is alive (moves the keepalive deadline). */
 void ws_conn_on_input(struct conn *c);

@@ -68,6 +68,7 @@ struct pattern {
 struct broker_session {
     struct broker *b;
     void *owner;
+    atomic_int wake_pending; /* a wake is on its way: publishes need not send another */
     pthread_mutex_t lock;
     struct entry *entries;
     struct pattern *patterns;
@@ -371,9 +372,12 @@ static int subscribe_pattern(struct broker_session *s, const char *text, size_t 
     return 0;
 }
 
-/* Sets where an exact subscription starts: recovery, the last N, or only new messages. */
+/* Sets where an exact subscription starts (recovery, the last N, or only new messages) when
+ * `move`, and reports the topic's state either way. An entry that already delivers (through an
+ * earlier subscription) keeps its cursor unless the client asks for a replay: moving it would
+ * skip messages published but not yet delivered. */
 static void place_cursor(struct broker *b, struct entry *e, const struct broker_sub_opts *o,
-                         struct broker_sub_result *res)
+                         bool move, struct broker_sub_result *res)
 {
     struct topic *t = e->t;
     pthread_mutex_lock(&t->lock);
@@ -391,12 +395,14 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
     } else if (o && o->last > 0) {
         start = t->head + 1 >= oldest + o->last ? t->head + 1 - o->last : oldest;
     }
+    if (!move)
+        start = e->cursor;
     e->cursor = start;
     res->replay = t->head + 1 - start;
     res->offset = t->head;
     snprintf(res->epoch, sizeof(res->epoch), "%s", t->epoch);
     if (res->replay > 0)
-        atomic_store(&e->dirty, 1);
+        atomic_store(&e->dirty, 1); /* the caller pulls right after the ack */
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -417,19 +423,20 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
     pthread_rwlock_wrlock(&b->lock);
     pthread_mutex_lock(&s->lock);
     struct entry *e = t ? find_entry(s, t) : NULL;
+    bool replay = opts && (opts->recover || opts->last);
     res->existed = wild ? find_pattern(s, pattern, len) != NULL : (e && e->exact);
-    if (res->existed && !wild && opts && (opts->recover || opts->last)) {
-        place_cursor(b, e, opts, res); /* a resubscribe may still ask for a replay */
-    } else if (res->existed) {
-        if (t)
-            place_cursor(b, e, NULL, res);
+    if (res->existed) {
+        if (!wild) /* idempotent, but a resubscribe may still ask for a replay */
+            place_cursor(b, e, opts, replay, res);
     } else if (s->n_subs >= b->cfg.max_subscriptions) {
         *why = "too many subscriptions on this connection";
         rc = BROKER_ETOOMANY;
     } else if (wild) {
         rc = subscribe_pattern(s, pattern, len);
-    } else if ((rc = entry_attach(s, t, true, &e)) == 0) {
-        place_cursor(b, e, opts, res);
+    } else {
+        bool fresh = e == NULL; /* else a wildcard already delivers this topic */
+        if ((rc = entry_attach(s, t, true, &e)) == 0)
+            place_cursor(b, e, opts, fresh || replay, res);
     }
     if (rc == 0 && !res->existed) {
         s->n_subs++;
@@ -544,18 +551,20 @@ struct wake_list {
     size_t n, cap;
 };
 
-/* Marks every subscription dirty and lists the owners that need a wake. Under the topic lock. */
+/* Marks every subscription dirty and lists the owners that need a wake. Under the topic lock,
+ * which also keeps every entry's session alive (sessions detach their entries under it). */
 static void collect_wakes(struct broker *b, struct topic *t, struct wake_list *w)
 {
     for (size_t i = 0; i < t->n_entries; i++) {
         struct entry *e = t->entries[i];
-        if (atomic_exchange(&e->dirty, 1))
+        atomic_store(&e->dirty, 1);
+        if (atomic_exchange(&e->s->wake_pending, 1))
             continue; /* a wake is already on its way and will find this message too */
         if (w->n == w->cap) {
             size_t ncap = w->cap ? w->cap * 2 : 64;
             void **nv = realloc(w->v, ncap * sizeof(*nv));
             if (!nv) {
-                atomic_store(&e->dirty, 0); /* nobody will come: let the next publish try */
+                atomic_store(&e->s->wake_pending, 0); /* nobody comes: the next publish tries */
                 continue;
             }
             w->v = nv;
@@ -639,7 +648,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     }
     if (e->cursor <= t->head) {
         *more = true;
-        atomic_store(&e->dirty, 1); /* come back when the queue has drained */
+        atomic_store(&e->dirty, 1); /* the backlog waits for the next pull */
     }
     pthread_mutex_unlock(&t->lock);
     atomic_fetch_add(&b->delivered_bytes, bytes);
@@ -651,9 +660,11 @@ size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bo
 {
     size_t total = 0;
     *more = *lost = false;
+    /* Cleared before any head is read: a publish after this point wakes the session again, also
+     * when it already has a backlog (that is how a stuck subscriber gets noticed). */
+    atomic_store(&s->wake_pending, 0);
     pthread_mutex_lock(&s->lock);
     for (struct entry *e = s->entries; e; e = e->snext) {
-        /* Clear before reading the head: a publish after this point sets it again and wakes. */
         if (!atomic_exchange(&e->dirty, 0))
             continue;
         if (total >= budget) {
@@ -665,6 +676,16 @@ size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bo
     }
     pthread_mutex_unlock(&s->lock);
     return total;
+}
+
+bool broker_pending(struct broker_session *s)
+{
+    bool any = false;
+    pthread_mutex_lock(&s->lock);
+    for (struct entry *e = s->entries; e && !any; e = e->snext)
+        any = atomic_load(&e->dirty) != 0;
+    pthread_mutex_unlock(&s->lock);
+    return any;
 }
 
 void broker_stats(struct broker *b, struct broker_stats *st)

@@ -34,6 +34,11 @@ void config_defaults(struct herald_config *cfg)
     cfg->ping_interval = 25;
     cfg->pong_timeout = 10;
     cfg->compression = 1;
+    cfg->ws_path = "/ws";
+    cfg->history_size = 1000;
+    cfg->history_ttl = 300;
+    cfg->max_subscriptions = 256;
+    cfg->max_outbound = 1 << 20;
 }
 
 void config_usage(FILE *out)
@@ -62,6 +67,13 @@ void config_usage(FILE *out)
             "  --no-compression        do not negotiate permessage-deflate\n"
             "  --allowed-origin ORIGIN accept upgrades only from this Origin (repeatable;\n"
             "                          default: any origin)\n"
+            "\nBroker:\n"
+            "  --ws-path PATH          the broker's WebSocket endpoint (default /ws)\n"
+            "  --history-size N        messages kept per topic for recovery (default 1000)\n"
+            "  --history-ttl SEC       how long they stay replayable, 0: no limit (default 300)\n"
+            "  --max-subscriptions N   per connection (default 256)\n"
+            "  --max-outbound BYTES    queued per connection before it is disconnected as a\n"
+            "                          slow consumer (default 1048576)\n"
             "  --help                  this text\n"
             "  --version               the version\n",
             HERALD_VERSION, HERALD_DEFAULT_ROOT);
@@ -130,6 +142,11 @@ enum {
     OPT_PONG,
     OPT_NO_COMPRESSION,
     OPT_ORIGIN,
+    OPT_WS_PATH,
+    OPT_HIST_SIZE,
+    OPT_HIST_TTL,
+    OPT_MAX_SUBS,
+    OPT_MAX_OUT,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -150,6 +167,11 @@ static const struct option long_opts[] = {
     {"pong-timeout", required_argument, NULL, OPT_PONG},
     {"no-compression", no_argument, NULL, OPT_NO_COMPRESSION},
     {"allowed-origin", required_argument, NULL, OPT_ORIGIN},
+    {"ws-path", required_argument, NULL, OPT_WS_PATH},
+    {"history-size", required_argument, NULL, OPT_HIST_SIZE},
+    {"history-ttl", required_argument, NULL, OPT_HIST_TTL},
+    {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBS},
+    {"max-outbound", required_argument, NULL, OPT_MAX_OUT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -217,6 +239,31 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         return 0;
     case OPT_ORIGIN:
         return add_origin(cfg, arg);
+    case OPT_WS_PATH:
+        if (arg[0] != '/')
+            return -1;
+        cfg->ws_path = arg;
+        return 0;
+    case OPT_HIST_SIZE:
+        if (parse_ulong(arg, 1, 10000000, &v) < 0)
+            return -1;
+        cfg->history_size = v;
+        return 0;
+    case OPT_HIST_TTL:
+        if (parse_ulong(arg, 0, 86400 * 365, &v) < 0)
+            return -1;
+        cfg->history_ttl = (unsigned)v;
+        return 0;
+    case OPT_MAX_SUBS:
+        if (parse_ulong(arg, 1, 1000000, &v) < 0)
+            return -1;
+        cfg->max_subscriptions = (unsigned)v;
+        return 0;
+    case OPT_MAX_OUT:
+        if (parse_ulong(arg, 4096, 1ul << 32, &v) < 0)
+            return -1;
+        cfg->max_outbound = v;
+        return 0;
     case OPT_HELP:
         config_usage(out);
         return 1;

@@ -32,6 +32,7 @@ struct conn *conn_start(const struct conn_env *env, int fd)
     }
     c->env = env;
     c->fd = fd;
+    atomic_init(&c->refs, 1);
     pthread_mutex_init(&c->lock, NULL);
     twheel_entry_init(&c->tw);
     dmsg_init(&c->in, IN_LIMIT);
@@ -67,9 +68,21 @@ void conn_destroy(struct conn *c)
     free(c);
 }
 
+void conn_ref(struct conn *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void conn_unref(struct conn *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        conn_destroy(c);
+}
+
+/* The grace period after close has passed: drop the connection's own reference. */
 static void free_retired(struct reclaim_item *it)
 {
-    conn_destroy((struct conn *)((char *)it - offsetof(struct conn, rc)));
+    conn_unref((struct conn *)((char *)it - offsetof(struct conn, rc)));
 }
 
 /* Ends the connection: no thread may start running it again, the sweep can no longer reach it,
@@ -406,12 +419,15 @@ static int on_io(struct conn *c, uint32_t events)
     /* Parse, answer and flush until the input is used up or the socket is full. */
     for (;;) {
         process_input(c);
+        if (c->state == CONN_WS)
+            ws_conn_run(c);
         size_t sent = 0;
         int rc = outq_flush(&c->out, c->fd, &sent);
         progress |= sent > 0;
         if (rc < 0 && rc != -EAGAIN)
             return CLOSE; /* EPIPE, ECONNRESET: close and free at once */
-        if (rc == -EAGAIN || c->close_after || dmsg_len(&c->in) == 0 || sent == 0)
+        if (rc == -EAGAIN || c->close_after || sent == 0 ||
+            (dmsg_len(&c->in) == 0 && !c->more_pending))
             break;
     }
     if (outq_bytes(&c->out) == 0 && (c->close_after || c->peer_eof)) {

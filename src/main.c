@@ -1,5 +1,6 @@
 /* main.c - flags, signals, and the server's lifetime. */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,18 @@ static int install_signals(void)
     return sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* Every connection is a descriptor: use all the process may have (the soft limit is often 1024
+ * while the hard one is far higher), as nginx's worker_rlimit_nofile would. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_msg(LOG_WARN, "cannot raise the descriptor limit: %s", herald_strerror(-errno));
+    }
+}
+
 static void print_startup(const struct herald_config *cfg, struct server *srv)
 {
     const char *host = cfg->listen_host;
@@ -50,6 +63,7 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     log_set_level((enum log_level)cfg.log_level);
+    raise_fd_limit();
 
     struct server *srv;
     rc = server_new(&srv, &cfg);

@@ -250,6 +250,34 @@ static ssize_t send_file(struct outq *q, int sockfd)
     return w;
 }
 
+/* 1 if the segment has started to go out. */
+static int seg_started(struct outq_seg *s)
+{
+    if (s->kind == OUTQ_BUF)
+        return s->buf.off > s->buf.b->start;
+    if (s->kind == OUTQ_DMSG)
+        return s->dm->off > 0;
+    return 0; /* a file range's offset is not tracked from its start; keep it whole */
+}
+
+size_t outq_drop_unsent(struct outq *q)
+{
+    if (q->count == 0)
+        return 0;
+    uint32_t keep = seg_started(seg_at(q, 0)) ? 1 : 0;
+    size_t before = q->bytes, kept = 0;
+    if (keep) {
+        struct outq_seg *s = seg_at(q, 0);
+        kept = s->kind == OUTQ_BUF ? s->buf.b->len - s->buf.off : dmsg_len(s->dm);
+    }
+    while (q->count > keep) {
+        q->count--;
+        seg_release(seg_at(q, q->count));
+    }
+    q->bytes = kept;
+    return before - kept;
+}
+
 int outq_flush(struct outq *q, int sockfd, size_t *sent)
 {
     while (q->count > 0) {

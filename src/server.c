@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@
 #include "log.h"
 #include "reclaim.h"
 #include "static_files.h"
+#include "broker.h"
+#include "broker_ws.h"
 #include "twheel.h"
 #include "ws_conn.h"
 
@@ -45,7 +48,16 @@ struct server {
     struct reclaim reclaim;
     struct static_root root;
     struct conn_env env;
-    struct ws_endpoint endpoints[1];
+    struct ws_endpoint endpoints[2];
+    struct broker *broker;
+    struct broker_ws broker_ws;
+    struct fanout {
+        pthread_mutex_t lock;
+        struct broker_batch **q; /* ring of pending wake batches */
+        size_t head, n, cap;
+        int efd; /* semaphore eventfd: one count per batch, level-triggered in the epoll set */
+    } fanout;
+    char fanout_tag;
     /* Addresses used as epoll tags for the three non-connection fds. */
     char listen_tag, timer_tag, stop_tag;
 };
@@ -144,6 +156,97 @@ static int setup_fds(struct server *srv)
     return rc;
 }
 
+/* ---- fan-out: wake batches from the broker, spread over the workers ---- */
+
+static void owner_ref(void *owner)
+{
+    conn_ref(owner);
+}
+
+static void owner_unref(void *owner)
+{
+    conn_unref(owner);
+}
+
+/* Queues a batch; its count on the eventfd wakes one worker per batch, so the subscribers of a
+ * large topic are served by every worker, not by the publisher's. */
+static void fanout_dispatch(struct broker_batch *batch, void *ctx)
+{
+    struct fanout *f = ctx;
+    pthread_mutex_lock(&f->lock);
+    if (f->n == f->cap) {
+        size_t ncap = f->cap ? f->cap * 2 : 64;
+        struct broker_batch **nq = malloc(ncap * sizeof(*nq));
+        if (!nq) {
+            pthread_mutex_unlock(&f->lock);
+            for (unsigned i = 0; i < batch->n; i++)
+                conn_unref(batch->owners[i]); /* their next publish will wake them */
+            free(batch);
+            return;
+        }
+        for (size_t i = 0; i < f->n; i++)
+            nq[i] = f->q[(f->head + i) % f->cap];
+        free(f->q);
+        f->q = nq;
+        f->cap = ncap;
+        f->head = 0;
+    }
+    f->q[(f->head + f->n++) % f->cap] = batch;
+    pthread_mutex_unlock(&f->lock);
+    eventfd_write(f->efd, 1);
+}
+
+static struct broker_batch *fanout_pop(struct fanout *f)
+{
+    struct broker_batch *b = NULL;
+    pthread_mutex_lock(&f->lock);
+    if (f->n > 0) {
+        b = f->q[f->head];
+        f->head = (f->head + 1) % f->cap;
+        f->n--;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return b;
+}
+
+static void on_fanout(struct server *srv, int worker)
+{
+    eventfd_t one;
+    if (eventfd_read(srv->fanout.efd, &one) < 0)
+        return; /* another worker took this count */
+    struct broker_batch *b = fanout_pop(&srv->fanout);
+    if (!b)
+        return;
+    for (unsigned i = 0; i < b->n; i++) {
+        conn_wake(b->owners[i], CONN_WAKE_DATA, worker);
+        conn_unref(b->owners[i]);
+    }
+    free(b);
+}
+
+static int setup_broker(struct server *srv)
+{
+    const struct herald_config *cfg = srv->cfg;
+    struct fanout *f = &srv->fanout;
+    pthread_mutex_init(&f->lock, NULL);
+    f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+    if (f->efd < 0)
+        return -errno;
+    int rc = epoll_add(srv->epfd, f->efd, EPOLLIN, &srv->fanout_tag);
+    if (rc < 0)
+        return rc;
+    struct broker_config bc = {.history_size = cfg->history_size,
+                               .history_ttl = cfg->history_ttl,
+                               .max_subscriptions = cfg->max_subscriptions};
+    struct broker_hooks hooks = {
+        .ref = owner_ref, .unref = owner_unref, .dispatch = fanout_dispatch, .ctx = f};
+    srv->broker = broker_new(&bc, &hooks);
+    if (!srv->broker)
+        return -ENOMEM;
+    broker_ws_init(&srv->broker_ws, srv->broker, cfg);
+    return 0;
+}
+
 /* The subprotocol the echo endpoint speaks (any client may also ask for none). */
 static const char *const echo_protocols[] = {"echo", NULL};
 
@@ -157,7 +260,8 @@ static void setup_endpoints(struct server *srv)
         .deflate = {.enabled = cfg->compression != 0},
     };
     unsigned n = 0;
-    if (cfg->echo_path) {
+    broker_ws_endpoint(&srv->broker_ws, &srv->endpoints[n++], &hs);
+    if (cfg->echo_path && strcmp(cfg->echo_path, cfg->ws_path) != 0) {
         srv->endpoints[n] = (struct ws_endpoint){
             .path = cfg->echo_path, .hs = hs, .on_message = ws_echo_on_message};
         srv->endpoints[n].hs.protocols = echo_protocols;
@@ -206,6 +310,10 @@ int server_new(struct server **out, const struct herald_config *cfg)
                                  .epfd = srv->epfd,
                                  .nconns = &srv->nconns,
                                  .reclaim = &srv->reclaim};
+    if ((rc = setup_broker(srv)) < 0) {
+        server_free(srv);
+        return rc;
+    }
     setup_endpoints(srv);
     http_limits_default(&srv->env.limits);
     srv->env.limits.max_request_line = cfg->max_request_line;
@@ -341,6 +449,8 @@ static void *worker_main(void *arg)
                 on_accept(srv);
             else if (tag == &srv->timer_tag)
                 on_timer(srv, w->index);
+            else if (tag == &srv->fanout_tag)
+                on_fanout(srv, w->index);
             else if (tag == &srv->stop_tag)
                 stop = 1; /* finish this batch: its connections are owned by this thread */
             else
@@ -374,7 +484,14 @@ int server_run(struct server *srv)
     for (int i = 1; i < started; i++)
         pthread_join(ws[i].thread, NULL);
     free(ws);
-    /* Every worker is gone: the wheel holds every remaining connection. */
+    /* Every worker is gone. Wake batches still queued only hold references. */
+    struct broker_batch *b;
+    while ((b = fanout_pop(&srv->fanout))) {
+        for (unsigned i = 0; i < b->n; i++)
+            conn_unref(b->owners[i]);
+        free(b);
+    }
+    /* The wheel holds every remaining connection. */
     struct twheel_entry *e;
     while ((e = twheel_drain(&srv->wheel)))
         conn_destroy((struct conn *)e);
@@ -399,6 +516,10 @@ void server_free(struct server *srv)
     static_root_close(&srv->root);
     if (srv->reclaim.workers)
         reclaim_deinit(&srv->reclaim); /* frees connections closed but not yet reclaimed */
+    broker_free(srv->broker);          /* after every session is gone */
+    if (srv->fanout.efd > 0)
+        close(srv->fanout.efd);
+    free(srv->fanout.q);
     twheel_deinit(&srv->wheel);
     free(srv->cpus);
     free(srv);

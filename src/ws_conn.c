@@ -68,6 +68,19 @@ int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct w
     /* The HTTP request's memory is not needed any more. */
     http_request_deinit(&c->req);
     twheel_set(c->env->wheel, &c->tw, twheel_now() + ms(cfg->ping_interval));
+    if (ep->on_open && ep->on_open(c, ep->ctx) < 0)
+        ws_close(c, WS_CLOSE_INTERNAL, "cannot open a session");
+    return 0;
+}
+
+int ws_conn_run(struct conn *c)
+{
+    struct ws_conn *ws = c->ws;
+    if (ws->close_sent || !ws->ep->on_run)
+        return 0;
+    int code = ws->ep->on_run(c);
+    if (code > 0)
+        ws_close(c, (unsigned)code, code == 4008 ? "slow consumer" : "closing");
     return 0;
 }
 
@@ -76,6 +89,8 @@ void ws_conn_free(struct conn *c)
     struct ws_conn *ws = c->ws;
     if (!ws)
         return;
+    if (ws->ep->on_close)
+        ws->ep->on_close(c);
     dmsg_deinit(&ws->msg);
     if (ws->deflate)
         ws_inflater_deinit(&ws->inf);

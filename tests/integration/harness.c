@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -57,6 +58,8 @@ void herald_start(struct herald_proc *p, const char *const *args)
     p->pid = fork();
     cr_assert_geq(p->pid, 0);
     if (p->pid == 0) {
+        /* A test that fails before herald_stop must not leave its server running. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(logfd, 2);
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);

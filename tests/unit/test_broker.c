@@ -335,3 +335,24 @@ Test(broker, concurrent_publishers_give_one_order)
     broker_session_free(s);
     broker_free(b);
 }
+
+Test(broker, resubscribing_never_skips_undelivered_messages)
+{
+    struct broker *b = mk(100);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    cr_assert_eq(sub(s, "t.a", NULL), 0);
+    pub(b, "t.a", "1", NULL);
+    struct broker_sub_result r;
+    cr_assert_eq(sub(s, "t.a", &r), 0); /* again, before pulling */
+    cr_assert(r.existed);
+    cr_assert_eq(sub(s, "t.*", NULL), 0);
+    pub(b, "t.b", "2", NULL);             /* t.b arrives through the wildcard */
+    cr_assert_eq(sub(s, "t.b", NULL), 0); /* now also exactly, before pulling */
+    char *got = pull_all(s, NULL);
+    cr_assert(strstr(got, "\"topic\":\"t.a\",\"data\":1,"), "%s", got);
+    cr_assert(strstr(got, "\"topic\":\"t.b\",\"data\":2,"), "%s", got);
+    free(got);
+    broker_session_free(s);
+    broker_free(b);
+}

@@ -151,3 +151,33 @@ Test(outq, a_closed_peer_is_an_error_not_a_signal)
     outq_deinit(&q);
     close(sv[0]);
 }
+
+Test(outq, drop_unsent_keeps_a_partly_sent_front)
+{
+    int sv[2];
+    pair(sv);
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    struct outq q;
+    outq_init(&q);
+    struct obuf *big = obuf_new(1 << 20);
+    memset(big->data, 'b', 1 << 20);
+    big->len = 1 << 20;
+    cr_assert_eq(outq_push_take(&q, big), 0);
+    cr_assert_eq(outq_push_take(&q, buf_of("later")), 0);
+    cr_assert_eq(outq_flush(&q, sv[0], NULL), -EAGAIN);
+    size_t left = outq_bytes(&q);
+    cr_assert_gt(left, 5);
+    cr_assert_eq(outq_drop_unsent(&q), 5, "only the untouched segment goes");
+    cr_assert_eq(outq_bytes(&q), left - 5);
+    cr_assert_eq(q.count, 1);
+    outq_deinit(&q);
+    /* Nothing started: everything goes. */
+    outq_init(&q);
+    cr_assert_eq(outq_push_take(&q, buf_of("abc")), 0);
+    cr_assert_eq(outq_drop_unsent(&q), 3);
+    cr_assert_eq(q.count, 0);
+    outq_deinit(&q);
+    close(sv[0]);
+    close(sv[1]);
+}

@@ -1,0 +1,229 @@
+/* broker_ws.c - protocol herald.v1 on WebSocket connections (see broker_ws.h). */
+#include "broker_ws.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "conn.h"
+#include "log.h"
+#include "proto.h"
+#include "ws_frame.h"
+
+/* Replies are small: the largest carries an id and a topic of bounded length. */
+#define REPLY_CAP 2048
+/* An id longer than this is not echoed (the reply would not fit). */
+#define ID_MAX 256
+
+static const char *const protocols[] = {PROTO_VERSION, NULL};
+
+struct session {
+    struct broker_ws *bw;
+    struct broker_session *bs;
+};
+
+void broker_ws_init(struct broker_ws *bw, struct broker *b, const struct herald_config *cfg)
+{
+    memset(bw, 0, sizeof(*bw));
+    bw->broker = b;
+    bw->cfg = cfg;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+        r = (uint64_t)(uintptr_t)bw;
+    snprintf(bw->boot, sizeof(bw->boot), "%016llx", (unsigned long long)r);
+}
+
+static void reply(struct conn *c, const char *text, size_t len)
+{
+    if (len > 0)
+        ws_send(c, WS_OP_TEXT, text, len);
+}
+
+static void send_error(struct conn *c, const struct proto_request *req, const char *code,
+                       const char *message)
+{
+    char out[REPLY_CAP];
+    const char *id = req && req->id_len <= ID_MAX ? req->id : NULL;
+    reply(c, out, proto_error(out, sizeof(out), id, id ? req->id_len : 0, code, message));
+}
+
+static int on_open(struct conn *c, void *ctx)
+{
+    struct broker_ws *bw = ctx;
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -1;
+    s->bw = bw;
+    s->bs = broker_session_new(bw->broker, c);
+    if (!s->bs) {
+        free(s);
+        return -1;
+    }
+    c->app = s;
+    char id[48], out[REPLY_CAP];
+    snprintf(id, sizeof(id), "%s-%llu", bw->boot,
+             (unsigned long long)atomic_fetch_add(&bw->sessions, 1) + 1);
+    reply(c, out, proto_welcome(out, sizeof(out), id));
+    return 0;
+}
+
+static void on_close(struct conn *c)
+{
+    struct session *s = c->app;
+    if (!s)
+        return;
+    broker_session_free(s->bs);
+    free(s);
+    c->app = NULL;
+}
+
+static const char *sub_error_code(int rc)
+{
+    switch (rc) {
+    case BROKER_EBADTOPIC:
+        return PROTO_E_BAD_TOPIC;
+    case BROKER_ETOOMANY:
+        return PROTO_E_TOO_MANY_SUBS;
+    case BROKER_ENOTSUB:
+        return PROTO_E_NOT_SUB;
+    default:
+        return PROTO_E_INTERNAL;
+    }
+}
+
+static void do_sub(struct conn *c, struct session *s, const struct proto_request *req)
+{
+    struct broker_sub_opts opts = {
+        .recover = req->recover, .epoch = req->epoch, .offset = req->offset, .last = req->last};
+    struct broker_sub_result res;
+    const char *why = NULL;
+    int rc = broker_subscribe(s->bs, req->topic, req->topic_len, &opts, &res, &why);
+    if (rc < 0) {
+        send_error(c, req, sub_error_code(rc), why ? why : "cannot subscribe");
+        return;
+    }
+    char out[REPLY_CAP];
+    /* The ack is queued before any replayed message: the pull comes later in this turn. */
+    reply(c, out,
+          proto_ack_sub(out, sizeof(out), req, res.epoch, res.offset, res.replay, res.recovered));
+}
+
+static void do_unsub(struct conn *c, struct session *s, const struct proto_request *req)
+{
+    int rc = broker_unsubscribe(s->bs, req->topic, req->topic_len);
+    if (rc < 0) {
+        send_error(c, req, sub_error_code(rc),
+                   rc == BROKER_ENOTSUB ? "not subscribed to this topic" : "invalid topic");
+        return;
+    }
+    char out[REPLY_CAP];
+    reply(c, out, proto_ack_unsub(out, sizeof(out), req));
+}
+
+static void do_pub(struct conn *c, struct session *s, const struct proto_request *req)
+{
+    struct broker_pub_result res;
+    const char *why = NULL;
+    int rc = broker_publish(s->bw->broker, req->topic, req->topic_len, req->data, req->data_len,
+                            &res, &why);
+    if (rc < 0) {
+        send_error(c, req, sub_error_code(rc), why ? why : "cannot publish");
+        return;
+    }
+    char out[REPLY_CAP];
+    reply(c, out, proto_ack_pub(out, sizeof(out), req, res.offset, res.reach));
+}
+
+/* One request. Errors are answered and never close the connection. */
+static void handle_request(struct conn *c, struct session *s, const char *text, size_t len)
+{
+    struct proto_request req;
+    const char *code, *message;
+    if (proto_parse(text, len, &req, &code, &message) < 0) {
+        send_error(c, &req, code, message);
+        return;
+    }
+    char out[REPLY_CAP];
+    switch (req.op) {
+    case PROTO_SUB:
+        do_sub(c, s, &req);
+        break;
+    case PROTO_UNSUB:
+        do_unsub(c, s, &req);
+        break;
+    case PROTO_PUB:
+        do_pub(c, s, &req);
+        break;
+    case PROTO_PING:
+        reply(c, out,
+              proto_pong(out, sizeof(out), req.id_len <= ID_MAX ? req.id : NULL,
+                         req.id_len <= ID_MAX ? req.id_len : 0));
+        break;
+    }
+}
+
+static int on_message(struct conn *c, uint8_t opcode, struct dmsg *msg)
+{
+    struct session *s = c->app;
+    if (opcode != WS_OP_TEXT) {
+        send_error(c, NULL, PROTO_E_BINARY, "requests are JSON text frames");
+        return 0;
+    }
+    /* A request arrives in scattered buffers; the JSON parser wants it in one piece. */
+    size_t len = dmsg_len(msg);
+    struct iovec iov[1];
+    char *text = NULL;
+    if (dmsg_iov(msg, 0, iov, 1) == 1 && iov[0].iov_len == len) {
+        handle_request(c, s, iov[0].iov_base, len);
+        return 0;
+    }
+    text = malloc(len + 1);
+    if (!text)
+        return WS_CLOSE_INTERNAL;
+    dmsg_copy(msg, 0, text, len);
+    handle_request(c, s, text, len);
+    free(text);
+    return 0;
+}
+
+/* Queues waiting deliveries; decides when a connection is a slow consumer. */
+static int on_run(struct conn *c)
+{
+    struct session *s = c->app;
+    if (!s)
+        return 0;
+    size_t max = s->bw->cfg->max_outbound, queued = outq_bytes(&c->out);
+    bool more = false, lost = false;
+    if (queued < max)
+        broker_pull(s->bs, &c->out, max - queued, &more, &lost);
+    else if (!c->more_pending && !broker_pending(s->bs))
+        return 0; /* at the bound, but nothing is waiting: fine */
+    else
+        more = true; /* at the bound with messages waiting: the client is not keeping up */
+    c->more_pending = more;
+    if (!lost && !(more && queued >= max))
+        return 0;
+    atomic_fetch_add(&s->bw->slow_consumers, 1);
+    if (log_enabled(LOG_INFO))
+        log_msg(LOG_INFO, "fd %d: slow consumer disconnected (%s)", c->fd,
+                lost ? "fell behind the history" : "send queue full");
+    /* What has not started to go out is dropped, so the close frame is next in line. */
+    outq_drop_unsent(&c->out);
+    c->more_pending = 0;
+    return WS_CLOSE_SLOW_CONSUMER;
+}
+
+void broker_ws_endpoint(struct broker_ws *bw, struct ws_endpoint *ep,
+                        const struct ws_handshake_config *hs)
+{
+    memset(ep, 0, sizeof(*ep));
+    ep->path = bw->cfg->ws_path;
+    ep->hs = *hs;
+    ep->hs.protocols = protocols;
+    ep->on_message = on_message;
+    ep->on_open = on_open;
+    ep->on_run = on_run;
+    ep->on_close = on_close;
+    ep->ctx = bw;
+}

@@ -1,0 +1,483 @@
+/*
+ * Integration: the broker over real WebSocket connections (protocol herald.v1): the request and
+ * reply flow, errors that keep the connection, wildcards, order under concurrent publishers with
+ * many subscribers, slow consumers, recovery with publishing in flight, history.
+ */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "wsc.h"
+
+static struct herald_proc srv;
+
+static void setup(void)
+{
+    /* Over a thousand connections from this one process. */
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    const char *args[] = {"--threads", "4", "--log-level", "warn", NULL};
+    herald_start(&srv, args);
+}
+
+static void teardown(void)
+{
+    free(herald_stop(&srv));
+}
+
+TestSuite(broker, .init = setup, .fini = teardown, .timeout = 180);
+
+/* Opens a broker connection and consumes the welcome. */
+static void bopen_port(struct wsc *c, int port)
+{
+    char head[2048];
+    int st =
+        wsc_connect(c, port, "/ws", "Sec-WebSocket-Protocol: herald.v1\r\n", head, sizeof(head));
+    cr_assert_eq(st, 101, "%s", head);
+    cr_assert_not_null(strstr(head, "Sec-WebSocket-Protocol: herald.v1\r\n"));
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(c, &f, 10000), 0);
+    cJSON *j = cJSON_ParseWithLength((char *)f.data, f.len);
+    cr_assert_not_null(j);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "type")->valuestring, "welcome");
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "version")->valuestring, "herald.v1");
+    cr_assert(cJSON_IsString(cJSON_GetObjectItem(j, "session")));
+    cJSON_Delete(j);
+    wsc_frame_free(&f);
+}
+
+static void bopen(struct wsc *c)
+{
+    bopen_port(c, srv.port);
+}
+
+static void bsend(struct wsc *c, const char *json)
+{
+    cr_assert_eq(wsc_send(c, WS_OP_TEXT, json, strlen(json)), 0);
+}
+
+/* The next server message, parsed (caller deletes). */
+static cJSON *brecv(struct wsc *c)
+{
+    struct wsc_frame f;
+    int rc = wsc_recv(c, &f, 20000);
+    cr_assert_eq(rc, 0, "no message (rc %d)", rc);
+    cr_assert_eq(f.opcode, WS_OP_TEXT, "opcode %d", f.opcode);
+    cJSON *j = cJSON_ParseWithLength((char *)f.data, f.len);
+    cr_assert_not_null(j, "not JSON: %s", f.data);
+    wsc_frame_free(&f);
+    return j;
+}
+
+static const char *str(cJSON *j, const char *k)
+{
+    cJSON *v = cJSON_GetObjectItem(j, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double num(cJSON *j, const char *k)
+{
+    cJSON *v = cJSON_GetObjectItem(j, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static void expect_type(struct wsc *c, const char *type, cJSON **out)
+{
+    cJSON *j = brecv(c);
+    char *txt = cJSON_PrintUnformatted(j);
+    cr_assert_str_eq(str(j, "type"), type, "%s", txt);
+    free(txt);
+    if (out)
+        *out = j;
+    else
+        cJSON_Delete(j);
+}
+
+Test(broker, subscribe_publish_deliver_with_ids_echoed)
+{
+    struct wsc a, b;
+    bopen(&a);
+    bopen(&b);
+    bsend(&a, "{\"op\":\"sub\",\"topic\":\"chat.lobby\",\"id\":1}");
+    cJSON *j;
+    expect_type(&a, "ack", &j);
+    cr_assert_eq(num(j, "id"), 1);
+    cr_assert_str_eq(str(j, "op"), "sub");
+    cr_assert_str_eq(str(j, "topic"), "chat.lobby");
+    cr_assert_neq(str(j, "epoch")[0], '\0');
+    cJSON_Delete(j);
+    bsend(&b, "{\"op\":\"pub\",\"topic\":\"chat.lobby\",\"data\":{\"text\":\"hi\",\"n\":1.50},"
+              "\"id\":\"p-1\"}");
+    expect_type(&b, "ack", &j);
+    cr_assert_str_eq(str(j, "id"), "p-1");
+    cr_assert_eq(num(j, "offset"), 1);
+    cr_assert_eq(num(j, "reach"), 1);
+    cJSON_Delete(j);
+    /* The data arrives byte for byte as published. */
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(&a, &f, 10000), 0);
+    cr_assert_str_eq((char *)f.data, "{\"type\":\"msg\",\"topic\":\"chat.lobby\","
+                                     "\"data\":{\"text\":\"hi\",\"n\":1.50},\"offset\":1}");
+    wsc_frame_free(&f);
+    bsend(&a, "{\"op\":\"ping\",\"id\":7}");
+    expect_type(&a, "pong", &j);
+    cr_assert_eq(num(j, "id"), 7);
+    cJSON_Delete(j);
+    bsend(&a, "{\"op\":\"unsub\",\"topic\":\"chat.lobby\",\"id\":2}");
+    expect_type(&a, "ack", NULL);
+    bsend(&b, "{\"op\":\"pub\",\"topic\":\"chat.lobby\",\"data\":2}");
+    expect_type(&b, "ack", &j);
+    cr_assert_eq(num(j, "reach"), 0, "unsubscribed");
+    cJSON_Delete(j);
+    wsc_close(&a);
+    wsc_close(&b);
+}
+
+Test(broker, errors_are_answered_and_the_connection_stays)
+{
+    struct wsc c;
+    bopen(&c);
+    struct {
+        const char *req, *code;
+    } cases[] = {
+        {"{not json", "bad_json"},
+        {"[1,2]", "bad_request"},
+        {"{\"op\":\"dance\",\"id\":3}", "unknown_op"},
+        {"{\"op\":\"sub\"}", "missing_field"},
+        {"{\"op\":\"pub\",\"topic\":\"t\"}", "missing_field"},
+        {"{\"op\":\"sub\",\"topic\":\"bad topic!\"}", "bad_topic"},
+        {"{\"op\":\"pub\",\"topic\":\"chat.*\",\"data\":1}", "bad_topic"},
+        {"{\"op\":\"unsub\",\"topic\":\"never\"}", "not_subscribed"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bsend(&c, cases[i].req);
+        cJSON *j;
+        expect_type(&c, "error", &j);
+        cr_assert_str_eq(str(j, "code"), cases[i].code, "case %zu", i);
+        cr_assert_neq(str(j, "message")[0], '\0');
+        cJSON_Delete(j);
+    }
+    wsc_send(&c, WS_OP_BINARY, "\x01\x02", 2);
+    cJSON *j;
+    expect_type(&c, "error", &j);
+    cr_assert_str_eq(str(j, "code"), "binary_not_supported");
+    cJSON_Delete(j);
+    bsend(&c, "{\"op\":\"ping\"}");
+    expect_type(&c, "pong", NULL);
+    wsc_close(&c);
+}
+
+Test(broker, no_subprotocol_gets_the_same_protocol_and_wildcards_work)
+{
+    struct wsc c, p;
+    char head[2048];
+    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
+    expect_type(&c, "welcome", NULL);
+    bopen(&p);
+    bsend(&c, "{\"op\":\"sub\",\"topic\":\"room.*\"}");
+    expect_type(&c, "ack", NULL);
+    bsend(&c, "{\"op\":\"sub\",\"topic\":\"room.>\"}");
+    expect_type(&c, "ack", NULL);
+    const char *topics[] = {"room.a", "room.b.c", "other", "room"};
+    for (int i = 0; i < 4; i++) {
+        char req[128];
+        snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"%s\",\"data\":%d}", topics[i], i);
+        bsend(&p, req);
+        expect_type(&p, "ack", NULL);
+    }
+    cJSON *j;
+    expect_type(&c, "msg", &j);
+    cr_assert_str_eq(str(j, "topic"), "room.a");
+    cJSON_Delete(j);
+    expect_type(&c, "msg", &j);
+    cr_assert_str_eq(str(j, "topic"), "room.b.c");
+    cJSON_Delete(j);
+    /* Nothing else: a ping's pong comes next. */
+    bsend(&c, "{\"op\":\"ping\"}");
+    expect_type(&c, "pong", NULL);
+    wsc_close(&c);
+    wsc_close(&p);
+}
+
+Test(broker, sixteen_publishers_thousand_subscribers_one_order)
+{
+    enum { SUBS = 1000, PUBS = 16, EACH = 40 };
+    struct wsc *subs = calloc(SUBS, sizeof(*subs));
+    for (int i = 0; i < SUBS; i++) {
+        bopen(&subs[i]);
+        bsend(&subs[i], "{\"op\":\"sub\",\"topic\":\"order\"}");
+    }
+    for (int i = 0; i < SUBS; i++)
+        expect_type(&subs[i], "ack", NULL);
+    struct wsc pubs[PUBS];
+    for (int p = 0; p < PUBS; p++)
+        bopen(&pubs[p]);
+    /* Interleaved, without waiting for acks: the server handles them on all its workers. */
+    for (int k = 0; k < EACH; k++)
+        for (int p = 0; p < PUBS; p++) {
+            char req[128];
+            snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"order\",\"data\":[%d,%d]}", p,
+                     k);
+            bsend(&pubs[p], req);
+        }
+    for (int p = 0; p < PUBS; p++)
+        for (int k = 0; k < EACH; k++)
+            expect_type(&pubs[p], "ack", NULL);
+    /* Every subscriber sees offsets 1..N in order with the same data at each offset. */
+    int(*seq)[2] = calloc(PUBS * EACH, sizeof(*seq));
+    for (int i = 0; i < SUBS; i++) {
+        int last_k[PUBS];
+        for (int p = 0; p < PUBS; p++)
+            last_k[p] = -1;
+        for (int n = 1; n <= PUBS * EACH; n++) {
+            cJSON *j = brecv(&subs[i]);
+            cr_assert_eq(num(j, "offset"), n, "subscriber %d: offset %g, want %d", i,
+                         num(j, "offset"), n);
+            cJSON *d = cJSON_GetObjectItem(j, "data");
+            int p = cJSON_GetArrayItem(d, 0)->valueint, k = cJSON_GetArrayItem(d, 1)->valueint;
+            if (i == 0) {
+                seq[n - 1][0] = p;
+                seq[n - 1][1] = k;
+            } else {
+                cr_assert(seq[n - 1][0] == p && seq[n - 1][1] == k,
+                          "subscriber %d differs at offset %d", i, n);
+            }
+            cr_assert_gt(k, last_k[p], "one publisher's messages keep their order");
+            last_k[p] = k;
+            cJSON_Delete(j);
+        }
+    }
+    free(seq);
+    for (int i = 0; i < SUBS; i++)
+        wsc_close(&subs[i]);
+    for (int p = 0; p < PUBS; p++)
+        wsc_close(&pubs[p]);
+    free(subs);
+}
+
+Test(broker, slow_consumer_is_cut_off_and_healthy_subscribers_get_everything)
+{
+    struct herald_proc p;
+    const char *args[] = {"--max-outbound", "65536", "--history-size", "100000", NULL};
+    herald_start(&p, args);
+    /* More than the kernel's send buffer (up to 4 MiB) and the 64 KiB queue can hold for it. */
+    enum { HEALTHY = 50, MSGS = 6000 };
+    struct wsc slow;
+    bopen_port(&slow, p.port);
+    int tiny = 4096;
+    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
+    bsend(&slow, "{\"op\":\"sub\",\"topic\":\"firehose\"}");
+    expect_type(&slow, "ack", NULL);
+    struct wsc *ok = calloc(HEALTHY, sizeof(*ok));
+    for (int i = 0; i < HEALTHY; i++) {
+        bopen_port(&ok[i], p.port);
+        bsend(&ok[i], "{\"op\":\"sub\",\"topic\":\"firehose\"}");
+        expect_type(&ok[i], "ack", NULL);
+    }
+    struct wsc pub;
+    bopen_port(&pub, p.port);
+    char *pad = malloc(1501);
+    memset(pad, 'x', 1500);
+    pad[1500] = '\0';
+    char *req = malloc(1700);
+    int got[HEALTHY] = {0};
+    for (int m = 0; m < MSGS; m++) {
+        snprintf(req, 1700, "{\"op\":\"pub\",\"topic\":\"firehose\",\"data\":\"%d %s\"}", m, pad);
+        bsend(&pub, req);
+        expect_type(&pub, "ack", NULL);
+        /* Healthy subscribers keep reading as they go. */
+        for (int i = 0; i < HEALTHY; i++) {
+            cJSON *j = brecv(&ok[i]);
+            cr_assert_eq(num(j, "offset"), ++got[i]);
+            cJSON_Delete(j);
+        }
+    }
+    /* The slow one was cut off early: what reaches it ends (close frame or, long after the
+     * server gave up on delivering it, a reset) well before the last message. */
+    int delivered = 0;
+    struct wsc_frame f;
+    while (wsc_recv(&slow, &f, 5000) == 0 && f.opcode == WS_OP_TEXT) {
+        delivered++;
+        wsc_frame_free(&f);
+    }
+    wsc_frame_free(&f);
+    cr_assert_lt(delivered, MSGS / 2, "the slow consumer got %d of %d", delivered, MSGS);
+    for (int i = 0; i < HEALTHY; i++) {
+        cr_assert_eq(got[i], MSGS);
+        wsc_close(&ok[i]);
+    }
+    wsc_close(&slow);
+    wsc_close(&pub);
+    free(ok);
+    free(pad);
+    free(req);
+    char *log = herald_stop(&p);
+    cr_assert_not_null(strstr(log, "slow consumer"), "logged");
+    free(log);
+}
+
+struct slow_reader {
+    struct wsc *c;
+    int frames, code;
+};
+
+/* Reads one frame per millisecond: slower than the publisher, so it falls behind. */
+static void *read_slowly(void *arg)
+{
+    struct slow_reader *r = arg;
+    struct wsc_frame f;
+    while (wsc_recv(r->c, &f, 10000) == 0) {
+        if (f.opcode == WS_OP_CLOSE) {
+            r->code = f.len >= 2 ? (f.data[0] << 8 | f.data[1]) : 1005;
+            wsc_frame_free(&f);
+            return NULL;
+        }
+        r->frames++;
+        wsc_frame_free(&f);
+        usleep(1000);
+    }
+    r->code = -1;
+    return NULL;
+}
+
+Test(broker, slow_consumer_gets_close_code_4008)
+{
+    struct herald_proc p;
+    const char *args[] = {"--max-outbound", "65536", "--history-size", "100000", NULL};
+    herald_start(&p, args);
+    struct wsc slow, pub;
+    bopen_port(&slow, p.port);
+    int tiny = 4096;
+    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
+    bsend(&slow, "{\"op\":\"sub\",\"topic\":\"firehose\"}");
+    expect_type(&slow, "ack", NULL);
+    struct slow_reader r = {.c = &slow};
+    pthread_t th;
+    pthread_create(&th, NULL, read_slowly, &r);
+    bopen_port(&pub, p.port);
+    char pad[1501], req[1700];
+    memset(pad, 'x', 1500);
+    pad[1500] = '\0';
+    for (int m = 0; m < 8000; m++) {
+        snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"firehose\",\"data\":\"%d %s\"}", m,
+                 pad);
+        bsend(&pub, req);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(r.code, 4008, "close code %d after %d messages", r.code, r.frames);
+    cr_assert_lt(r.frames, 8000);
+    wsc_close(&slow);
+    wsc_close(&pub);
+    free(herald_stop(&p));
+}
+
+struct pub_loop {
+    int port, n;
+};
+
+static void *publish_loop(void *arg)
+{
+    struct pub_loop *pl = arg;
+    struct wsc p;
+    bopen_port(&p, pl->port);
+    for (int i = 1; i <= pl->n; i++) {
+        char req[96];
+        snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"feed\",\"data\":%d}", i);
+        wsc_send(&p, WS_OP_TEXT, req, strlen(req));
+        if (i % 50 == 0)
+            usleep(2000);
+    }
+    wsc_close(&p);
+    return NULL;
+}
+
+Test(broker, recovery_after_forced_disconnect_with_publishing_in_flight)
+{
+    enum { N = 3000 };
+    struct wsc a;
+    bopen(&a);
+    bsend(&a, "{\"op\":\"sub\",\"topic\":\"feed\"}");
+    cJSON *j;
+    expect_type(&a, "ack", &j);
+    char epoch[64];
+    snprintf(epoch, sizeof(epoch), "%s", str(j, "epoch"));
+    cJSON_Delete(j);
+    pthread_t th;
+    struct pub_loop pl = {.port = srv.port, .n = N};
+    pthread_create(&th, NULL, publish_loop, &pl);
+    int last = 0;
+    while (last < 500) { /* read a while */
+        j = brecv(&a);
+        cr_assert_eq(num(j, "offset"), last + 1);
+        last++;
+        cJSON_Delete(j);
+    }
+    wsc_close(&a); /* forced disconnect while publishing goes on */
+    usleep(50000);
+    bopen(&a);
+    char req[256];
+    snprintf(req, sizeof(req),
+             "{\"op\":\"sub\",\"topic\":\"feed\",\"recover\":{\"epoch\":\"%s\",\"offset\":%d}}",
+             epoch, last);
+    bsend(&a, req);
+    expect_type(&a, "ack", &j);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "recovered")), "recovered");
+    cJSON_Delete(j);
+    /* Exactly the missed messages, then the live ones: no gap, no duplicate. */
+    while (last < N) {
+        j = brecv(&a);
+        cr_assert_eq(num(j, "offset"), last + 1, "gap or duplicate after %d", last);
+        cr_assert_eq(cJSON_GetObjectItem(j, "data")->valueint, last + 1);
+        last++;
+        cJSON_Delete(j);
+    }
+    pthread_join(th, NULL);
+    /* A wrong epoch is not recovered. */
+    struct wsc b;
+    bopen(&b);
+    bsend(&b, "{\"op\":\"sub\",\"topic\":\"feed\",\"recover\":{\"epoch\":\"0-0\",\"offset\":5}}");
+    expect_type(&b, "ack", &j);
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(j, "recovered")));
+    cr_assert_eq(num(j, "replay"), 0);
+    cJSON_Delete(j);
+    /* "last": the newest N kept messages. */
+    bsend(&b, "{\"op\":\"unsub\",\"topic\":\"feed\"}");
+    expect_type(&b, "ack", NULL);
+    bsend(&b, "{\"op\":\"sub\",\"topic\":\"feed\",\"last\":3}");
+    expect_type(&b, "ack", &j);
+    cr_assert_eq(num(j, "replay"), 3);
+    cJSON_Delete(j);
+    for (int off = N - 2; off <= N; off++) {
+        expect_type(&b, "msg", &j);
+        cr_assert_eq(num(j, "offset"), off);
+        cJSON_Delete(j);
+    }
+    wsc_close(&a);
+    wsc_close(&b);
+}
+
+Test(broker, closing_a_connection_removes_its_subscriptions)
+{
+    struct wsc a, p;
+    bopen(&a);
+    bopen(&p);
+    bsend(&a, "{\"op\":\"sub\",\"topic\":\"gone\"}");
+    expect_type(&a, "ack", NULL);
+    wsc_close(&a);
+    usleep(200000);
+    bsend(&p, "{\"op\":\"pub\",\"topic\":\"gone\",\"data\":1}");
+    cJSON *j;
+    expect_type(&p, "ack", &j);
+    cr_assert_eq(num(j, "reach"), 0);
+    cJSON_Delete(j);
+    wsc_close(&p);
+}
