@@ -113,7 +113,7 @@ struct conn {
  * run it, so the caller must not use the returned pointer for anything but a NULL check.
  * Returns non-NULL on success; NULL on failure (fd closed, nothing leaked).
  */
-struct conn *conn_start(const struct conn_env *env, int fd);
+struct conn *conn_start(const struct conn_env *env, int fd, int worker);
 
 /* conn_on_event - handles epoll events for `c` on worker `worker` (index for reclaim). */
 void conn_on_event(struct conn *c, uint32_t events, int worker);

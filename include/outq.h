@@ -81,6 +81,17 @@ static inline size_t outq_bytes(const struct outq *q)
 {
     return q->bytes;
 }
+
+/* What one queued segment costs beyond its payload: its slot, and the allocation a small owned
+ * buffer needs. Bounds on a queue use outq_cost, so that a peer cannot pile up many tiny frames
+ * whose memory is far larger than their byte count. */
+#define OUTQ_SEG_COST 64
+
+/* outq_cost - memory a queue holds on its connection's behalf (an upper estimate). */
+static inline size_t outq_cost(const struct outq *q)
+{
+    return q->bytes + (size_t)q->count * OUTQ_SEG_COST;
+}
 /* outq_push_take - queues b->data[start..len) taking over the caller's reference (also on failure,
  * when it is dropped). Returns 0 or -ENOMEM. Empty buffers are dropped at once. */
 int outq_push_take(struct outq *q, struct obuf *b);

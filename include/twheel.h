@@ -57,8 +57,10 @@ void twheel_remove(struct twheel *w, struct twheel_entry *e);
 
 /* twheel_expire - moves every entry whose deadline is <= now (ms) to the expired list and calls
  * `cb(e, arg)` for each, with the wheel's mutex held: cb must be short and must not call back into
- * the wheel. Returns how many expired. Called by the one thread that took the timer event. */
-unsigned twheel_expire(struct twheel *w, uint64_t now, void (*cb)(struct twheel_entry *, void *),
+ * the wheel. When cb returns non-zero (it could not take the entry), the entry stays in the wheel
+ * and comes up again at the next sweep. Returns how many expired. Called by the one thread that
+ * took the timer event. */
+unsigned twheel_expire(struct twheel *w, uint64_t now, int (*cb)(struct twheel_entry *, void *),
                        void *arg);
 
 /* twheel_drain - removes and returns one entry (from a slot or the expired list), or NULL when the

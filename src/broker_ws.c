@@ -193,7 +193,7 @@ static int on_run(struct conn *c)
     struct session *s = c->app;
     if (!s)
         return 0;
-    size_t max = s->bw->cfg->max_outbound, queued = outq_bytes(&c->out);
+    size_t max = s->bw->cfg->max_outbound, queued = outq_cost(&c->out);
     bool more = false, lost = false;
     if (queued < max)
         broker_pull(s->bs, &c->out, max - queued, &more, &lost);

@@ -23,7 +23,9 @@
 /* Deadlines are moved lazily, within this many milliseconds of exact (see touch). */
 #define DEADLINE_SLACK_MS 250
 
-struct conn *conn_start(const struct conn_env *env, int fd)
+static void run(struct conn *c, int worker);
+
+struct conn *conn_start(const struct conn_env *env, int fd, int worker)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -40,6 +42,9 @@ struct conn *conn_start(const struct conn_env *env, int fd)
     http_parser_init(&c->parser, &env->limits);
     http_request_init(&c->req);
     atomic_fetch_add(env->nconns, 1);
+    /* Busy until registered: a sweep that reaches it in between (the accepting thread may be
+     * descheduled for longer than a timeout) only leaves its wake for us. */
+    c->busy = 1;
     twheel_set(env->wheel, &c->tw, twheel_now() + env->cfg->idle_timeout * 1000ull);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
     if (epoll_ctl(env->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -48,7 +53,13 @@ struct conn *conn_start(const struct conn_env *env, int fd)
         conn_destroy(c);
         return NULL;
     }
-    /* From here on another worker may run c. */
+    pthread_mutex_lock(&c->lock);
+    int pending = c->again;
+    if (!pending)
+        c->busy = 0; /* from here on another worker may run c */
+    pthread_mutex_unlock(&c->lock);
+    if (pending)
+        run(c, worker);
     return c;
 }
 
@@ -327,7 +338,7 @@ static int consume_body(struct conn *c)
 /* Parses and answers buffered requests in order, while the output queue has room. */
 static void process_input(struct conn *c)
 {
-    while (c->state != CONN_WS && !c->close_after && outq_bytes(&c->out) < OUT_HIGH_WATER &&
+    while (c->state != CONN_WS && !c->close_after && outq_cost(&c->out) < OUT_HIGH_WATER &&
            dmsg_len(&c->in) > 0) {
         if (c->state == CONN_HEAD) {
             if (!c->in_request) {
@@ -356,15 +367,27 @@ static void start_linger(struct conn *c)
     twheel_set(c->env->wheel, &c->tw, twheel_now() + LINGER_SECONDS * 1000);
 }
 
-/* The epoll interest for what the connection waits for. */
+/* Whether reading now could make progress. Asking for EPOLLIN when it cannot (a full input
+ * window behind a full output queue, or a connection that will read nothing more) would make a
+ * level-triggered fd fire again at once, for ever. */
+static bool want_input(const struct conn *c)
+{
+    if (c->peer_eof)
+        return false;
+    if (c->state == CONN_LINGER)
+        return true; /* draining until EOF */
+    if (c->close_after)
+        return false; /* the answer is queued; after it, lingering reads what is left */
+    return outq_cost(&c->out) < OUT_HIGH_WATER && dmsg_len(&c->in) < IN_LIMIT;
+}
+
+/* The epoll interest for what the connection waits for. EPOLLHUP and EPOLLERR are always
+ * reported, so a vanished peer is noticed even with no interest set. */
 static uint32_t interest(const struct conn *c)
 {
     uint32_t ev = EPOLLONESHOT;
-    if (!c->peer_eof) {
-        ev |= EPOLLRDHUP;
-        if (outq_bytes(&c->out) < OUT_HIGH_WATER || c->state == CONN_LINGER)
-            ev |= EPOLLIN;
-    }
+    if (want_input(c))
+        ev |= EPOLLIN | EPOLLRDHUP;
     if (outq_bytes(&c->out) > 0)
         ev |= EPOLLOUT;
     return ev;

@@ -154,8 +154,16 @@ static int redirect_dir(const struct http_request *req, int keep_alive, struct o
     struct obuf *b = head_new(301, keep_alive, need);
     if (!b)
         return -ENOMEM;
+    /* Leading slashes collapse to one: "//evil.example" would otherwise send the browser to
+     * another host (an open redirect). */
+    const char *path = req->buf + req->path_off;
+    size_t plen = req->path_len;
+    while (plen > 1 && path[1] == '/') {
+        path++;
+        plen--;
+    }
     obuf_puts(b, "Location: ");
-    obuf_put(b, req->buf + req->path_off, req->path_len);
+    obuf_put(b, path, plen);
     obuf_puts(b, "/");
     if (req->flags & HTTP_F_QUERY) {
         obuf_puts(b, "?");

@@ -334,26 +334,30 @@ int server_threads(const struct server *srv)
 }
 
 /* Sets socket options and hands the descriptor to a new connection. */
-static void admit(struct server *srv, int fd)
+static void admit(struct server *srv, int fd, int worker)
 {
     if (atomic_load(&srv->nconns) >= srv->cfg->max_connections) {
-        log_msg(LOG_WARN, "connection refused: %u connections open (--max-connections)",
-                srv->cfg->max_connections);
+        /* At most one line a second, however many are refused. */
+        static _Atomic uint64_t last_warned;
+        uint64_t now = twheel_now() / 1000, prev = atomic_load(&last_warned);
+        if (now != prev && atomic_compare_exchange_strong(&last_warned, &prev, now))
+            log_msg(LOG_WARN, "connections refused: %u open (--max-connections)",
+                    srv->cfg->max_connections);
         close(fd);
         return;
     }
     int one = 1;
     /* Responses leave in one writev; Nagle would only delay them. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    conn_start(&srv->env, fd);
+    conn_start(&srv->env, fd, worker);
 }
 
-static void on_accept(struct server *srv)
+static void on_accept(struct server *srv, int worker)
 {
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
         int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            admit(srv, fd);
+            admit(srv, fd, worker);
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -379,18 +383,19 @@ struct expired {
     size_t n, cap;
 };
 
-static void collect_expired(struct twheel_entry *e, void *arg)
+static int collect_expired(struct twheel_entry *e, void *arg)
 {
     struct expired *x = arg;
     if (x->n == x->cap) {
         size_t ncap = x->cap ? x->cap * 2 : 64;
         struct conn **v = realloc(x->v, ncap * sizeof(*v));
         if (!v)
-            return; /* still on the expired list: this connection is retried at the next tick */
+            return -1; /* left in the wheel: retried at the next tick */
         x->v = v;
         x->cap = ncap;
     }
     x->v[x->n++] = (struct conn *)e;
+    return 0;
 }
 
 static void on_timer(struct server *srv, int worker)
@@ -446,7 +451,7 @@ static void *worker_main(void *arg)
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
             if (tag == &srv->listen_tag)
-                on_accept(srv);
+                on_accept(srv, w->index);
             else if (tag == &srv->timer_tag)
                 on_timer(srv, w->index);
             else if (tag == &srv->fanout_tag)

@@ -79,25 +79,32 @@ void twheel_remove(struct twheel *w, struct twheel_entry *e)
 
 /* Expires the due entries of one slot; entries a whole turn or more ahead stay. */
 static unsigned sweep_slot(struct twheel *w, struct twheel_entry *head, uint64_t now,
-                           void (*cb)(struct twheel_entry *, void *), void *arg)
+                           int (*cb)(struct twheel_entry *, void *), void *arg)
 {
     unsigned n = 0;
     struct twheel_entry *e = head->next;
+    struct twheel_entry *retry = &w->slots[(now / 1000 + 1) % TWHEEL_SLOTS];
     while (e != head) {
         struct twheel_entry *next = e->next;
         if (e->deadline <= now) {
             list_unlink(e);
-            list_append(&w->expired, e);
-            e->where = WHERE_EXPIRED;
-            cb(e, arg);
-            n++;
+            if (cb(e, arg) == 0) {
+                list_append(&w->expired, e);
+                e->where = WHERE_EXPIRED;
+                n++;
+            } else if (retry != head) {
+                list_append(retry, e); /* the next second's slot: swept next time */
+            } else {
+                list_append(&w->expired, e); /* nowhere better: keep it reachable */
+                e->where = WHERE_EXPIRED;
+            }
         }
         e = next;
     }
     return n;
 }
 
-unsigned twheel_expire(struct twheel *w, uint64_t now, void (*cb)(struct twheel_entry *, void *),
+unsigned twheel_expire(struct twheel *w, uint64_t now, int (*cb)(struct twheel_entry *, void *),
                        void *arg)
 {
     unsigned n = 0;

@@ -18,6 +18,8 @@
 /* Messages smaller than this go out uncompressed: deflate would not pay for its 4-byte trailer
  * and its CPU time. */
 #define DEFLATE_MIN 64
+/* Messages up to this size are copied into one buffer with their header rather than moved. */
+#define SMALL_FRAME 1024
 
 struct ws_conn {
     const struct ws_endpoint *ep;
@@ -202,6 +204,16 @@ int ws_send_dmsg(struct conn *c, uint8_t opcode, struct dmsg *msg)
             return outq_push_take(&c->out, z);
     }
     size_t len = dmsg_len(msg);
+    if (len <= SMALL_FRAME) {
+        /* One small allocation beats moving a chain of buffers and a copy of the dmsg. */
+        struct obuf *b = obuf_new(14 + len);
+        if (!b)
+            return -ENOMEM;
+        b->len =
+            (uint32_t)ws_frame_header_encode((uint8_t *)b->data, true, false, opcode, len, NULL);
+        b->len += (uint32_t)dmsg_copy(msg, 0, b->data + b->len, len);
+        return outq_push_take(&c->out, b);
+    }
     struct obuf *h = obuf_new(14);
     if (!h)
         return -ENOMEM;
@@ -363,7 +375,7 @@ int ws_conn_process(struct conn *c)
         }
         dmsg_consume(&c->in, used);
         /* Stop taking new frames while replies pile up: the peer waits instead of our memory. */
-        if (outq_bytes(&c->out) >= OUT_HIGH_WATER)
+        if (outq_cost(&c->out) >= OUT_HIGH_WATER)
             break;
     }
     if (ws->close_sent) /* after a close nothing more is read */

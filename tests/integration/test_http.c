@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -394,4 +395,64 @@ Test(http, error_response_survives_unread_request_data)
     buf[n] = '\0';
     cr_assert(strncmp(buf, "HTTP/1.1 505 ", 13) == 0, "%s", buf);
     close(fd);
+}
+
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')') + 2; /* fields after the command name */
+    long utime = 0, stime = 0;
+    int field = 3;
+    for (char *tok = strtok(p, " "); tok; tok = strtok(NULL, " "), field++) {
+        if (field == 14)
+            utime = atol(tok);
+        if (field == 15) {
+            stime = atol(tok);
+            break;
+        }
+    }
+    return utime + stime;
+}
+
+Test(http, a_stalled_pipelining_client_does_not_make_the_server_spin)
+{
+    /* A big response the client does not read, more requests behind it than the input window
+     * holds, then a half-close: the server must wait quietly, not poll a full input buffer. */
+    write_file(root, "big.bin", NULL, 8 * 1024 * 1024);
+    int fd = tcp_connect(srv.port);
+    int tiny = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
+    send_str(fd, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    char more[100 * 1024];
+    size_t n = 0;
+    while (n + 40 < sizeof(more))
+        n += (size_t)snprintf(more + n, sizeof(more) - n, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    send_all(fd, more, n);
+    shutdown(fd, SHUT_WR);
+    usleep(300000);
+    long t0 = cpu_ticks(srv.pid);
+    usleep(2000000);
+    long used = cpu_ticks(srv.pid) - t0;
+    cr_assert_lt(used, 20, "server used %ld ticks (1/100 s) in 2 s while the client stalled", used);
+    close(fd);
+}
+
+Test(http, directory_redirect_is_not_an_open_redirect)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/evil.example", root);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    struct http_resp r;
+    cr_assert_eq(http_once(srv.port, "GET //evil.example HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 301);
+    char v[128];
+    cr_assert_eq(resp_header(&r, "Location", v, sizeof(v)), 0);
+    cr_assert_str_eq(v, "/evil.example/");
+    resp_free(&r);
 }

@@ -583,3 +583,48 @@ Test(ws, shutdown_says_going_away)
     cr_assert_eq(wsc_expect_close(&c, 5000), 1001);
     wsc_close(&c);
 }
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    long kb = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+Test(ws, a_flood_of_tiny_frames_cannot_grow_server_memory)
+{
+    /* Each echo of an empty message counts 2 bytes but costs an allocation: the queue's bound
+     * must count that, or a client that never reads holds megabytes per connection. */
+    struct wsc c;
+    ws_open(&c, NULL);
+    long before = rss_kb(srv.pid);
+    struct timeval tv = {3, 0};
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    int tiny = 4096; /* the echoes back up into the server instead of our receive buffer */
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
+    uint8_t frames[6 * 1024];
+    size_t n = 0;
+    for (int i = 0; i < 1024; i++) { /* 1024 masked empty binary frames in one write */
+        frames[n++] = 0x82;
+        frames[n++] = 0x80;
+        memset(frames + n, 0, 4);
+        n += 4;
+    }
+    int writes = 0;
+    /* The kernel alone takes about 4 MiB of echoes (2 M frames) before the server queues any. */
+    while (writes < 6000 && wsc_send_raw(&c, frames, n) == 0) /* at most 6 M frames */
+        writes++;
+    long after = rss_kb(srv.pid);
+    cr_log_info("%d x 1024 empty frames accepted before backpressure; RSS %ld -> %ld KiB", writes,
+                before, after);
+    cr_assert_lt(writes, 6000, "the server kept reading");
+    cr_assert_lt(after - before, 4 * 1024, "server RSS grew by %ld KiB", after - before);
+    wsc_close(&c);
+}

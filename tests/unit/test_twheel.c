@@ -8,10 +8,34 @@ struct item {
     int expired;
 };
 
-static void on_expire(struct twheel_entry *e, void *arg)
+static int on_expire(struct twheel_entry *e, void *arg)
 {
     ((struct item *)e)->expired++;
     (*(int *)arg)++;
+    return 0;
+}
+
+static int refuse(struct twheel_entry *e, void *arg)
+{
+    (void)e;
+    (*(int *)arg)++;
+    return -1;
+}
+
+Test(twheel, an_entry_the_callback_refuses_comes_up_again)
+{
+    struct twheel w;
+    twheel_init(&w, 1000);
+    struct item a = {0};
+    twheel_entry_init(&a.e);
+    twheel_set(&w, &a.e, 2000);
+    int calls = 0;
+    cr_assert_eq(twheel_expire(&w, 2000, refuse, &calls), 0);
+    cr_assert_eq(calls, 1);
+    cr_assert_eq(twheel_expire(&w, 3000, on_expire, &calls), 1, "retried at the next sweep");
+    cr_assert_eq(a.expired, 1);
+    twheel_remove(&w, &a.e);
+    twheel_deinit(&w);
 }
 
 Test(twheel, expires_only_due_entries_in_any_order_of_setting)
