@@ -65,7 +65,7 @@ export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: all run test unit integration check format format-check clean bench bench-http bench-echo fuzz
+.PHONY: all run test unit integration check format format-check clean bench bench-http bench-echo bench-pubsub fuzz
 
 all: $(BIN)
 
@@ -102,7 +102,7 @@ endif
 
 integration: $(BIN) $(INTEG_BIN)
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
-	  HERALD_BIN=$(abspath $(BIN)) $$t $(CRITERION_FLAGS); done
+	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) $$t $(CRITERION_FLAGS); done
 	@echo "== node tests (ws, wscat) against $(BIN)"
 	@test -d tests/node/node_modules || { echo "tests/node: run scripts/install-deps first"; exit 1; }
 	HERALD_BIN=$(abspath $(BIN)) node --test tests/node/
@@ -122,13 +122,15 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
 
-bench: bench-http bench-echo
+bench: bench-http bench-echo bench-pubsub
 bench-http: $(BIN)
 	bench/http.sh
 bench-echo: $(BIN) $(BUILD)/wsload
 	bench/echo.sh
-$(BUILD)/wsload: bench/wsload.c src/ws_frame.c src/utf8.c
-	$(CC) $(BASE_CFLAGS) $^ -o $@ -lpthread
+bench-pubsub: $(BIN) $(BUILD)/wsload
+	bench/pubsub.sh
+$(BUILD)/wsload: bench/wsload.c bench/wsload_pubsub.c bench/wsload.h src/ws_frame.c src/utf8.c
+	$(CC) $(BASE_CFLAGS) -Ibench $(filter %.c,$^) -o $@ -lpthread
 
 # libFuzzer targets (clang): fuzz/fuzz_<target>.c with fuzz/corpus/<target>/ and, if present,
 # fuzz/<target>.dict. FUZZ_SECONDS bounds each run. Only the pure codecs are linked.

@@ -1,8 +1,8 @@
 /*
- * wsload.c - a WebSocket load generator for Herald's benchmarks (bench/echo.sh).
+ * wsload.c - a WebSocket load generator for Herald's benchmarks (bench/echo.sh, bench/pubsub.sh).
  *
- *   wsload --url ws://127.0.0.1:PORT/echo [--scenario echo] [-c CONNS] [-w IN_FLIGHT] [-b BYTES]
- *          [-d SECONDS] [--warmup SECONDS] [--text|--binary] [-t THREADS]
+ *   wsload --url ws://127.0.0.1:PORT/echo [--scenario echo|fanout|rooms] [-c CONNS] [-w IN_FLIGHT]
+ *          [-b BYTES] [-d SECONDS] [--warmup SECONDS] [--text|--binary] [-t THREADS]
  *
  * One process; each thread (-t, default 1) runs its own epoll loop over its share of the
  * connections, all non-blocking. The WebSocket client is minimal and in this file: a fixed-key
@@ -10,10 +10,14 @@
  * server's frames, so any split of the input and any number of frames per read are handled.
  *
  * A run has phases, the same for every thread: connect (all connections opened and upgraded, at
- * most CONNECT_BATCH at a time per thread), then load (a warm-up, then the measured window of -d
- * seconds), then drain (a close frame on every connection, up to DRAIN_US to see them closed).
- * What is sent is the scenario's business (struct scenario): only `echo` exists now; fanout, rooms
- * or connection-rate scenarios are new table entries that reuse the transport and the stats.
+ * most CONNECT_BATCH at a time per thread), subscribe (pub/sub scenarios: each subscriber sends its
+ * request and waits for --skip-first messages, the server's confirmation), then load (a warm-up,
+ * then the measured window of -d seconds), settle (pub/sub: publishing has stopped; up to
+ * --settle seconds for the deliveries still on their way, so that what is missing is lost), then
+ * drain (a close frame on every connection, up to DRAIN_US to see them closed). What is sent is
+ * the scenario's business (struct scenario in wsload.h): `echo` is here, the pub/sub scenarios
+ * `fanout` and `rooms` in wsload_pubsub.c; a connection-rate scenario would be another table entry
+ * reusing the transport and the stats.
  *
  * echo: every connection keeps W messages of B bytes in flight. A payload is
  * "seq=N ts=T " padded with 'x' (valid UTF-8, so it can go as text), T the send time in
@@ -32,6 +36,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -45,16 +50,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ws_frame.h"
+#include "wsload.h"
 
 #define CONNECT_BATCH 256        /* connects in progress at once, per thread */
 #define DRAIN_US      2000000ULL /* how long the closing handshakes may take */
-#define RBUF_SIZE     (256 * 1024)
-#define HS_MAX        4096        /* largest handshake response accepted */
-#define HEAD_MAX      64          /* bytes of each message kept for the scenario */
+#define HS_MAX        4096       /* largest handshake response accepted */
 #define OUT_MAX       (64u << 20) /* a client's unsent bytes beyond this: the server is not reading */
-#define MIN_BYTES     32
-#define MAX_BYTES     (16u << 20)
 
 /* The RFC 6455 example key and its accept value: a fixed key is fine for a benchmark. */
 #define WS_KEY    "dGhlIHNhbXBsZSBub25jZQ=="
@@ -67,15 +68,6 @@
  * of two is split into 128 buckets, so a bucket is at most 1/128 (0.8%) wide relative to its
  * value. Values are clamped at 2^40 us. Fixed size, no allocation.
  */
-#define HIST_SUB_BITS 7
-#define HIST_MAX_BITS 40
-#define HIST_N        (((HIST_MAX_BITS - HIST_SUB_BITS) << HIST_SUB_BITS) + (2 << HIST_SUB_BITS))
-
-struct hist {
-    uint64_t n[HIST_N];
-    uint64_t count, sum, max;
-};
-
 static unsigned hist_index(uint64_t v)
 {
     unsigned shift;
@@ -99,7 +91,7 @@ static uint64_t hist_value(unsigned i)
     return ((uint64_t)(i - (shift << HIST_SUB_BITS)) << shift) + ((1ULL << shift) >> 1);
 }
 
-static void hist_add(struct hist *h, uint64_t v)
+void hist_add(struct hist *h, uint64_t v)
 {
     h->n[hist_index(v)]++;
     h->count++;
@@ -139,100 +131,7 @@ static uint64_t hist_quantile(const struct hist *h, double q)
 
 /* ---- run, workers, clients --------------------------------------------------------------- */
 
-struct opts {
-    const char *url;
-    char host[256]; /* for the Host header, as given in the URL */
-    char port[8];
-    char path[512];
-    const struct scenario *scenario;
-    unsigned conns, inflight, threads;
-    size_t bytes;
-    uint8_t opcode;
-    uint64_t duration_us, warmup_us, connect_timeout_us;
-    int server_pid[8]; /* --server-pid: whose CPU time to report per message */
-    unsigned nserver_pid;
-};
-
-/* CPU counters sampled at both ends of the measured window. */
-struct cpu_sample {
-    uint64_t wall_us;
-    struct rusage self;         /* this process, all threads */
-    long long server_ticks;     /* utime+stime of the --server-pid processes; -1 if unreadable */
-    uint64_t sys_busy, sys_all; /* /proc/stat, all CPUs: busy, and everything */
-};
-
-/* Shared by all threads; written only by the main thread and by the barrier's serial thread. */
-struct run {
-    struct opts o;
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
-    pthread_barrier_t barrier;
-    struct worker *workers;
-    unsigned nworkers;
-    uint64_t t_load, t_meas, t_end; /* load start, measured window [t_meas, t_end) */
-    struct cpu_sample cpu0, cpu1;   /* at t_meas and t_end (taken by worker 0) */
-};
-
-struct stats {
-    struct hist lat;      /* round trips completed in the window */
-    uint64_t rx_bytes;    /* payload bytes received in the window */
-    uint64_t open;        /* connections upgraded */
-    uint64_t connect_err; /* connect or handshake failed, or timed out */
-    uint64_t proto_err;   /* the server sent something the decoder or the scenario refused */
-    uint64_t bad_echo;    /* echo with the wrong sequence, size or opcode */
-    uint64_t closed;      /* the server closed or reset a connection during the load */
-};
-
-enum client_state { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING, C_DEAD };
-
-struct worker;
-
-struct client {
-    int fd;
-    enum client_state state;
-    struct worker *w;
-    uint8_t mask[4];
-    uint32_t events; /* registered with epoll */
-    struct ws_decoder dec;
-    char *hs; /* handshake response so far (C_HANDSHAKE only) */
-    size_t hs_len;
-    uint8_t *out; /* unsent bytes are out[out_off, out_len) */
-    size_t out_off, out_len, out_cap;
-    uint8_t msg_op; /* the current data message: opcode, length, first bytes */
-    uint64_t msg_len;
-    uint8_t head[HEAD_MAX];
-    uint8_t ctrl[125]; /* the current control frame's payload */
-    size_t ctrl_len;
-    uint64_t next_seq, expect_seq; /* echo */
-};
-
-struct worker {
-    unsigned id;
-    pthread_t thread;
-    struct run *run;
-    int ep;
-    struct client *c;
-    unsigned nc, next_connect, connecting, settled;
-    bool loading;    /* scenarios may send */
-    unsigned warned; /* client_warn messages printed */
-    struct stats st;
-    uint8_t rbuf[RBUF_SIZE];
-};
-
-/*
- * A scenario decides what the open connections send and checks what comes back. Callbacks run
- * on the connection's worker thread; what they queue with client_send_* is flushed after them.
- */
-struct scenario {
-    const char *name;
-    /* The load starts (all connections are open): queue the first messages. */
-    void (*start_cb)(struct client *c, uint64_t now);
-    /* A whole data message arrived: its opcode, length, first min(len, HEAD_MAX) bytes. */
-    void (*message_cb)(struct client *c, uint8_t opcode, uint64_t len, const uint8_t *head,
-                       uint64_t now);
-};
-
-static uint64_t now_us(void)
+uint64_t now_us(void)
 {
     struct timespec ts;
 
@@ -240,7 +139,7 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void die(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
     va_list ap;
 
@@ -251,9 +150,6 @@ static void die(const char *fmt, ...)
     va_end(ap);
     exit(1);
 }
-
-/* A connection-level error: the first few per thread go to stderr, the rest are only counted. */
-static void client_warn(struct worker *w, const char *fmt, ...);
 
 /* ---- output ------------------------------------------------------------------------------ */
 
@@ -283,8 +179,7 @@ static uint8_t *client_reserve(struct client *c, size_t n)
     return c->out + c->out_len;
 }
 
-/* Queues one masked frame whose payload is written by the caller into *payload, or NULL. */
-static uint8_t *client_frame(struct client *c, uint8_t opcode, size_t len, uint8_t **payload)
+uint8_t *client_frame(struct client *c, uint8_t opcode, size_t len, uint8_t **payload)
 {
     size_t hl = ws_frame_header_size(len, true);
     uint8_t *f = client_reserve(c, hl + len);
@@ -298,7 +193,7 @@ static uint8_t *client_frame(struct client *c, uint8_t opcode, size_t len, uint8
 }
 
 /* Masks the payload of the frame just queued by client_frame. */
-static void client_frame_done(struct client *c, uint8_t *payload, size_t len)
+void client_frame_done(struct client *c, uint8_t *payload, size_t len)
 {
     ws_mask(payload, len, c->mask, 0);
 }
@@ -311,10 +206,7 @@ static void client_set_events(struct client *c, uint32_t events)
         c->events = events;
 }
 
-static void client_close(struct client *c, enum client_state to);
-
-/* Writes what is queued; waits for EPOLLOUT when the socket is full. 0, or -1 (closed). */
-static int client_flush(struct client *c)
+int client_flush(struct client *c)
 {
     ssize_t n;
 
@@ -405,9 +297,14 @@ static void echo_message(struct client *c, uint8_t opcode, uint64_t len, const u
         echo_send(c, now);
 }
 
-static const struct scenario scenarios[] = {
-    {"echo", echo_start, echo_message},
+static const struct scenario scenario_echo = {
+    .name = "echo",
+    .start_cb = echo_start,
+    .message_cb = echo_message,
 };
+
+static const struct scenario *const scenarios[] = {&scenario_echo, &scenario_fanout,
+                                                   &scenario_rooms};
 
 /* ---- input ------------------------------------------------------------------------------- */
 
@@ -513,13 +410,14 @@ fail:
 
 /* ---- connections ------------------------------------------------------------------------- */
 
-/* Leaves the connection closed in state `to` (C_IDLE: closed cleanly; C_DEAD: failed). */
-static void client_close(struct client *c, enum client_state to)
+void client_close(struct client *c, enum client_state to)
 {
     struct worker *w = c->w;
 
     if (c->fd < 0)
         return;
+    if (c->state == C_OPEN && w->run->o.scenario->closed_cb)
+        w->run->o.scenario->closed_cb(c);
     if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) {
         w->connecting--;
         w->settled++;
@@ -530,6 +428,26 @@ static void client_close(struct client *c, enum client_state to)
     c->state = to;
     free(c->hs);
     c->hs = NULL;
+}
+
+/*
+ * --bind-range: connection i gets source address first + i % count. The kernel picks the port at
+ * connect time (IP_BIND_ADDRESS_NO_PORT), so the whole 4-tuple decides uniqueness and each address
+ * has the full ephemeral range. 0, or -1 with errno.
+ */
+static int client_bind(struct client *c)
+{
+    const struct opts *o = &c->w->run->o;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    int one = 1;
+
+    if (c->w->run->addr.ss_family != AF_INET) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    sa.sin_addr.s_addr = htonl(o->bind_first + c->id % o->bind_count);
+    setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    return bind(c->fd, (struct sockaddr *)&sa, sizeof(sa));
 }
 
 static void client_connect(struct worker *w, struct client *c)
@@ -551,6 +469,11 @@ static void client_connect(struct worker *w, struct client *c)
         return;
     }
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (run->o.bind_count && client_bind(c) < 0) {
+        client_warn(w, "bind: %s", strerror(errno));
+        client_close(c, C_DEAD);
+        return;
+    }
     ws_decoder_init(&c->dec, false, false, 0);
     for (int i = 0; i < 4; i++)
         c->mask[i] = (uint8_t)(rand() | 1);
@@ -584,8 +507,9 @@ static void client_connected(struct client *c)
         die("out of memory");
     n = snprintf((char *)p, 1024,
                  "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                 o->path, o->host);
+                 "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                 o->path, o->host, o->subprotocol ? "Sec-WebSocket-Protocol: " : "",
+                 o->subprotocol ? o->subprotocol : "", o->subprotocol ? "\r\n" : "");
     c->out_len += (size_t)n;
     if (client_flush(c) < 0)
         client_close(c, C_DEAD);
@@ -638,13 +562,19 @@ static void worker_poll(struct worker *w, int timeout_ms)
         on_event(ev[i].data.ptr, ev[i].events);
 }
 
-/* Waits until `until` (us), handling events. */
+/* Waits until `until` (us), handling events; during the load, the scenario's timers too. */
 static void worker_run_until(struct worker *w, uint64_t until)
 {
+    const struct scenario *s = w->run->o.scenario;
     uint64_t now;
+    int ms, t;
 
-    while ((now = now_us()) < until)
-        worker_poll(w, (int)((until - now + 999) / 1000));
+    while ((now = now_us()) < until) {
+        ms = (int)((until - now + 999) / 1000);
+        if (s->tick_cb && w->loading && (t = s->tick_cb(w, now)) >= 0 && t < ms)
+            ms = t;
+        worker_poll(w, ms);
+    }
 }
 
 /* ---- CPU accounting ---------------------------------------------------------------------- */
@@ -717,6 +647,55 @@ static void worker_connect_all(struct worker *w)
     }
 }
 
+/*
+ * Pub/sub: every subscriber sends its request, then waits for --skip-first messages (the server's
+ * welcome and confirmation) so that no delivery can be missed for want of a subscription. One that
+ * is not confirmed within the connect timeout is left out of the expected deliveries.
+ */
+static void worker_subscribe(struct worker *w)
+{
+    const struct scenario *s = w->run->o.scenario;
+    uint64_t deadline = now_us() + w->run->o.connect_timeout_us;
+    unsigned skip = w->run->o.skip_first, waiting = 1;
+    struct client *c;
+
+    for (unsigned i = 0; i < w->nc; i++) {
+        c = &w->c[i];
+        if (c->state == C_OPEN && c->sub) {
+            s->subscribe_cb(c, now_us());
+            if (c->state == C_OPEN && client_flush(c) < 0)
+                client_close(c, C_DEAD);
+        }
+    }
+    while (waiting > 0) {
+        waiting = 0;
+        for (unsigned i = 0; i < w->nc; i++)
+            waiting += w->c[i].state == C_OPEN && w->c[i].sub && w->c[i].rx_msgs < skip;
+        if (waiting == 0 || now_us() >= deadline)
+            break;
+        worker_poll(w, 10);
+    }
+    for (unsigned i = 0; i < w->nc; i++) {
+        c = &w->c[i];
+        c->counted = c->sub && c->state == C_OPEN && c->rx_msgs >= skip;
+        if (c->sub && !c->counted)
+            w->st.unready++;
+    }
+    if (waiting > 0)
+        client_warn(w, "%u subscriber(s) not confirmed (%u messages) within the connect timeout",
+                    waiting, skip);
+}
+
+/* Pub/sub, after the load: waits up to --settle for what is still owed to the subscribers. */
+static void worker_settle(struct worker *w)
+{
+    const struct scenario *s = w->run->o.scenario;
+    uint64_t deadline = now_us() + w->run->o.settle_us;
+
+    while (!s->settled_cb(w) && now_us() < deadline)
+        worker_poll(w, 10);
+}
+
 /* Sends a close frame everywhere, waits up to DRAIN_US for the server to close, closes the rest. */
 static void worker_drain(struct worker *w)
 {
@@ -759,6 +738,8 @@ static void *worker_main(void *arg)
     uint64_t now, open = 0;
 
     worker_connect_all(w);
+    if (run->o.scenario->subscribe_cb)
+        worker_subscribe(w);
     /* All threads connected: one of them fixes the timeline for everyone. */
     if (pthread_barrier_wait(&run->barrier) == PTHREAD_BARRIER_SERIAL_THREAD) {
         run->t_load = now_us();
@@ -788,13 +769,18 @@ static void *worker_main(void *arg)
         cpu_sample_take(&run->o, &run->cpu1);
     }
     w->loading = false;
+    if (run->o.scenario->settled_cb) {
+        /* Every thread has stopped publishing: what is owed is known from here on. */
+        pthread_barrier_wait(&run->barrier);
+        worker_settle(w);
+    }
     worker_drain(w);
     return NULL;
 }
 
 #define WARN_MAX 5
 
-static void client_warn(struct worker *w, const char *fmt, ...)
+void client_warn(struct worker *w, const char *fmt, ...)
 {
     va_list ap;
 
@@ -813,17 +799,32 @@ static void client_warn(struct worker *w, const char *fmt, ...)
 static void usage(FILE *f)
 {
     fputs("usage: wsload --url ws://HOST:PORT/PATH [options]\n"
-          "  --scenario NAME      what to run (echo)\n"
-          "  -c, --conns N        connections (100)\n"
-          "  -w, --inflight N     messages in flight per connection (1)\n"
-          "  -b, --bytes N        message size, at least 32 (64)\n"
+          "  --scenario NAME      what to run: echo, fanout or rooms (echo)\n"
+          "  -c, --conns N        connections (100); fanout: subscribers (plus one publisher)\n"
+          "  -w, --inflight N     messages in flight per connection (1); fanout: published\n"
+          "                       messages not yet delivered (--window)\n"
+          "  -b, --bytes N        message size, at least 32 (64); pub/sub: the payload's size\n"
           "  -d, --duration S     measured seconds after the warm-up (10)\n"
           "      --warmup S       seconds of load before measuring (2)\n"
           "      --text           send text messages\n"
           "      --binary         send binary messages (default)\n"
           "  -t, --threads N      threads, each with its own epoll and share of the conns (1)\n"
           "      --connect-timeout S  time to open and upgrade all connections (10)\n"
-          "      --server-pid PID     report this process's CPU time per message (repeatable)\n",
+          "      --server-pid PID     report this process's CPU time per message (repeatable)\n"
+          "      --subprotocol NAME   offer this Sec-WebSocket-Protocol\n"
+          "      --bind-range A-B     source IPv4 addresses A..B, in turn (many connections)\n"
+          "pub/sub (fanout, rooms; messages are text):\n"
+          "      --sub-template TEXT  sent by each subscriber, {topic} replaced (SUB {topic})\n"
+          "      --pub-template TEXT  each publication, {topic} and {payload} replaced\n"
+          "                           (PUB {topic} {payload})\n"
+          "      --skip-first N       messages a subscriber receives before its deliveries\n"
+          "                           (welcome, ack): waited for before the load (0)\n"
+          "      --topic NAME         fanout's topic; rooms' prefix, room k is NAME.k (bench)\n"
+          "      --rooms R            rooms: clients i and j share a room if i = j mod R (10)\n"
+          "      --rate R             rooms: messages/s each client publishes (1)\n"
+          "      --settle S           after the load, wait for deliveries still due (5)\n"
+          "      --window all|probe   fanout: a message is in flight until all subscribers\n"
+          "                           have it, or only the first one (all)\n",
           f);
 }
 
@@ -876,6 +877,42 @@ static void parse_url(struct opts *o)
     }
 }
 
+/* A.B.C.D-E.F.G.H (or one address) into o->bind_first and o->bind_count. */
+static void parse_bind_range(struct opts *o, const char *s)
+{
+    char a[32], b[32];
+    const char *dash = strchr(s, '-');
+    struct in_addr ia, ib;
+    size_t al = dash ? (size_t)(dash - s) : strlen(s);
+
+    if (al >= sizeof(a) || (dash && strlen(dash + 1) >= sizeof(b)))
+        goto bad;
+    snprintf(a, sizeof(a), "%.*s", (int)al, s);
+    snprintf(b, sizeof(b), "%s", dash ? dash + 1 : a);
+    if (inet_pton(AF_INET, a, &ia) != 1 || inet_pton(AF_INET, b, &ib) != 1 ||
+        ntohl(ib.s_addr) < ntohl(ia.s_addr) || ntohl(ib.s_addr) - ntohl(ia.s_addr) >= 65536)
+        goto bad;
+    o->bind_first = ntohl(ia.s_addr);
+    o->bind_count = ntohl(ib.s_addr) - ntohl(ia.s_addr) + 1;
+    return;
+bad:
+    fprintf(stderr, "wsload: bad --bind-range '%s' (e.g. 127.0.0.1-127.0.0.8)\n", s);
+    exit(2);
+}
+
+enum {
+    OPT_SUBPROTO = 256,
+    OPT_BIND,
+    OPT_SUB_TPL,
+    OPT_PUB_TPL,
+    OPT_SKIP,
+    OPT_TOPIC,
+    OPT_ROOMS,
+    OPT_RATE,
+    OPT_SETTLE,
+    OPT_WINDOW,
+};
+
 static void parse_args(struct opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -891,10 +928,21 @@ static void parse_args(struct opts *o, int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"connect-timeout", required_argument, NULL, 'C'},
         {"server-pid", required_argument, NULL, 'P'},
+        {"subprotocol", required_argument, NULL, OPT_SUBPROTO},
+        {"bind-range", required_argument, NULL, OPT_BIND},
+        {"sub-template", required_argument, NULL, OPT_SUB_TPL},
+        {"pub-template", required_argument, NULL, OPT_PUB_TPL},
+        {"skip-first", required_argument, NULL, OPT_SKIP},
+        {"topic", required_argument, NULL, OPT_TOPIC},
+        {"rooms", required_argument, NULL, OPT_ROOMS},
+        {"rate", required_argument, NULL, OPT_RATE},
+        {"settle", required_argument, NULL, OPT_SETTLE},
+        {"window", required_argument, NULL, OPT_WINDOW},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *scen = "echo";
+    char *end;
     long long us;
     int ch;
 
@@ -905,7 +953,14 @@ static void parse_args(struct opts *o, int argc, char **argv)
                        .opcode = WS_OP_BINARY,
                        .duration_us = 10000000,
                        .warmup_us = 2000000,
-                       .connect_timeout_us = 10000000};
+                       .connect_timeout_us = 10000000,
+                       .sub_template = "SUB {topic}",
+                       .pub_template = "PUB {topic} {payload}",
+                       .topic = "bench",
+                       .rooms = 10,
+                       .rate = 1,
+                       .window = "all",
+                       .settle_us = 5000000};
     while ((ch = getopt_long(argc, argv, "c:w:b:d:t:h", lo, NULL)) != -1) {
         switch (ch) {
         case 'u':
@@ -932,16 +987,49 @@ static void parse_args(struct opts *o, int argc, char **argv)
         case 'B':
             o->opcode = WS_OP_BINARY;
             break;
+        case OPT_SUBPROTO:
+            o->subprotocol = optarg;
+            break;
+        case OPT_BIND:
+            parse_bind_range(o, optarg);
+            break;
+        case OPT_SUB_TPL:
+            o->sub_template = optarg;
+            break;
+        case OPT_PUB_TPL:
+            o->pub_template = optarg;
+            break;
+        case OPT_SKIP:
+            o->skip_first = strcmp(optarg, "0") == 0 ? 0 : parse_uint(optarg, "--skip-first", 1000);
+            break;
+        case OPT_WINDOW:
+            o->window = optarg;
+            break;
+        case OPT_TOPIC:
+            o->topic = optarg;
+            break;
+        case OPT_ROOMS:
+            o->rooms = parse_uint(optarg, "room count", 1000000);
+            break;
+        case OPT_RATE:
+            o->rate = strtod(optarg, &end);
+            if (end == optarg || *end || !(o->rate > 0 && o->rate <= 1e6)) {
+                fprintf(stderr, "wsload: bad --rate '%s' (messages/s per client)\n", optarg);
+                exit(2);
+            }
+            break;
         case 'd':
         case 'W':
         case 'C':
-            if ((us = parse_secs(optarg, ch == 'W')) < 0) {
+        case OPT_SETTLE:
+            if ((us = parse_secs(optarg, ch == 'W' || ch == OPT_SETTLE)) < 0) {
                 fprintf(stderr, "wsload: bad duration '%s' (seconds, e.g. 10 or 2.5s)\n", optarg);
                 exit(2);
             }
-            *(ch == 'd'   ? &o->duration_us
-              : ch == 'W' ? &o->warmup_us
-                          : &o->connect_timeout_us) = (uint64_t)us;
+            *(ch == 'd'          ? &o->duration_us
+              : ch == 'W'        ? &o->warmup_us
+              : ch == OPT_SETTLE ? &o->settle_us
+                                 : &o->connect_timeout_us) = (uint64_t)us;
             break;
         case 'P':
             if (o->nserver_pid == sizeof(o->server_pid) / sizeof(o->server_pid[0])) {
@@ -963,10 +1051,10 @@ static void parse_args(struct opts *o, int argc, char **argv)
         exit(2);
     }
     for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
-        if (strcmp(scen, scenarios[i].name) == 0)
-            o->scenario = &scenarios[i];
+        if (strcmp(scen, scenarios[i]->name) == 0)
+            o->scenario = scenarios[i];
     if (!o->scenario) {
-        fprintf(stderr, "wsload: unknown scenario '%s' (have: echo)\n", scen);
+        fprintf(stderr, "wsload: unknown scenario '%s' (have: echo, fanout, rooms)\n", scen);
         exit(2);
     }
     if (o->bytes < MIN_BYTES) {
@@ -1016,6 +1104,17 @@ static double tv_secs(const struct timeval *tv)
     return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
 }
 
+static void stats_merge(struct stats *to, const struct stats *from)
+{
+    const uint64_t *f = &from->rx_bytes;
+    uint64_t *t = &to->rx_bytes;
+
+    hist_merge(&to->lat, &from->lat);
+    /* Every field after the histogram is a uint64_t counter. */
+    for (size_t i = 0; i < (sizeof(*to) - offsetof(struct stats, rx_bytes)) / sizeof(uint64_t); i++)
+        t[i] += f[i];
+}
+
 static void report(const struct run *run, const struct stats *st)
 {
     const struct opts *o = &run->o;
@@ -1030,7 +1129,7 @@ static void report(const struct run *run, const struct stats *st)
     double srv = have_srv ? (double)(c1->server_ticks - c0->server_ticks) / hz : 0;
     double all = (double)(c1->sys_all - c0->sys_all) / hz, other;
     char srv_json[160] = "null,\"server_cpu_pct\":null,\"server_cpu_us_per_msg\":null";
-    char srv_txt[96] = "";
+    char srv_txt[96] = "", extra[1024] = "";
     double cpu_pct = wall > 0.001 ? cpu * 100 / wall : 0;
     double cpu_per = st->lat.count ? cpu * 1e6 / (double)st->lat.count : 0;
     double mean = st->lat.count ? (double)st->lat.sum / (double)st->lat.count : 0;
@@ -1062,6 +1161,9 @@ static void report(const struct run *run, const struct stats *st)
            "%.2f us/msg)%s, other load %.1f%%\n",
            o->scenario->name, o->url, o->conns, st->open, o->inflight, o->bytes, type, o->threads,
            secs, rate, p50, p99, p999, st->lat.max, errors, cpu, cpu_pct, cpu_per, srv_txt, other);
+    /* The scenario's own readable line, then its JSON fields (appended below). */
+    if (o->scenario->report_cb)
+        o->scenario->report_cb(run, st, extra, sizeof(extra));
     printf("JSON {\"tool\":\"wsload\",\"scenario\":\"%s\",\"url\":\"%s\",\"conns\":%u,"
            "\"open\":%" PRIu64 ",\"inflight\":%u,\"bytes\":%zu,\"type\":\"%s\",\"threads\":%u,"
            "\"duration_s\":%.3f,\"warmup_s\":%.3f,\"messages\":%" PRIu64 ",\"msgs_per_s\":%.1f,"
@@ -1071,11 +1173,11 @@ static void report(const struct run *run, const struct stats *st)
            ",\"protocol_errors\":%" PRIu64 ",\"bad_echoes\":%" PRIu64 ",\"closed\":%" PRIu64
            ",\"gen_cpu_s\":%.3f,"
            "\"gen_cpu_pct\":%.1f,\"gen_cpu_us_per_msg\":%.3f,\"server_cpu_s\":%s,"
-           "\"other_cpu_pct\":%.1f}\n",
+           "\"other_cpu_pct\":%.1f%s}\n",
            o->scenario->name, o->url, o->conns, st->open, o->inflight, o->bytes, type, o->threads,
            secs, (double)o->warmup_us / 1e6, st->lat.count, rate, st->rx_bytes, mean, p50, p90, p99,
            p999, st->lat.max, errors, st->connect_err, st->proto_err, st->bad_echo, st->closed, cpu,
-           cpu_pct, cpu_per, srv_json, other);
+           cpu_pct, cpu_per, srv_json, other, extra);
     fflush(stdout);
 }
 
@@ -1090,6 +1192,8 @@ int main(int argc, char **argv)
     if (!run)
         die("out of memory");
     parse_args(&run->o, argc, argv);
+    if (run->o.scenario->setup_cb)
+        run->o.scenario->setup_cb(run);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)now_us() ^ (unsigned)getpid());
     resolve(run);
@@ -1101,11 +1205,15 @@ int main(int argc, char **argv)
     pthread_barrier_init(&run->barrier, NULL, run->o.threads);
     run->workers = w;
     run->nworkers = run->o.threads;
+    run->clients = all;
     for (unsigned i = 0; i < run->o.threads; i++) {
         per = run->o.conns / run->o.threads + (i < run->o.conns % run->o.threads);
         w[i] = (struct worker){.id = i, .run = run, .c = all + first, .nc = per};
-        for (unsigned j = 0; j < per; j++)
-            all[first + j] = (struct client){.fd = -1, .w = &w[i]};
+        for (unsigned j = 0; j < per; j++) {
+            all[first + j] = (struct client){.fd = -1, .w = &w[i], .id = first + j};
+            if (run->o.scenario->client_init_cb)
+                run->o.scenario->client_init_cb(run, &all[first + j]);
+        }
         first += per;
         w[i].ep = epoll_create1(EPOLL_CLOEXEC);
         if (w[i].ep < 0)
@@ -1115,13 +1223,7 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < run->o.threads; i++) {
         pthread_join(w[i].thread, NULL);
-        hist_merge(&total.lat, &w[i].st.lat);
-        total.rx_bytes += w[i].st.rx_bytes;
-        total.open += w[i].st.open;
-        total.connect_err += w[i].st.connect_err;
-        total.proto_err += w[i].st.proto_err;
-        total.bad_echo += w[i].st.bad_echo;
-        total.closed += w[i].st.closed;
+        stats_merge(&total, &w[i].st);
         close(w[i].ep);
     }
     report(run, &total);

@@ -64,6 +64,10 @@ int http_once(int port, const char *req, struct http_resp *r);
 /* Reads until EOF or timeout; returns bytes read, or -1 if the timeout came first. */
 ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms);
 
+/* 1 when the server under test is an ASan build: its allocator keeps freed memory in quarantine,
+ * so its RSS says nothing about what the server holds and memory bounds cannot be measured. */
+int server_rss_meaningful(void);
+
 /* Milliseconds on a monotonic clock. */
 long long now_ms(void);
 

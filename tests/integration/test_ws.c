@@ -562,7 +562,8 @@ Test(ws, a_client_that_does_not_read_cannot_grow_server_memory)
             rss_kb = atol(line + 6);
     fclose(f);
     cr_log_info("sent %zu MiB before backpressure; server RSS %ld KiB", sent, rss_kb);
-    cr_assert_lt(rss_kb, 400 * 1024, "server RSS %ld KiB", rss_kb);
+    if (server_rss_meaningful())
+        cr_assert_lt(rss_kb, 400 * 1024, "server RSS %ld KiB", rss_kb);
     free(data);
     wsc_close(&c);
 }
@@ -625,6 +626,7 @@ Test(ws, a_flood_of_tiny_frames_cannot_grow_server_memory)
     cr_log_info("%d x 1024 empty frames accepted before backpressure; RSS %ld -> %ld KiB", writes,
                 before, after);
     cr_assert_lt(writes, 6000, "the server kept reading");
-    cr_assert_lt(after - before, 4 * 1024, "server RSS grew by %ld KiB", after - before);
+    if (server_rss_meaningful())
+        cr_assert_lt(after - before, 4 * 1024, "server RSS grew by %ld KiB", after - before);
     wsc_close(&c);
 }
