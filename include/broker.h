@@ -131,8 +131,20 @@ size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bo
 bool broker_pending(struct broker_session *s);
 
 struct broker_stats {
-    uint64_t topics, subscriptions, published, delivered_bytes;
+    uint64_t topics, subscriptions, published, delivered, delivered_bytes;
 };
 void broker_stats(struct broker *b, struct broker_stats *st);
+
+struct broker_topic_info {
+    const char *name; /* valid during the callback only */
+    size_t len;
+    uint64_t offset;    /* last offset (0: no message yet) */
+    size_t subscribers; /* connections receiving it */
+};
+
+/* broker_topics - calls fn for at most `max` topics (in no particular order) under the registry's
+ * read lock; fn must not call into the broker. Returns the number of topics there are. */
+size_t broker_topics(struct broker *b, void (*fn)(const struct broker_topic_info *, void *),
+                     void *ctx, size_t max);
 
 #endif

@@ -27,6 +27,7 @@ struct broker_ws {
     char boot[17];                 /* session ids: <boot>-<n> */
     atomic_uint_fast64_t sessions; /* sessions opened so far */
     atomic_uint_fast64_t slow_consumers;
+    atomic_uint_fast64_t recovery_hits, recovery_misses;
 };
 
 /* broker_ws_init - the endpoint's shared state over an existing broker. */

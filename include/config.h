@@ -42,6 +42,9 @@ struct herald_config {
     unsigned history_ttl;       /* seconds a message stays replayable (0: no limit) */
     unsigned max_subscriptions; /* per connection */
     size_t max_outbound;        /* queued bytes per connection before it is a slow consumer */
+    const char *client_publish[CONFIG_MAX_ORIGINS + 1]; /* patterns clients may publish to;
+                                                           empty: any */
+    const char *api_key; /* the HTTP API's bearer key; NULL: API off */
 };
 
 /* config_defaults - every setting at its documented default. */

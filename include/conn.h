@@ -94,11 +94,13 @@ struct conn {
     uint8_t in_request;    /* bytes of a request have arrived and its response is not queued yet */
     uint8_t keep_alive;    /* the current request keeps the connection open */
     uint8_t chunked;       /* the current body is chunked */
+    uint8_t keep_body;     /* the current body is kept in `body` (the API reads it) */
     uint64_t head_started; /* ms (wheel clock) when the current request's first byte came */
     uint64_t body_left;    /* Content-Length bytes still to discard */
     uint64_t body_seen;    /* chunked body bytes seen, against --max-body */
     struct http_chunked chunk;
     struct dmsg in;
+    struct dmsg body; /* a kept request body, bounded by --max-body */
     struct outq out;
     struct http_parser parser;
     struct http_request req;

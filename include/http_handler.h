@@ -21,8 +21,11 @@
  * writev and pipelined responses coalesce; larger ones go out with sendfile. */
 #define HTTP_INLINE_FILE_MAX (32 * 1024)
 
+struct http_api;
+
 struct http_ctx {
     const struct static_root *root;
+    const struct http_api *api; /* /api/... and /metrics; NULL: none */
 };
 
 /* http_status_text - the reason phrase for a status ("Not Found"); "Unknown" when not listed. */
@@ -43,6 +46,16 @@ int http_handle(const struct http_ctx *ctx, const struct http_request *req, int 
  * omits the body (HEAD requests). Returns 0 or -ENOMEM.
  */
 int http_error(struct outq *out, int status, const char *reason, int keep_alive, int head_only);
+
+/* http_response_start - a response buffer with the status line, Server, Date and Connection
+ * (keep_alive as for http_handle) written, room for HEAD_CAP more header bytes plus body_cap;
+ * the caller adds its headers, the blank line and the body. NULL when out of memory. */
+struct obuf *http_response_start(int status, int keep_alive, size_t body_cap);
+
+/* http_json_response - queues a complete response with a JSON body; `extra` (may be NULL) holds
+ * more header lines, each ending in CRLF. Returns 0 or -ENOMEM. */
+int http_json_response(struct outq *out, int status, int keep_alive, const char *extra,
+                       const char *body, size_t len);
 
 /* http_continue - queues "100 Continue". Returns 0 or -ENOMEM. */
 int http_continue(struct outq *out);

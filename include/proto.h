@@ -72,6 +72,16 @@ struct proto_request {
 int proto_parse(const char *text, size_t len, struct proto_request *req, const char **code,
                 const char **message);
 
+/* proto_parse_publish - one message for the HTTP publish API: {"topic":..,"data":..}, where "op"
+ * may be left out (it must be "pub" if given). Same rules and results as proto_parse. */
+int proto_parse_publish(const char *text, size_t len, struct proto_request *req, const char **code,
+                        const char **message);
+
+/* proto_array_next - walks the elements of a JSON array text[0..len): start with *pos = 0; returns
+ * 1 with the next element's raw text in *el and *el_len, 0 after the last one, -1 if the text is
+ * not an array (structure only: elements are checked by whoever parses them). */
+int proto_array_next(const char *text, size_t len, size_t *pos, const char **el, size_t *el_len);
+
 /*
  * Reply writers: each writes one complete JSON text into out[0..cap), NUL-terminated, and returns
  * its length (not counting the NUL), or 0 when it does not fit (1 KiB plus the id and topic lengths

@@ -83,7 +83,7 @@ struct broker {
     size_t nbuckets, ntopics;
     struct pattern *patterns;
     char boot[17];
-    atomic_uint_fast64_t topic_seq, published, subscriptions, delivered_bytes;
+    atomic_uint_fast64_t topic_seq, published, subscriptions, delivered, delivered_bytes;
 };
 
 static uint64_t now_ms(void)
@@ -645,6 +645,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
             break;
         bytes += f->len - f->start;
         e->cursor++;
+        atomic_fetch_add_explicit(&b->delivered, 1, memory_order_relaxed);
     }
     if (e->cursor <= t->head) {
         *more = true;
@@ -695,5 +696,25 @@ void broker_stats(struct broker *b, struct broker_stats *st)
     pthread_rwlock_unlock(&b->lock);
     st->subscriptions = atomic_load(&b->subscriptions);
     st->published = atomic_load(&b->published);
+    st->delivered = atomic_load(&b->delivered);
     st->delivered_bytes = atomic_load(&b->delivered_bytes);
+}
+
+size_t broker_topics(struct broker *b, void (*fn)(const struct broker_topic_info *, void *),
+                     void *ctx, size_t max)
+{
+    size_t seen = 0;
+    pthread_rwlock_rdlock(&b->lock);
+    for (size_t i = 0; i < b->nbuckets && seen < max; i++) {
+        for (struct topic *t = b->buckets[i]; t && seen < max; t = t->next, seen++) {
+            pthread_mutex_lock(&t->lock);
+            struct broker_topic_info info = {
+                .name = t->name, .len = t->len, .offset = t->head, .subscribers = t->n_entries};
+            pthread_mutex_unlock(&t->lock);
+            fn(&info, ctx);
+        }
+    }
+    size_t total = b->ntopics;
+    pthread_rwlock_unlock(&b->lock);
+    return total;
 }

@@ -9,6 +9,8 @@
 #include "conn.h"
 #include "log.h"
 #include "proto.h"
+#include "stats.h"
+#include "topic.h"
 #include "ws_frame.h"
 
 /* Replies are small: the largest carries an id and a topic of bounded length. */
@@ -103,6 +105,8 @@ static void do_sub(struct conn *c, struct session *s, const struct proto_request
         send_error(c, req, sub_error_code(rc), why ? why : "cannot subscribe");
         return;
     }
+    if (req->recover)
+        atomic_fetch_add(res.recovered ? &s->bw->recovery_hits : &s->bw->recovery_misses, 1);
     char out[REPLY_CAP];
     /* The ack is queued before any replayed message: the pull comes later in this turn. */
     reply(c, out,
@@ -121,8 +125,24 @@ static void do_unsub(struct conn *c, struct session *s, const struct proto_reque
     reply(c, out, proto_ack_unsub(out, sizeof(out), req));
 }
 
+/* --client-publish: with patterns given, clients may publish only to topics matching one. */
+static bool may_publish(const struct herald_config *cfg, const struct proto_request *req)
+{
+    if (!cfg->client_publish[0])
+        return true;
+    for (int i = 0; cfg->client_publish[i]; i++)
+        if (pattern_match(cfg->client_publish[i], strlen(cfg->client_publish[i]), req->topic,
+                          req->topic_len))
+            return true;
+    return false;
+}
+
 static void do_pub(struct conn *c, struct session *s, const struct proto_request *req)
 {
+    if (topic_check(req->topic, req->topic_len) == NULL && !may_publish(s->bw->cfg, req)) {
+        send_error(c, req, PROTO_E_FORBIDDEN, "clients may not publish to this topic");
+        return;
+    }
     struct broker_pub_result res;
     const char *why = NULL;
     int rc = broker_publish(s->bw->broker, req->topic, req->topic_len, req->data, req->data_len,
@@ -166,6 +186,7 @@ static void handle_request(struct conn *c, struct session *s, const char *text, 
 static int on_message(struct conn *c, uint8_t opcode, struct dmsg *msg)
 {
     struct session *s = c->app;
+    STATS_COUNT(ws_messages_in, 1);
     if (opcode != WS_OP_TEXT) {
         send_error(c, NULL, PROTO_E_BINARY, "requests are JSON text frames");
         return 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "topic.h"
 
 #ifndef HERALD_DEFAULT_ROOT
 #define HERALD_DEFAULT_ROOT "clients/web"
@@ -39,6 +40,9 @@ void config_defaults(struct herald_config *cfg)
     cfg->history_ttl = 300;
     cfg->max_subscriptions = 256;
     cfg->max_outbound = 1 << 20;
+    /* A key in the environment stays out of `ps` output. */
+    const char *key = getenv("HERALD_API_KEY");
+    cfg->api_key = key && strlen(key) >= 16 ? key : NULL;
 }
 
 void config_usage(FILE *out)
@@ -74,6 +78,10 @@ void config_usage(FILE *out)
             "  --max-subscriptions N   per connection (default 256)\n"
             "  --max-outbound BYTES    queued per connection before it is disconnected as a\n"
             "                          slow consumer (default 1048576)\n"
+            "  --client-publish PATTERN  clients may publish only to topics matching a pattern\n"
+            "                          given (repeatable; default: any topic)\n"
+            "  --api-key KEY           enable the HTTP API (POST /api/publish, GET /api/topics)\n"
+            "                          with this bearer key (default: off; or HERALD_API_KEY)\n"
             "  --help                  this text\n"
             "  --version               the version\n",
             HERALD_VERSION, HERALD_DEFAULT_ROOT);
@@ -115,11 +123,12 @@ static int parse_listen(struct herald_config *cfg, const char *arg)
     return 0;
 }
 
-static int add_origin(struct herald_config *cfg, const char *origin)
+/* Appends to a NULL-terminated list of CONFIG_MAX_ORIGINS entries. */
+static int add_to(const char **list, const char *item)
 {
     for (int i = 0; i < CONFIG_MAX_ORIGINS; i++) {
-        if (!cfg->allowed_origins[i]) {
-            cfg->allowed_origins[i] = origin;
+        if (!list[i]) {
+            list[i] = item;
             return 0;
         }
     }
@@ -147,6 +156,8 @@ enum {
     OPT_HIST_TTL,
     OPT_MAX_SUBS,
     OPT_MAX_OUT,
+    OPT_CLIENT_PUB,
+    OPT_API_KEY,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -172,6 +183,8 @@ static const struct option long_opts[] = {
     {"history-ttl", required_argument, NULL, OPT_HIST_TTL},
     {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBS},
     {"max-outbound", required_argument, NULL, OPT_MAX_OUT},
+    {"client-publish", required_argument, NULL, OPT_CLIENT_PUB},
+    {"api-key", required_argument, NULL, OPT_API_KEY},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -238,7 +251,7 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         cfg->compression = 0;
         return 0;
     case OPT_ORIGIN:
-        return add_origin(cfg, arg);
+        return add_to(cfg->allowed_origins, arg);
     case OPT_WS_PATH:
         if (arg[0] != '/')
             return -1;
@@ -263,6 +276,15 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         if (parse_ulong(arg, 4096, 1ul << 32, &v) < 0)
             return -1;
         cfg->max_outbound = v;
+        return 0;
+    case OPT_CLIENT_PUB:
+        if (pattern_check(arg, strlen(arg), NULL))
+            return -1;
+        return add_to(cfg->client_publish, arg);
+    case OPT_API_KEY:
+        if (strlen(arg) < 16)
+            return -1; /* a guessable key protects nothing */
+        cfg->api_key = arg;
         return 0;
     case OPT_HELP:
         config_usage(out);

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "http_api.h"
 #include "log.h"
+#include "stats.h"
 #include "ws_handshake.h"
 
 /* Most bytes held in the input dmsg: one read window of pipelined requests or body data. */
@@ -70,6 +72,7 @@ void conn_destroy(struct conn *c)
     if (c->fd >= 0)
         close(c->fd);
     dmsg_deinit(&c->in);
+    dmsg_deinit(&c->body);
     outq_deinit(&c->out);
     http_request_deinit(&c->req);
     ws_conn_free(c);
@@ -110,6 +113,7 @@ static void conn_close(struct conn *c, int worker)
     atomic_fetch_sub(c->env->nconns, 1);
     /* Buffers go now; only the struct itself has to wait. */
     dmsg_deinit(&c->in);
+    dmsg_deinit(&c->body);
     outq_deinit(&c->out);
     http_request_deinit(&c->req);
     ws_conn_free(c);
@@ -167,6 +171,7 @@ static ssize_t read_input(struct conn *c)
         }
         dmsg_commit(&c->in, (size_t)r);
         total += r;
+        STATS_COUNT(bytes_in, (uint64_t)r);
         if ((size_t)r < room)
             break; /* the socket is drained */
     }
@@ -187,7 +192,14 @@ static void fail_request(struct conn *c, int status, const char *reason)
 /* The request is complete (body consumed): answer it and get ready for the next one. */
 static void respond(struct conn *c)
 {
-    if (http_handle(&c->env->http, &c->req, c->keep_alive, &c->out) < 0) {
+    const struct http_api *api = c->env->http.api;
+    int rc = api && http_api_route(&c->req)
+                 ? http_api_handle(api, &c->req, &c->body, c->keep_alive, &c->out)
+                 : http_handle(&c->env->http, &c->req, c->keep_alive, &c->out);
+    STATS_COUNT(http_requests, 1);
+    dmsg_deinit(&c->body);
+    c->keep_body = 0;
+    if (rc < 0) {
         c->close_after = 1; /* out of memory: whatever was queued goes, then the connection */
         c->peer_eof = 1;
     }
@@ -274,6 +286,9 @@ static void on_head(struct conn *c)
     c->chunked = (req->flags & HTTP_F_CHUNKED) != 0;
     c->body_left = req->content_length;
     c->body_seen = 0;
+    /* Bodies are discarded as they arrive, except the few the API reads. */
+    c->keep_body = c->env->http.api && http_api_wants_body(req);
+    dmsg_init(&c->body, c->env->cfg->max_body);
     if (c->chunked)
         http_chunked_init(&c->chunk, 0);
 }
@@ -299,11 +314,29 @@ static int parse_head(struct conn *c)
     return 0;
 }
 
+/* Copies the first n input bytes to the kept body. Returns 0, or -1 (answered 500). */
+static int keep_input(struct conn *c, size_t n)
+{
+    struct iovec iov[16];
+    int cnt = dmsg_iov(&c->in, 0, iov, 16);
+    for (int i = 0; i < cnt && n > 0; i++) {
+        size_t take = iov[i].iov_len < n ? iov[i].iov_len : n;
+        if (dmsg_append(&c->body, iov[i].iov_base, take) < 0) {
+            fail_request(c, 500, "out of memory");
+            return -1;
+        }
+        n -= take;
+    }
+    return 0;
+}
+
 /* Discards body bytes as they arrive. Returns 1 when the body is complete, else 0. */
 static int consume_body(struct conn *c)
 {
     if (!c->chunked) {
         size_t take = dmsg_len(&c->in) < c->body_left ? dmsg_len(&c->in) : c->body_left;
+        if (c->keep_body && keep_input(c, take) < 0)
+            return 0;
         dmsg_consume(&c->in, take);
         c->body_left -= take;
         return c->body_left == 0;
@@ -317,6 +350,12 @@ static int consume_body(struct conn *c)
             size_t used = 0, dlen = 0;
             const char *data;
             int rc = http_chunked_feed(&c->chunk, p, left, &used, &data, &dlen);
+            /* Kept before it is consumed: consuming may free the buffer `data` points into. */
+            if (c->keep_body && dlen && c->body_seen + dlen <= c->env->cfg->max_body &&
+                dmsg_append(&c->body, data, dlen) < 0) {
+                fail_request(c, 500, "out of memory");
+                return 0;
+            }
             dmsg_consume(&c->in, used);
             p += used;
             left -= used;
@@ -447,6 +486,7 @@ static int on_io(struct conn *c, uint32_t events)
         size_t sent = 0;
         int rc = outq_flush(&c->out, c->fd, &sent);
         progress |= sent > 0;
+        STATS_COUNT(bytes_out, sent);
         if (rc < 0 && rc != -EAGAIN)
             return CLOSE; /* EPIPE, ECONNRESET: close and free at once */
         if (rc == -EAGAIN || c->close_after || sent == 0 ||
@@ -508,6 +548,7 @@ static void run(struct conn *c, int worker)
         c->again = 0;
         pthread_mutex_unlock(&c->lock);
 
+        STATS_COUNT(events, 1);
         if (handle(c, events, wake) == CLOSE) {
             conn_close(c, worker);
             return;

@@ -75,9 +75,7 @@ static const char *date_now(void)
     return cached;
 }
 
-/* Starts a response: status line, Server, Date and Connection. The caller adds its headers, the
- * blank line and the body. NULL when out of memory. */
-static struct obuf *head_new(int status, int keep_alive, size_t body_cap)
+struct obuf *http_response_start(int status, int keep_alive, size_t body_cap)
 {
     struct obuf *b = obuf_new(HEAD_CAP + body_cap);
     if (!b)
@@ -105,7 +103,7 @@ int http_error(struct outq *out, int status, const char *reason, int keep_alive,
 {
     const char *text = http_status_text(status);
     size_t body_len = 3 + 1 + strlen(text) + (reason ? 2 + strlen(reason) : 0) + 1;
-    struct obuf *b = head_new(status, keep_alive, body_len);
+    struct obuf *b = http_response_start(status, keep_alive, body_len);
     if (!b)
         return -ENOMEM;
     obuf_puts(b, "Content-Type: text/plain; charset=utf-8\r\n");
@@ -128,6 +126,21 @@ int http_error(struct outq *out, int status, const char *reason, int keep_alive,
     return outq_push_take(out, b);
 }
 
+int http_json_response(struct outq *out, int status, int keep_alive, const char *extra,
+                       const char *body, size_t len)
+{
+    struct obuf *b = http_response_start(status, keep_alive, len + (extra ? strlen(extra) : 0));
+    if (!b)
+        return -ENOMEM;
+    obuf_puts(b, "Content-Type: application/json\r\nCache-Control: no-store\r\n");
+    if (extra)
+        obuf_puts(b, extra);
+    put_header_u(b, "Content-Length: ", len);
+    obuf_puts(b, "\r\n");
+    obuf_put(b, body, len);
+    return outq_push_take(out, b);
+}
+
 int http_continue(struct outq *out)
 {
     static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -140,7 +153,7 @@ int http_continue(struct outq *out)
 
 static int handle_options(int keep_alive, struct outq *out)
 {
-    struct obuf *b = head_new(204, keep_alive, 0);
+    struct obuf *b = http_response_start(204, keep_alive, 0);
     if (!b)
         return -ENOMEM;
     obuf_puts(b, "Allow: " ALLOW_METHODS "\r\nContent-Length: 0\r\n\r\n");
@@ -151,7 +164,7 @@ static int handle_options(int keep_alive, struct outq *out)
 static int redirect_dir(const struct http_request *req, int keep_alive, struct outq *out)
 {
     size_t need = req->path_len + 1 + (req->flags & HTTP_F_QUERY ? req->query_len + 1 : 0);
-    struct obuf *b = head_new(301, keep_alive, need);
+    struct obuf *b = http_response_start(301, keep_alive, need);
     if (!b)
         return -ENOMEM;
     /* Leading slashes collapse to one: "//evil.example" would otherwise send the browser to
@@ -193,7 +206,7 @@ static int serve_file(const struct http_request *req, struct static_file *f, int
     int head_only = req->method == HTTP_HEAD;
     int notmod = not_modified(req, f);
     int inline_body = !head_only && !notmod && f->size <= HTTP_INLINE_FILE_MAX;
-    struct obuf *b = head_new(notmod ? 304 : 200, keep_alive, inline_body ? f->size : 0);
+    struct obuf *b = http_response_start(notmod ? 304 : 200, keep_alive, inline_body ? f->size : 0);
     if (!b) {
         close(f->fd);
         return -ENOMEM;

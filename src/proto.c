@@ -307,7 +307,8 @@ static int check_last(const cJSON *item, struct proto_request *req, const char *
 
 /* Validates the members an op uses; `it` holds the cJSON value of each span's member. */
 static int check_fields(const char *text, const struct span *f, const cJSON *const *it,
-                        struct proto_request *req, const char **code, const char **message)
+                        bool publish_only, struct proto_request *req, const char **code,
+                        const char **message)
 {
     if (it[F_ID]) {
         if (!cJSON_IsNumber(it[F_ID]) && !cJSON_IsString(it[F_ID]))
@@ -315,8 +316,12 @@ static int check_fields(const char *text, const struct span *f, const cJSON *con
         req->id = text + f[F_ID].start;
         req->id_len = f[F_ID].end - f[F_ID].start;
     }
-    if (check_op(text, &f[F_OP], it[F_OP], req, code, message))
+    if (publish_only && !it[F_OP])
+        req->op = PROTO_PUB; /* an HTTP API publish needs no op */
+    else if (check_op(text, &f[F_OP], it[F_OP], req, code, message))
         return -1;
+    if (publish_only && req->op != PROTO_PUB)
+        return fail(code, message, PROTO_E_UNKNOWN_OP, "only pub can be published");
     if (req->op == PROTO_PING)
         return 0;
     if (check_topic(text, &f[F_TOPIC], it[F_TOPIC], req, code, message))
@@ -334,8 +339,9 @@ static int check_fields(const char *text, const struct span *f, const cJSON *con
     return 0;
 }
 
-int proto_parse(const char *text, size_t len, struct proto_request *req, const char **code,
-                const char **message)
+/* Parses one request; `publish_only` is the HTTP API's mode, where op defaults to pub. */
+static int parse(const char *text, size_t len, struct proto_request *req, bool publish_only,
+                 const char **code, const char **message)
 {
     memset(req, 0, sizeof(*req));
     const char *end = NULL;
@@ -365,9 +371,51 @@ int proto_parse(const char *text, size_t len, struct proto_request *req, const c
         for (int k = 0; k < F_COUNT; k++)
             if (f[k].member == member)
                 it[k] = c;
-    int rc = check_fields(text, f, it, req, code, message);
+    int rc = check_fields(text, f, it, publish_only, req, code, message);
     cJSON_Delete(root);
     return rc;
+}
+
+int proto_parse(const char *text, size_t len, struct proto_request *req, const char **code,
+                const char **message)
+{
+    return parse(text, len, req, false, code, message);
+}
+
+int proto_parse_publish(const char *text, size_t len, struct proto_request *req, const char **code,
+                        const char **message)
+{
+    return parse(text, len, req, true, code, message);
+}
+
+int proto_array_next(const char *text, size_t len, size_t *pos, const char **el, size_t *el_len)
+{
+    size_t i = skip_ws(text, *pos, len);
+    if (*pos == 0) {
+        if (i >= len || text[i] != '[')
+            return -1;
+        i = skip_ws(text, i + 1, len);
+        if (i < len && text[i] == ']') {
+            *pos = len;
+            return skip_ws(text, i + 1, len) == len ? 0 : -1;
+        }
+    } else if (*pos >= len) {
+        return 0;
+    }
+    size_t start = i;
+    if (scan_value(text, len, &i))
+        return -1;
+    *el = text + start;
+    *el_len = i - start;
+    i = skip_ws(text, i, len);
+    if (i < len && text[i] == ',') {
+        *pos = i + 1;
+    } else if (i < len && text[i] == ']' && skip_ws(text, i + 1, len) == len) {
+        *pos = len;
+    } else {
+        return -1;
+    }
+    return 1;
 }
 
 /* ---- reply writers ---- */

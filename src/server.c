@@ -23,6 +23,8 @@
 #include "static_files.h"
 #include "broker.h"
 #include "broker_ws.h"
+#include "http_api.h"
+#include "stats.h"
 #include "twheel.h"
 #include "ws_conn.h"
 
@@ -51,6 +53,8 @@ struct server {
     struct ws_endpoint endpoints[2];
     struct broker *broker;
     struct broker_ws broker_ws;
+    struct http_api api;
+    struct worker_stats *stats; /* one per worker */
     struct fanout {
         pthread_mutex_t lock;
         struct broker_batch **q; /* ring of pending wake batches */
@@ -244,6 +248,16 @@ static int setup_broker(struct server *srv)
     if (!srv->broker)
         return -ENOMEM;
     broker_ws_init(&srv->broker_ws, srv->broker, cfg);
+    srv->stats = aligned_alloc(64, sizeof(*srv->stats) * (size_t)srv->nthreads);
+    if (!srv->stats)
+        return -ENOMEM;
+    memset(srv->stats, 0, sizeof(*srv->stats) * (size_t)srv->nthreads);
+    srv->api = (struct http_api){.broker = srv->broker,
+                                 .bw = &srv->broker_ws,
+                                 .api_key = cfg->api_key,
+                                 .nconns = &srv->nconns,
+                                 .workers = srv->stats,
+                                 .nworkers = srv->nthreads};
     return 0;
 }
 
@@ -305,7 +319,7 @@ int server_new(struct server **out, const struct herald_config *cfg)
         return rc;
     }
     srv->env = (struct conn_env){.cfg = cfg,
-                                 .http = {.root = &srv->root},
+                                 .http = {.root = &srv->root, .api = &srv->api},
                                  .wheel = &srv->wheel,
                                  .epfd = srv->epfd,
                                  .nconns = &srv->nconns,
@@ -439,6 +453,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct server *srv = w->srv;
     pin(srv, w->index);
+    stats_local = &srv->stats[w->index];
     struct epoll_event evs[EVENTS_PER_WAIT];
     for (int stop = 0; !stop;) {
         reclaim_enter_wait(&srv->reclaim, w->index);
@@ -525,6 +540,7 @@ void server_free(struct server *srv)
     if (srv->fanout.efd > 0)
         close(srv->fanout.efd);
     free(srv->fanout.q);
+    free(srv->stats);
     twheel_deinit(&srv->wheel);
     free(srv->cpus);
     free(srv);

@@ -863,3 +863,46 @@ Test(proto_json_escape, does_not_fit)
     cr_assert_eq(proto_json_escape(out, sizeof(out), "\"\"", 2), 0);
     cr_assert_eq(proto_json_escape(out, sizeof(out), "\x01", 1), 0);
 }
+
+Test(proto, http_publish_bodies)
+{
+    struct proto_request req;
+    const char *code, *message;
+    const char *one = "{\"topic\":\"news\",\"data\":{\"a\":[1,2]}}";
+    cr_assert_eq(proto_parse_publish(one, strlen(one), &req, &code, &message), 0);
+    cr_assert_eq(req.op, PROTO_PUB);
+    cr_assert_eq(req.data_len, 11);
+    cr_assert_eq(memcmp(req.data, "{\"a\":[1,2]}", 11), 0);
+    const char *with_op = "{\"op\":\"pub\",\"topic\":\"news\",\"data\":1}";
+    cr_assert_eq(proto_parse_publish(with_op, strlen(with_op), &req, &code, &message), 0);
+    const char *sub = "{\"op\":\"sub\",\"topic\":\"news\"}";
+    cr_assert_eq(proto_parse_publish(sub, strlen(sub), &req, &code, &message), -1);
+    cr_assert_str_eq(code, "unknown_op");
+    const char *nodata = "{\"topic\":\"news\"}";
+    cr_assert_eq(proto_parse_publish(nodata, strlen(nodata), &req, &code, &message), -1);
+    cr_assert_str_eq(code, "missing_field");
+    /* Without op, proto_parse still insists on one. */
+    cr_assert_eq(proto_parse(one, strlen(one), &req, &code, &message), -1);
+    cr_assert_str_eq(code, "missing_field");
+}
+
+Test(proto, array_elements_with_their_raw_text)
+{
+    const char *a = " [ {\"x\":\"],[\"} , 2 ,[3,[4]] ] ";
+    size_t pos = 0, n;
+    const char *el;
+    cr_assert_eq(proto_array_next(a, strlen(a), &pos, &el, &n), 1);
+    cr_assert_eq(n, 11);
+    cr_assert_eq(memcmp(el, "{\"x\":\"],[\"}", 11), 0);
+    cr_assert_eq(proto_array_next(a, strlen(a), &pos, &el, &n), 1);
+    cr_assert_eq(memcmp(el, "2", n), 0);
+    cr_assert_eq(proto_array_next(a, strlen(a), &pos, &el, &n), 1);
+    cr_assert_eq(memcmp(el, "[3,[4]]", n), 0);
+    cr_assert_eq(proto_array_next(a, strlen(a), &pos, &el, &n), 0);
+    pos = 0;
+    cr_assert_eq(proto_array_next("[]", 2, &pos, &el, &n), 0);
+    pos = 0;
+    cr_assert_eq(proto_array_next("{}", 2, &pos, &el, &n), -1);
+    pos = 0;
+    cr_assert_eq(proto_array_next("[1 2]", 5, &pos, &el, &n), -1);
+}

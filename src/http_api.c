@@ -1,0 +1,301 @@
+/* http_api.c - publishing over HTTP, the topic list and /metrics (see http_api.h). */
+#include "http_api.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "http_handler.h"
+#include "proto.h"
+
+/* Topics listed by /api/topics at most (the response says when there are more). */
+#define TOPICS_MAX 10000
+
+/* A growable text buffer for replies of unknown size. */
+struct text {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void text_put(struct text *t, const char *s, size_t n)
+{
+    if (t->failed)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t ncap = (t->len + n + 1) * 2;
+        char *np = realloc(t->p, ncap);
+        if (!np) {
+            t->failed = true;
+            return;
+        }
+        t->p = np;
+        t->cap = ncap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_printf(struct text *t, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        text_put(t, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+static bool path_is(const struct http_request *req, const char *path)
+{
+    return req->path_len == strlen(path) &&
+           memcmp(req->buf + req->path_off, path, req->path_len) == 0;
+}
+
+int http_api_route(const struct http_request *req)
+{
+    return path_is(req, "/metrics") || path_is(req, "/api/publish") || path_is(req, "/api/topics");
+}
+
+int http_api_wants_body(const struct http_request *req)
+{
+    return req->method == HTTP_POST && path_is(req, "/api/publish");
+}
+
+static int send_error(struct outq *out, int status, int keep_alive, const char *extra,
+                      const char *code, const char *message)
+{
+    char body[512], esc[256];
+    size_t n = proto_json_escape(esc, sizeof(esc), message, strlen(message));
+    esc[n] = '\0';
+    int len =
+        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
+    return http_json_response(out, status, keep_alive, extra, body, (size_t)len);
+}
+
+/* Constant-time comparison, so the key cannot be guessed byte by byte from response times. */
+static bool same_secret(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char diff = alen != blen;
+    for (size_t i = 0; i < alen && i < blen; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+/* 0 when the request carries the key; otherwise queues 401/403 and returns -1. */
+static int authorize(const struct http_api *api, const struct http_request *req, int keep_alive,
+                     struct outq *out)
+{
+    if (!api->api_key) {
+        send_error(out, 403, keep_alive, NULL, "api_disabled",
+                   "the HTTP API is off: start herald with --api-key");
+        return -1;
+    }
+    size_t len;
+    const char *auth = http_header_get(req, "authorization", &len);
+    static const char bearer[] = "Bearer ";
+    if (!auth || len < sizeof(bearer) - 1 || strncasecmp(auth, bearer, sizeof(bearer) - 1) != 0 ||
+        !same_secret(auth + 7, len - 7, api->api_key, strlen(api->api_key))) {
+        send_error(out, 401, keep_alive, "WWW-Authenticate: Bearer realm=\"herald\"\r\n",
+                   "unauthorized", auth ? "wrong API key" : "Authorization: Bearer KEY required");
+        return -1;
+    }
+    return 0;
+}
+
+/* Publishes one message; appends its result object to t. */
+static void publish_one(const struct http_api *api, const char *text, size_t len, struct text *t,
+                        bool *bad)
+{
+    struct proto_request req;
+    const char *code, *message;
+    if (proto_parse_publish(text, len, &req, &code, &message) == 0) {
+        struct broker_pub_result res;
+        const char *why = NULL;
+        if (broker_publish(api->broker, req.topic, req.topic_len, req.data, req.data_len, &res,
+                           &why) == 0) {
+            text_printf(t, "{\"offset\":%llu,\"reach\":%u}", (unsigned long long)res.offset,
+                        res.reach);
+            return;
+        }
+        code = PROTO_E_BAD_TOPIC;
+        message = why ? why : "cannot publish";
+    }
+    char esc[256];
+    size_t n = proto_json_escape(esc, sizeof(esc), message, strlen(message));
+    esc[n] = '\0';
+    text_printf(t, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
+    *bad = true;
+}
+
+static int handle_publish(const struct http_api *api, const struct http_request *req,
+                          const struct dmsg *body, int keep_alive, struct outq *out)
+{
+    if (req->method != HTTP_POST)
+        return send_error(out, 405, keep_alive, "Allow: POST\r\n", "method_not_allowed",
+                          "use POST");
+    if (authorize(api, req, keep_alive, out) < 0)
+        return 0;
+    size_t len = body ? dmsg_len(body) : 0;
+    char *text = malloc(len + 1);
+    if (!text)
+        return -ENOMEM;
+    if (len)
+        dmsg_copy(body, 0, text, len);
+    size_t i = 0;
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+        i++;
+    struct text t = {0};
+    bool bad = false;
+    int status = 200;
+    if (i < len && text[i] == '[') {
+        text_put(&t, "{\"results\":[", 12);
+        size_t pos = 0, el_len;
+        const char *el;
+        int rc, k = 0;
+        while ((rc = proto_array_next(text, len, &pos, &el, &el_len)) == 1) {
+            if (k++)
+                text_put(&t, ",", 1);
+            publish_one(api, el, el_len, &t, &bad);
+        }
+        text_put(&t, "]}", 2);
+        if (rc < 0) {
+            free(t.p);
+            free(text);
+            return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_JSON,
+                              "the body must be a JSON object or an array of them");
+        }
+    } else {
+        publish_one(api, text, len, &t, &bad);
+        status = bad ? 400 : 200; /* a batch reports per message; a single one by status */
+    }
+    free(text);
+    int rc = t.failed ? -ENOMEM : http_json_response(out, status, keep_alive, NULL, t.p, t.len);
+    free(t.p);
+    return rc;
+}
+
+struct topic_list {
+    struct text *t;
+    size_t n;
+};
+
+static void list_topic(const struct broker_topic_info *info, void *ctx)
+{
+    struct topic_list *l = ctx;
+    if (l->n++)
+        text_put(l->t, ",", 1);
+    text_put(l->t, "{\"topic\":\"", 10);
+    text_put(l->t, info->name, info->len); /* topic names need no escaping */
+    text_printf(l->t, "\",\"subscribers\":%zu,\"offset\":%llu}", info->subscribers,
+                (unsigned long long)info->offset);
+}
+
+static int handle_topics(const struct http_api *api, const struct http_request *req, int keep_alive,
+                         struct outq *out)
+{
+    if (req->method != HTTP_GET)
+        return send_error(out, 405, keep_alive, "Allow: GET\r\n", "method_not_allowed", "use GET");
+    if (authorize(api, req, keep_alive, out) < 0)
+        return 0;
+    struct text t = {0};
+    struct topic_list l = {.t = &t};
+    text_put(&t, "{\"topics\":[", 11);
+    size_t total = broker_topics(api->broker, list_topic, &l, TOPICS_MAX);
+    text_printf(&t, "],\"count\":%zu,\"truncated\":%s}", total, total > l.n ? "true" : "false");
+    int rc = t.failed ? -ENOMEM : http_json_response(out, 200, keep_alive, NULL, t.p, t.len);
+    free(t.p);
+    return rc;
+}
+
+static void metric(struct text *t, const char *name, const char *type, const char *help, uint64_t v)
+{
+    text_printf(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+                (unsigned long long)v);
+}
+
+/* Sums one counter over every worker. */
+static uint64_t sum(const struct http_api *api, size_t field_offset)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < api->nworkers; i++) {
+        const char *base = (const char *)&api->workers[i];
+        total += atomic_load_explicit((atomic_uint_fast64_t *)(base + field_offset),
+                                      memory_order_relaxed);
+    }
+    return total;
+}
+
+static int handle_metrics(const struct http_api *api, int keep_alive, struct outq *out)
+{
+    struct broker_stats st;
+    broker_stats(api->broker, &st);
+    struct text t = {0};
+    metric(&t, "herald_connections", "gauge", "Open client connections.", atomic_load(api->nconns));
+    metric(&t, "herald_topics", "gauge", "Topics known to the broker.", st.topics);
+    metric(&t, "herald_subscriptions", "gauge", "Subscriptions of all connections.",
+           st.subscriptions);
+    metric(&t, "herald_messages_published_total", "counter", "Messages published.", st.published);
+    metric(&t, "herald_messages_delivered_total", "counter", "Messages queued to subscribers.",
+           st.delivered);
+    metric(&t, "herald_delivered_bytes_total", "counter",
+           "Bytes of messages queued to subscribers.", st.delivered_bytes);
+    metric(&t, "herald_bytes_in_total", "counter", "Bytes read from clients.",
+           sum(api, offsetof(struct worker_stats, bytes_in)));
+    metric(&t, "herald_bytes_out_total", "counter", "Bytes written to clients.",
+           sum(api, offsetof(struct worker_stats, bytes_out)));
+    metric(&t, "herald_http_requests_total", "counter", "HTTP requests answered.",
+           sum(api, offsetof(struct worker_stats, http_requests)));
+    metric(&t, "herald_ws_messages_received_total", "counter", "WebSocket messages received.",
+           sum(api, offsetof(struct worker_stats, ws_messages_in)));
+    metric(&t, "herald_slow_consumer_disconnects_total", "counter",
+           "Connections closed because they could not keep up (4008).",
+           atomic_load(&api->bw->slow_consumers));
+    text_printf(&t, "# HELP herald_recoveries_total Resubscriptions asking to recover, by "
+                    "outcome.\n# TYPE herald_recoveries_total counter\n");
+    text_printf(&t, "herald_recoveries_total{result=\"hit\"} %llu\n",
+                (unsigned long long)atomic_load(&api->bw->recovery_hits));
+    text_printf(&t, "herald_recoveries_total{result=\"miss\"} %llu\n",
+                (unsigned long long)atomic_load(&api->bw->recovery_misses));
+    text_printf(&t, "# HELP herald_worker_events_total Events handled by each worker thread.\n"
+                    "# TYPE herald_worker_events_total counter\n");
+    for (int i = 0; i < api->nworkers; i++)
+        text_printf(&t, "herald_worker_events_total{worker=\"%d\"} %llu\n", i,
+                    (unsigned long long)atomic_load(&api->workers[i].events));
+    if (t.failed) {
+        free(t.p);
+        return -ENOMEM;
+    }
+    struct obuf *b = http_response_start(200, keep_alive, t.len);
+    if (!b) {
+        free(t.p);
+        return -ENOMEM;
+    }
+    obuf_puts(b, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: ");
+    obuf_putu(b, t.len);
+    obuf_puts(b, "\r\n\r\n");
+    obuf_put(b, t.p, t.len);
+    free(t.p);
+    return outq_push_take(out, b);
+}
+
+int http_api_handle(const struct http_api *api, const struct http_request *req,
+                    const struct dmsg *body, int keep_alive, struct outq *out)
+{
+    if (path_is(req, "/metrics")) {
+        if (req->method != HTTP_GET)
+            return send_error(out, 405, keep_alive, "Allow: GET\r\n", "method_not_allowed",
+                              "use GET");
+        return handle_metrics(api, keep_alive, out);
+    }
+    if (path_is(req, "/api/topics"))
+        return handle_topics(api, req, keep_alive, out);
+    return handle_publish(api, req, body, keep_alive, out);
+}

@@ -1,0 +1,238 @@
+/* Integration: the HTTP API for backends (publish, topics), /metrics, and --client-publish. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "wsc.h"
+
+#define KEY "test-key-0123456789abcdef"
+
+static struct herald_proc srv;
+
+static void setup(void)
+{
+    const char *args[] = {"--api-key", KEY, "--client-publish", "chat.>", NULL};
+    herald_start(&srv, args);
+}
+
+static void teardown(void)
+{
+    free(herald_stop(&srv));
+}
+
+TestSuite(api, .init = setup, .fini = teardown, .timeout = 60);
+
+/* POSTs body to path with the given Authorization value (NULL: none). */
+static int post(int port, const char *path, const char *auth, const char *body, struct http_resp *r)
+{
+    char req[4096];
+    snprintf(req, sizeof(req),
+             "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%s%s%s"
+             "Content-Length: %zu\r\n\r\n%s",
+             path, auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "",
+             strlen(body), body);
+    return http_once(port, req, r);
+}
+
+static cJSON *json_of(const struct http_resp *r)
+{
+    cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
+    cr_assert_not_null(j, "not JSON: %s", r->body);
+    return j;
+}
+
+Test(api, publish_needs_the_key)
+{
+    struct http_resp r;
+    cr_assert_eq(post(srv.port, "/api/publish", NULL, "{\"topic\":\"news\",\"data\":1}", &r), 0);
+    cr_assert_eq(r.status, 401);
+    char v[128];
+    cr_assert_eq(resp_header(&r, "WWW-Authenticate", v, sizeof(v)), 0);
+    resp_free(&r);
+    cr_assert_eq(post(srv.port, "/api/publish", "Bearer wrong-key-0123456789abcdef",
+                      "{\"topic\":\"news\",\"data\":1}", &r),
+                 0);
+    cr_assert_eq(r.status, 401);
+    cJSON *j = json_of(&r);
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
+                     "unauthorized");
+    cJSON_Delete(j);
+    resp_free(&r);
+    cr_assert_eq(http_once(srv.port, "GET /api/topics HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 401);
+    resp_free(&r);
+}
+
+Test(api, publish_reaches_websocket_subscribers)
+{
+    struct wsc c;
+    char head[2048];
+    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0); /* welcome */
+    wsc_frame_free(&f);
+    const char *sub = "{\"op\":\"sub\",\"topic\":\"alerts\"}";
+    wsc_send(&c, WS_OP_TEXT, sub, strlen(sub));
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0); /* ack */
+    wsc_frame_free(&f);
+
+    struct http_resp r;
+    cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY,
+                      "{\"topic\":\"alerts\",\"data\":{\"level\":\"high\"}}", &r),
+                 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cJSON *j = json_of(&r);
+    cr_assert_eq(cJSON_GetObjectItem(j, "offset")->valueint, 1);
+    cr_assert_eq(cJSON_GetObjectItem(j, "reach")->valueint, 1);
+    cJSON_Delete(j);
+    resp_free(&r);
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
+    cr_assert_str_eq((char *)f.data, "{\"type\":\"msg\",\"topic\":\"alerts\","
+                                     "\"data\":{\"level\":\"high\"},\"offset\":1}");
+    wsc_frame_free(&f);
+
+    /* A batch reports each message; a bad one does not stop the others. */
+    cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY,
+                      "[{\"topic\":\"alerts\",\"data\":2},{\"topic\":\"no good\",\"data\":3},"
+                      "{\"topic\":\"alerts\",\"data\":4}]",
+                      &r),
+                 0);
+    cr_assert_eq(r.status, 200);
+    j = json_of(&r);
+    cJSON *res = cJSON_GetObjectItem(j, "results");
+    cr_assert_eq(cJSON_GetArraySize(res), 3);
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "offset")->valueint, 2);
+    cr_assert_not_null(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 1), "error"));
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 2), "offset")->valueint, 3);
+    cJSON_Delete(j);
+    resp_free(&r);
+    wsc_close(&c);
+}
+
+Test(api, bad_bodies_and_methods)
+{
+    struct http_resp r;
+    cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY, "{\"topic\":\"x\"}", &r), 0);
+    cr_assert_eq(r.status, 400);
+    resp_free(&r);
+    cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY, "not json", &r), 0);
+    cr_assert_eq(r.status, 400);
+    resp_free(&r);
+    cr_assert_eq(http_once(srv.port,
+                           "GET /api/publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                           "\r\n\r\n",
+                           &r),
+                 0);
+    cr_assert_eq(r.status, 405);
+    char v[64];
+    cr_assert_eq(resp_header(&r, "Allow", v, sizeof(v)), 0);
+    cr_assert_str_eq(v, "POST");
+    resp_free(&r);
+}
+
+Test(api, topics_lists_subscribers_and_offsets)
+{
+    struct http_resp r;
+    cr_assert_eq(
+        post(srv.port, "/api/publish", "Bearer " KEY, "{\"topic\":\"listed\",\"data\":1}", &r), 0);
+    resp_free(&r);
+    cr_assert_eq(http_once(srv.port,
+                           "GET /api/topics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                           "\r\n\r\n",
+                           &r),
+                 0);
+    cr_assert_eq(r.status, 200);
+    cJSON *j = json_of(&r);
+    cJSON *t;
+    int found = 0;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "topics"))
+    {
+        if (strcmp(cJSON_GetObjectItem(t, "topic")->valuestring, "listed") == 0) {
+            found = 1;
+            cr_assert_eq(cJSON_GetObjectItem(t, "offset")->valueint, 1);
+            cr_assert_eq(cJSON_GetObjectItem(t, "subscribers")->valueint, 0);
+        }
+    }
+    cr_assert(found);
+    cJSON_Delete(j);
+    resp_free(&r);
+}
+
+/* The value of a metric line "name value" (or name{labels} value). */
+static double metric(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; (p = strstr(p, name)); p += n)
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return atof(p + n + 1);
+    return -1;
+}
+
+Test(api, metrics_are_present_and_move)
+{
+    struct http_resp r;
+    cr_assert_eq(http_once(srv.port, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 200);
+    char v[128];
+    resp_header(&r, "Content-Type", v, sizeof(v));
+    cr_assert(strncmp(v, "text/plain; version=0.0.4", 25) == 0);
+    const char *names[] = {"herald_connections",
+                           "herald_topics",
+                           "herald_subscriptions",
+                           "herald_messages_published_total",
+                           "herald_messages_delivered_total",
+                           "herald_bytes_in_total",
+                           "herald_bytes_out_total",
+                           "herald_slow_consumer_disconnects_total"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        cr_assert_geq(metric(r.body, names[i]), 0, "%s missing", names[i]);
+    cr_assert_not_null(strstr(r.body, "herald_worker_events_total{worker=\"0\"}"));
+    cr_assert_not_null(strstr(r.body, "herald_recoveries_total{result=\"hit\"}"));
+    double published = metric(r.body, "herald_messages_published_total");
+    double bytes_in = metric(r.body, "herald_bytes_in_total");
+    resp_free(&r);
+    cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY, "{\"topic\":\"m\",\"data\":1}", &r),
+                 0);
+    resp_free(&r);
+    cr_assert_eq(http_once(srv.port, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    cr_assert_eq(metric(r.body, "herald_messages_published_total"), published + 1);
+    cr_assert_gt(metric(r.body, "herald_bytes_in_total"), bytes_in);
+    resp_free(&r);
+}
+
+Test(api, client_publish_patterns_limit_websocket_publishers)
+{
+    struct wsc c;
+    char head[2048];
+    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
+    wsc_frame_free(&f);
+    const char *ok = "{\"op\":\"pub\",\"topic\":\"chat.room\",\"data\":1}";
+    wsc_send(&c, WS_OP_TEXT, ok, strlen(ok));
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
+    cr_assert_not_null(strstr((char *)f.data, "\"type\":\"ack\""), "%s", f.data);
+    wsc_frame_free(&f);
+    const char *no = "{\"op\":\"pub\",\"topic\":\"admin.reset\",\"data\":1}";
+    wsc_send(&c, WS_OP_TEXT, no, strlen(no));
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
+    cr_assert_not_null(strstr((char *)f.data, "\"code\":\"forbidden\""), "%s", f.data);
+    wsc_frame_free(&f);
+    wsc_close(&c);
+}
+
+Test(api, off_without_a_key)
+{
+    struct herald_proc p;
+    herald_start(&p, NULL);
+    struct http_resp r;
+    cr_assert_eq(post(p.port, "/api/publish", "Bearer " KEY, "{\"topic\":\"x\",\"data\":1}", &r),
+                 0);
+    cr_assert_eq(r.status, 403);
+    resp_free(&r);
+    free(herald_stop(&p));
+}
