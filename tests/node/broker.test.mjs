@@ -1,0 +1,87 @@
+// The broker through Node's `ws` client, as a JavaScript application would use it: subscribe,
+// publish, wildcards, errors that keep the connection, and recovery after a forced disconnect.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { startHerald } from './herald.mjs';
+
+let herald;
+before(async () => { herald = await startHerald(['--threads', '2']); });
+after(async () => { await herald.stop(); });
+
+// A connection whose incoming messages are parsed and queued for next().
+async function connect() {
+  const ws = new WebSocket(herald.url('/ws'), 'herald.v1');
+  const queue = [];
+  const waiters = [];
+  ws.on('message', (data) => {
+    const m = JSON.parse(data.toString());
+    const w = waiters.shift();
+    if (w) w(m); else queue.push(m);
+  });
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  assert.equal(ws.protocol, 'herald.v1');
+  const next = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => waiters.push(r)));
+  const welcome = await next();
+  assert.equal(welcome.type, 'welcome');
+  const send = (o) => ws.send(JSON.stringify(o));
+  return { ws, next, send };
+}
+
+test('subscribe, publish and receive, with ids echoed', async () => {
+  const a = await connect();
+  const b = await connect();
+  a.send({ op: 'sub', topic: 'js.room', id: 'a1' });
+  const ack = await a.next();
+  assert.equal(ack.type, 'ack');
+  assert.equal(ack.id, 'a1');
+  assert.equal(typeof ack.epoch, 'string');
+  b.send({ op: 'pub', topic: 'js.room', data: { text: 'hello', list: [1, 2, 3] }, id: 7 });
+  const pubAck = await b.next();
+  assert.deepEqual({ type: pubAck.type, id: pubAck.id, offset: pubAck.offset, reach: pubAck.reach },
+    { type: 'ack', id: 7, offset: 1, reach: 1 });
+  const msg = await a.next();
+  assert.deepEqual(msg, { type: 'msg', topic: 'js.room', data: { text: 'hello', list: [1, 2, 3] }, offset: 1 });
+  a.ws.close();
+  b.ws.close();
+});
+
+test('wildcards and errors that keep the connection open', async () => {
+  const c = await connect();
+  c.send({ op: 'sub', topic: 'js.*' });
+  assert.equal((await c.next()).type, 'ack');
+  c.send({ op: 'nope' });
+  const err = await c.next();
+  assert.equal(err.type, 'error');
+  assert.equal(err.code, 'unknown_op');
+  c.ws.send('{broken');
+  assert.equal((await c.next()).code, 'bad_json');
+  c.send({ op: 'pub', topic: 'js.wild', data: 'still here' });
+  const [first, second] = [await c.next(), await c.next()];
+  const kinds = [first.type, second.type].sort();
+  assert.deepEqual(kinds, ['ack', 'msg']);
+  c.ws.close();
+});
+
+test('recovery after a forced disconnect misses nothing and repeats nothing', async () => {
+  const p = await connect();
+  let s = await connect();
+  s.send({ op: 'sub', topic: 'js.feed' });
+  const { epoch } = await s.next();
+  for (let i = 1; i <= 50; i++) p.send({ op: 'pub', topic: 'js.feed', data: i });
+  let last = 0;
+  while (last < 20) last = (await s.next()).offset;
+  s.ws.terminate(); // no close handshake: like a dropped network
+  for (let i = 51; i <= 100; i++) p.send({ op: 'pub', topic: 'js.feed', data: i });
+  s = await connect();
+  s.send({ op: 'sub', topic: 'js.feed', recover: { epoch, offset: last } });
+  const ack = await s.next();
+  assert.equal(ack.recovered, true);
+  for (let off = last + 1; off <= 100; off++) {
+    const m = await s.next();
+    assert.equal(m.offset, off);
+    assert.equal(m.data, off);
+  }
+  p.ws.close();
+  s.ws.close();
+});
