@@ -116,7 +116,7 @@ check: format-check
 	$(MAKE) test SANITIZER=thread
 
 FORMAT_FILES := $(wildcard src/*.c src/*.h include/*.h tests/unit/*.c tests/integration/*.c \
-                  tests/integration/*.h bench/*.c fuzz/*.c clients/c/*.c clients/c/*.h)
+                  tests/integration/*.h bench/*.c bench/*.h fuzz/*.c clients/c/*.c clients/c/*.h)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

@@ -22,8 +22,7 @@
 #include "ws_frame.h"
 
 #define RBUF_SIZE (256 * 1024)
-#define HEAD_MAX  256 /* bytes of each message kept for the scenario (pub/sub envelopes are long)  \
-                       */
+#define HEAD_MAX  256 /* bytes of each message kept for the scenario (room for envelopes) */
 #define MIN_BYTES 32
 #define MAX_BYTES (16u << 20)
 

@@ -17,6 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+int under_sanitizer(void)
+{
+    const char *san = getenv("HERALD_SANITIZER");
+    return san && san[0];
+}
+
 int server_rss_meaningful(void)
 {
     const char *san = getenv("HERALD_SANITIZER");

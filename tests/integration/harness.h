@@ -68,6 +68,10 @@ ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms);
  * so its RSS says nothing about what the server holds and memory bounds cannot be measured. */
 int server_rss_meaningful(void);
 
+/* 1 when the server under test is a sanitizer build (several times slower): the heaviest tests
+ * then use smaller sizes, keeping every code path. */
+int under_sanitizer(void);
+
 /* Milliseconds on a monotonic clock. */
 long long now_ms(void);
 

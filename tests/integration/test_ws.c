@@ -362,7 +362,10 @@ Test(ws, large_messages_in_many_frame_sizes)
         {total, 65536},
         {total, 1 << 20},
     };
-    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    size_t ncases = sizeof(cases) / sizeof(cases[0]);
+    if (under_sanitizer())
+        ncases--; /* one 16 MiB message is enough there */
+    for (size_t k = 0; k < ncases; k++) {
         struct wsc c;
         ws_open(&c, NULL);
         send_in_frames(&c, data, cases[k].len, cases[k].frame);
