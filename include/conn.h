@@ -111,8 +111,9 @@ struct conn {
 
 /*
  * conn_start - creates the connection for the accepted, non-blocking socket `fd`, puts it in the
- * wheel and registers it in the epoll set. From the moment of registration another worker may
- * run it, so the caller must not use the returned pointer for anything but a NULL check.
+ * wheel, registers it in the epoll set and runs it once on the calling worker (`worker`), since
+ * its first request has usually arrived already. Afterwards another worker may run it, so the
+ * caller must not use the returned pointer for anything but a NULL check.
  * Returns non-NULL on success; NULL on failure (fd closed, nothing leaked).
  */
 struct conn *conn_start(const struct conn_env *env, int fd, int worker);

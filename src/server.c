@@ -101,6 +101,10 @@ static int open_listener(const struct herald_config *cfg)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (ai->ai_family == AF_INET6) /* "[::]" serves IPv4 clients too */
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        /* Accept a connection only once its first bytes (a request, a handshake) have come:
+         * the accepting worker can then answer at once (see conn_start). */
+        int defer = (int)cfg->header_timeout;
+        setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
             break;
         int e = -errno;
