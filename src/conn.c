@@ -48,7 +48,10 @@ struct conn *conn_start(const struct conn_env *env, int fd, int worker)
      * descheduled for longer than a timeout) only leaves its wake for us. */
     c->busy = 1;
     twheel_set(env->wheel, &c->tw, twheel_now() + env->cfg->idle_timeout * 1000ull);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
+    /* Registered disarmed: the first run below reads the waiting request itself, and an
+     * EPOLLIN armed now would fire at once and send a second worker after the same bytes. The
+     * run's re-arm sets the real interest. */
+    struct epoll_event ev = {.events = EPOLLONESHOT, .data.ptr = c};
     if (epoll_ctl(env->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_msg(LOG_WARN, "epoll_ctl add: %s", herald_strerror(-errno));
         twheel_remove(env->wheel, &c->tw);

@@ -15,71 +15,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "http_chunked.h"
 #include "http_parse.h"
-
-/* ---- guard page ---- */
-
-struct guard {
-    char *base;
-    size_t size; /* readable bytes; a PROT_NONE page follows */
-};
-
-static struct guard guard_new(size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    struct guard g;
-
-    g.size = (len / page + 1) * page;
-    g.base = mmap(NULL, g.size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    cr_assert(g.base != MAP_FAILED);
-    cr_assert_eq(mprotect(g.base + g.size, page, PROT_NONE), 0);
-    return g;
-}
-
-static void guard_free(struct guard *g)
-{
-    munmap(g->base, g->size + (size_t)sysconf(_SC_PAGESIZE));
-}
-
-/* Copies s so that it ends at the protected page. */
-static const char *guard_put(struct guard *g, const char *s, size_t len)
-{
-    char *at = g->base + g->size - len;
-
-    memcpy(at, s, len);
-    return at;
-}
-
-/* ---- splitting ---- */
-
-static unsigned rng_state = 12345;
-
-static unsigned rng(void)
-{
-    rng_state = rng_state * 1103515245u + 12345u;
-    return (rng_state >> 16) & 0x7fff;
-}
-
-static int cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-/* Up to 5 sorted cut points in (0, len). */
-static size_t random_cuts(size_t len, size_t *cuts)
-{
-    size_t n = 1 + rng() % 5, i;
-
-    if (len < 2)
-        return 0;
-    for (i = 0; i < n; i++)
-        cuts[i] = 1 + rng() % (len - 1);
-    qsort(cuts, n, sizeof(cuts[0]), cmp_size);
-    return n;
-}
 
 /* ---- request parsing helpers ---- */
 

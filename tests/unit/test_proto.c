@@ -15,37 +15,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "proto.h"
-
-/* ---- guard page ---- */
-
-struct guard {
-    char *base;
-    size_t size; /* readable bytes; a PROT_NONE page follows */
-};
-
-static struct guard guard_new(size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    struct guard g;
-
-    g.size = (len / page + 1) * page;
-    g.base = mmap(NULL, g.size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    cr_assert(g.base != MAP_FAILED);
-    cr_assert_eq(mprotect(g.base + g.size, page, PROT_NONE), 0);
-    return g;
-}
-
-static void guard_free(struct guard *g)
-{
-    munmap(g->base, g->size + (size_t)sysconf(_SC_PAGESIZE));
-}
-
-/* The last len bytes before the guard page. */
-static char *guard_tail(struct guard *g, size_t len)
-{
-    return g->base + g->size - len;
-}
 
 /* ---- parsing helpers ---- */
 

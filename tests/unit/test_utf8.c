@@ -13,71 +13,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "utf8.h"
-
-/* ---- guard page ---- */
-
-struct guard {
-    uint8_t *base;
-    size_t size; /* readable bytes; a PROT_NONE page follows */
-};
-
-static struct guard guard_new(size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    struct guard g;
-
-    g.size = (len / page + 1) * page;
-    g.base = mmap(NULL, g.size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    cr_assert(g.base != MAP_FAILED);
-    cr_assert_eq(mprotect(g.base + g.size, page, PROT_NONE), 0);
-    return g;
-}
-
-static void guard_free(struct guard *g)
-{
-    munmap(g->base, g->size + (size_t)sysconf(_SC_PAGESIZE));
-}
-
-/* Copies p so that it ends at the protected page. */
-static const uint8_t *guard_put(struct guard *g, const uint8_t *p, size_t len)
-{
-    uint8_t *at = g->base + g->size - len;
-
-    if (len)
-        memcpy(at, p, len);
-    return at;
-}
-
-/* ---- splitting ---- */
-
-static unsigned rng_state = 4242;
-
-static unsigned rng(void)
-{
-    rng_state = rng_state * 1103515245u + 12345u;
-    return (rng_state >> 16) & 0x7fff;
-}
-
-static int cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-/* Up to 5 sorted cut points in (0, len). */
-static size_t random_cuts(size_t len, size_t *cuts)
-{
-    size_t n = 1 + rng() % 5, i;
-
-    if (len < 2)
-        return 0;
-    for (i = 0; i < n; i++)
-        cuts[i] = 1 + rng() % (len - 1);
-    qsort(cuts, n, sizeof(cuts[0]), cmp_size);
-    return n;
-}
 
 struct outcome {
     int rc;
