@@ -374,6 +374,9 @@ Test(broker, slow_consumer_gets_close_code_4008)
         snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"firehose\",\"data\":\"%d %s\"}", m,
                  pad);
         bsend(&pub, req);
+        if (m % 100 == 99) /* keep reading the acks, or the server throttles this publisher */
+            for (int k = 0; k < 100; k++)
+                expect_type(&pub, "ack", NULL);
     }
     pthread_join(th, NULL);
     cr_assert_eq(r.code, 4008, "close code %d after %d messages", r.code, r.frames);
@@ -396,8 +399,17 @@ static void *publish_loop(void *arg)
         char req[96];
         snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"feed\",\"data\":%d}", i);
         wsc_send(&p, WS_OP_TEXT, req, strlen(req));
-        if (i % 50 == 0)
+        if (i % 50 == 0) {
+            /* Read the acks: a publisher that never reads is throttled by the server (its
+             * replies back up), and this loop would block for good. */
+            for (int k = 0; k < 50; k++) {
+                struct wsc_frame f;
+                if (wsc_recv(&p, &f, 20000) != 0)
+                    break;
+                wsc_frame_free(&f);
+            }
             usleep(2000);
+        }
     }
     wsc_close(&p);
     return NULL;
