@@ -64,8 +64,8 @@ int http_once(int port, const char *req, struct http_resp *r);
 /* Reads until EOF or timeout; returns bytes read, or -1 if the timeout came first. */
 ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms);
 
-/* 1 when the server under test is an ASan build: its allocator keeps freed memory in quarantine,
- * so its RSS says nothing about what the server holds and memory bounds cannot be measured. */
+/* 0 when the server under test is a sanitizer build: ASan keeps freed memory in quarantine and
+ * TSan maps shadow memory, so RSS says nothing about what the server holds there. */
 int server_rss_meaningful(void);
 
 /* 1 when the server under test is a sanitizer build (several times slower): the heaviest tests
