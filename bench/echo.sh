@@ -21,18 +21,9 @@
 # Only 127.0.0.1 is used; every wsload run and every wait is bounded by `timeout`.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-die() {
-	echo "echo.sh: error: $*" >&2
-	exit 1
-}
-warn() { echo "echo.sh: warning: $*" >&2; }
-log() { echo "== $*" >&2; }
-
-usage() {
-	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-}
+BENCH_NAME=echo.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---- options ---------------------------------------------------------------------------------
 while (($#)); do
@@ -80,7 +71,6 @@ FOREIGN_WARN=${FOREIGN_WARN:-10}
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 PIN=${PIN:-1}
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
 [[ $PIN == 0 || $PIN == 1 ]] || die "PIN must be 0 or 1 (got '$PIN')"
 [[ $TEXT == 0 || $TEXT == 1 ]] || die "TEXT must be 0 or 1 (got '$TEXT')"
 for v in ROUNDS CONNS INFLIGHT BYTES THREADS WORKERS STARTUP_TIMEOUT; do
@@ -88,16 +78,6 @@ for v in ROUNDS CONNS INFLIGHT BYTES THREADS WORKERS STARTUP_TIMEOUT; do
 done
 ((BYTES >= 32)) || die "BYTES must be at least 32 (the payload carries a sequence number and a timestamp)"
 
-# Durations: N, Ns, Nm, Nh. Prints whole seconds.
-dur_secs() {
-	[[ $1 =~ ^([0-9]+)([smh]?)$ ]] || die "bad duration '$1' (use e.g. 10s, 1m)"
-	local n=${BASH_REMATCH[1]}
-	case ${BASH_REMATCH[2]} in
-	m) n=$((n * 60)) ;;
-	h) n=$((n * 3600)) ;;
-	esac
-	echo "$n"
-}
 DURATION_S=$(dur_secs "$DURATION")
 WARMUP_S=$(dur_secs "$WARMUP")
 ((DURATION_S > 0)) || die "DURATION must be positive"
@@ -105,17 +85,13 @@ WARMUP_S=$(dur_secs "$WARMUP")
 # ---- tools -----------------------------------------------------------------------------------
 command -v timeout >/dev/null 2>&1 || die "timeout not found (coreutils)"
 [[ -x $HERALD_BIN ]] || die "Herald binary not found or not executable: $HERALD_BIN (build it with 'make' first, or set HERALD_BIN)"
-# The load generator is the one thing this script builds; make rebuilds it only when stale.
-if [[ $WSLOAD_BIN == "$REPO/build/wsload" ]]; then
-	timeout 120 make -s -C "$REPO" build/wsload >&2 || die "could not build build/wsload (make build/wsload)"
-fi
-[[ -x $WSLOAD_BIN ]] || die "wsload not found: $WSLOAD_BIN"
+build_wsload
 
 A_NAME=herald
 if [[ $BENCH_SELFTEST == 1 ]]; then
 	B_NAME=herald-b
 	warn "BENCH_SELFTEST=1: a second Herald stands in for Bun; the ratios say nothing about Bun"
-elif [[ -x $BUN_BIN ]] && timeout 10 "$BUN_BIN" --version >/dev/null 2>&1; then
+elif bun_ok; then
 	B_NAME=bun
 	[[ -r $BUN_SCRIPT ]] || die "missing $BUN_SCRIPT"
 else
@@ -126,102 +102,16 @@ SERVERS=("$A_NAME")
 [[ -z $B_NAME ]] || SERVERS+=("$B_NAME")
 
 # ---- temp dir, cleanup -----------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald-echo-bench.XXXXXX")
-RES="$TMP/results.tsv"
+bench_tmp herald-echo-bench
 mkdir -p "$TMP/runs"
-: >"$RES"
-
-declare -A PID=() PORT=() PIDS_SEEN=()
-
-alive() { # pid: running and not a zombie
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	st=${st##*) }
-	[[ ${st%% *} != Z ]]
-}
-
-tree_pids() {
-	local p
-	local -a c
-	for p in "$@"; do
-		echo "$p"
-		mapfile -t c < <(pgrep -P "$p" 2>/dev/null || true)
-		((${#c[@]} == 0)) || tree_pids "${c[@]}"
-	done
-}
-
-# Machine-wide busy and total CPU ticks. Busy is user+nice+system+irq+softirq, as in wsload's
-# other_cpu_pct (http.sh leaves irq/softirq out).
-sys_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8; print b, b + $5 + $6 + $9; exit }' /proc/stat; }
-
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-stop_server() {
-	local name=$1 pid=${PID[$1]:-} p i
-	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		warn "$name (pid $pid) ignored SIGTERM for 5s; killing"
-		for p in $(tree_pids "$pid"); do kill -KILL "$p" 2>/dev/null || true; done
-	fi
-	wait "$pid" 2>/dev/null || true
-	unset "PID[$name]"
-}
-
-cleanup() {
-	local rc=$? name p left=()
-	trap - EXIT INT TERM
-	for name in "${!PID[@]}"; do stop_server "$name"; done
-	sleep 0.2
-	for p in "${!PIDS_SEEN[@]}"; do
-		if alive "$p"; then
-			left+=("$p")
-			kill -KILL "$p" 2>/dev/null || true
-		fi
-	done
-	((${#left[@]} == 0)) || { echo "echo.sh: leftover server processes killed: ${left[*]}" >&2; rc=1; }
-	for name in "${!PORT[@]}"; do
-		if port_open "${PORT[$name]}"; then
-			echo "echo.sh: port ${PORT[$name]} ($name) still accepts connections after shutdown" >&2
-			rc=1
-		fi
-	done
-	if [[ $KEEP_TMP == 1 ]]; then
-		echo "echo.sh: kept $TMP" >&2
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
 # ---- servers ---------------------------------------------------------------------------------
-USED_PORTS=" "
-pick_port() { # sets REPLY
-	local p i
-	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range, so wsload's own ports never collide
-		[[ $USED_PORTS == *" $p "* ]] && continue
-		if ! port_open "$p"; then
-			USED_PORTS+="$p "
-			REPLY=$p
-			return 0
-		fi
-	done
-	die "no free TCP port found on 127.0.0.1"
-}
-
 WS_ARGS=()
 ((TEXT)) && WS_ARGS+=(--text)
 
 # A short wsload run that must complete round trips with no error: the echo works.
-check_echo() {
+check_echo() { # name port
 	local name=$1 out="$TMP/$1.check"
 	if ! timeout -k 2 20 "$WSLOAD_BIN" --url "ws://127.0.0.1:${PORT[$name]}/echo" -c 2 -w 2 \
 		-b "$BYTES" "${WS_ARGS[@]}" -d 0.5 --warmup 0 --connect-timeout 5 >"$out" 2>&1 ||
@@ -231,50 +121,16 @@ check_echo() {
 	fi
 }
 
-wait_ready() { # name logfile
-	local name=$1 log=$2 pid=${PID[$1]} port=${PORT[$1]} i p
-	for ((i = 0; i < STARTUP_TIMEOUT * 10; i++)); do
-		if ! alive "$pid"; then
-			cat "$log" >&2 || true
-			die "$name exited during startup (log above)"
-		fi
-		if port_open "$port"; then
-			check_echo "$name"
-			for p in $(tree_pids "$pid"); do PIDS_SEEN[$p]=1; done
-			log "$name ready on 127.0.0.1:$port (pid $pid)"
-			return 0
-		fi
-		sleep 0.1
-	done
-	cat "$log" >&2 || true
-	die "$name did not accept connections on 127.0.0.1:$port within ${STARTUP_TIMEOUT}s"
-}
-
 start_herald() { # name
-	local name=$1 log="$TMP/$1.log"
-	pick_port
-	PORT[$name]=$REPLY
 	local pin_flag=()
 	((PIN)) || pin_flag=(--no-pin)
-	"$HERALD_BIN" --listen "127.0.0.1:${PORT[$name]}" --threads "$WORKERS" --echo-path /echo \
-		--no-compression --log-level warn "${pin_flag[@]}" >"$log" 2>&1 &
-	PID[$name]=$!
-	wait_ready "$name" "$log"
+	start_server "$1" check_echo "$HERALD_BIN" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
+		--echo-path /echo --no-compression --log-level warn "${pin_flag[@]}"
 }
 
-start_bun() { # name
-	local name=$1 log="$TMP/$1.log"
-	pick_port
-	PORT[$name]=$REPLY
-	"$BUN_BIN" "$BUN_SCRIPT" "${PORT[$name]}" >"$log" 2>&1 &
-	PID[$name]=$!
-	wait_ready "$name" "$log"
-}
+start_bun() { start_server "$1" check_echo "$BUN_BIN" "$BUN_SCRIPT" @PORT@; }
 
 # ---- runs ------------------------------------------------------------------------------------
-# json_field file key: the value of "key" in the file's JSON line (numbers and null only).
-json_field() { sed -n "s/^JSON .*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n1; }
-
 measure() { # round name
 	local round=$1 name=$2 out f
 	local -A v=()
@@ -294,7 +150,7 @@ measure() { # round name
 	((v[messages] > 0)) || die "$name: wsload completed no round trips"
 	((v[errors] == 0)) || warn "$name (round $round): ${v[errors]} errors: connect $(json_field "$out" connect_errors)," \
 		"protocol $(json_field "$out" protocol_errors), bad echoes $(json_field "$out" bad_echoes), closed by the server $(json_field "$out" closed)"
-	awk -v f="${v[other_cpu_pct]}" -v lim="$FOREIGN_WARN" 'BEGIN { exit !(f > lim) }' &&
+	over_limit "${v[other_cpu_pct]}" "$FOREIGN_WARN" &&
 		warn "$name (round $round): other processes used ${v[other_cpu_pct]}% of the machine's CPU during the run"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' echo "$name" "$round" "${v[msgs_per_s]}" \
 		"${v[p50_us]}" "${v[p99_us]}" "${v[p999_us]}" "${v[server_cpu_us_per_msg]}" "${v[gen_cpu_pct]}" \
@@ -306,20 +162,13 @@ measure() { # round name
 # ---- main ------------------------------------------------------------------------------------
 BUN_VERSION=-
 [[ $B_NAME != bun ]] || BUN_VERSION=$(timeout 10 "$BUN_BIN" --version 2>/dev/null || echo unknown)
-GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -z $(git -C "$REPO" status --porcelain -- src include 2>/dev/null) ]] || GIT_REV+="-dirty"
+GIT_REV=$(git_rev)
 TYPE=binary
 ((TEXT)) && TYPE=text
 
 log "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP conns=$CONNS inflight=$INFLIGHT bytes=$BYTES ($TYPE)" \
 	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN cpus=$(nproc)"
-read -r b0 t0 < <(sys_ticks)
-sleep 1
-read -r b1 t1 < <(sys_ticks)
-IDLE_BUSY=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", (t > 0) ? b * 100 / t : 0 }')
-if awk -v f="$IDLE_BUSY" -v lim="$FOREIGN_WARN" 'BEGIN { exit !(f > lim) }'; then
-	warn "the machine is already $IDLE_BUSY% busy before the benchmark; results will be noisy"
-fi
+machine_busy
 start_herald "$A_NAME"
 case $B_NAME in
 bun) start_bun "$B_NAME" ;;
@@ -338,19 +187,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # ---- report ----------------------------------------------------------------------------------
-# col_stats name column -> "median min max" (4 msgs/s, 5 p50, 6 p99, 7 p99.9, 8 server CPU
-# us/msg, 9 wsload % of a core, 10 other load %, 12 wsload CPU us/msg).
-col_stats() {
-	awk -F'\t' -v s="$1" -v c="$2" '$2 == s { print $c }' "$RES" | sort -g |
-		awk '{ v[NR] = $1 }
-		END {
-			if (NR == 0) { print "0 0 0"; exit }
-			med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			printf "%.6f %.6f %.6f\n", med, v[1], v[NR]
-		}'
-}
-sum_col() { awk -F'\t' -v s="$1" -v c="$2" '$2 == s { t += $c } END { print t + 0 }' "$RES"; }
-
+# col_stats / sum_col echo name column (lib.sh): 4 msgs/s, 5 p50, 6 p99, 7 p99.9, 8 server CPU
+# us/msg, 9 wsload % of a core, 10 other load %, 11 errors, 12 wsload CPU us/msg.
 workers_of() {
 	case $1 in
 	bun) echo "1 (single-threaded, unpinned)" ;;
@@ -375,15 +213,15 @@ FAIL=0
 	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 	JSON_LINES=()
 	for name in "${SERVERS[@]}"; do
-		read -r rate rmin rmax < <(col_stats "$name" 4)
-		read -r p50 _ _ < <(col_stats "$name" 5)
-		read -r p99 _ _ < <(col_stats "$name" 6)
-		read -r p999 _ _ < <(col_stats "$name" 7)
-		read -r cpu _ _ < <(col_stats "$name" 8)
-		read -r gen _ _ < <(col_stats "$name" 9)
-		read -r foreign _ _ < <(col_stats "$name" 10)
-		read -r genus _ _ < <(col_stats "$name" 12)
-		errs=$(sum_col "$name" 11)
+		read -r rate rmin rmax < <(col_stats echo "$name" 4)
+		read -r p50 _ _ < <(col_stats echo "$name" 5)
+		read -r p99 _ _ < <(col_stats echo "$name" 6)
+		read -r p999 _ _ < <(col_stats echo "$name" 7)
+		read -r cpu _ _ < <(col_stats echo "$name" 8)
+		read -r gen _ _ < <(col_stats echo "$name" 9)
+		read -r foreign _ _ < <(col_stats echo "$name" 10)
+		read -r genus _ _ < <(col_stats echo "$name" 12)
+		errs=$(sum_col echo "$name" 11)
 		printf '| %s | %s | %.0f (%.0f-%.0f) | %.0f | %.0f | %.0f | %.2f | %.0f (%.2f) | %.1f |\n' "$name" \
 			"$(workers_of "$name")" "$rate" "$rmin" "$rmax" "$p50" "$p99" "$p999" "$cpu" "$gen" "$genus" "$foreign"
 		JSON_LINES+=("$(printf 'JSON {"bench":"ws-echo","server":"%s","msgs_per_s_median":%.1f,"msgs_per_s_min":%.1f,"msgs_per_s_max":%.1f,"p50_us_median":%.0f,"p99_us_median":%.0f,"p999_us_median":%.0f,"cpu_us_per_msg_median":%.3f,"wsload_cpu_pct_median":%.1f,"other_cpu_pct_median":%.1f,"errors":%d,"rounds":%d,"duration_s":%d,"conns":%d,"inflight":%d,"bytes":%d,"type":"%s","wsload_threads":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
@@ -393,12 +231,12 @@ FAIL=0
 			)" "$PIN" "$GIT_REV")")
 	done
 	if [[ -n $B_NAME ]]; then
-		read -r a_rate _ _ < <(col_stats "$A_NAME" 4)
-		read -r b_rate _ _ < <(col_stats "$B_NAME" 4)
-		read -r a_p99 _ _ < <(col_stats "$A_NAME" 6)
-		read -r b_p99 _ _ < <(col_stats "$B_NAME" 6)
-		read -r a_cpu _ _ < <(col_stats "$A_NAME" 8)
-		read -r b_cpu _ _ < <(col_stats "$B_NAME" 8)
+		read -r a_rate _ _ < <(col_stats echo "$A_NAME" 4)
+		read -r b_rate _ _ < <(col_stats echo "$B_NAME" 4)
+		read -r a_p99 _ _ < <(col_stats echo "$A_NAME" 6)
+		read -r b_p99 _ _ < <(col_stats echo "$B_NAME" 6)
+		read -r a_cpu _ _ < <(col_stats echo "$A_NAME" 8)
+		read -r b_cpu _ _ < <(col_stats echo "$B_NAME" 8)
 		read -r r_rate r_p99 r_cpu ok < <(awk -v ar="$a_rate" -v br="$b_rate" -v ap="$a_p99" -v bp="$b_p99" \
 			-v ac="$a_cpu" -v bc="$b_cpu" 'BEGIN {
 			rr = (br > 0) ? ar / br : 0; rp = (bp > 0) ? ap / bp : 0; rc = (bc > 0) ? ac / bc : 0
@@ -414,24 +252,13 @@ FAIL=0
 		"near 100% of a core it, not the server, may be the limit (try THREADS=2)."
 	[[ $B_NAME != bun ]] || echo "Bun serves from one thread by design; Herald uses $WORKERS."
 	[[ -n $B_NAME ]] || echo "Bun was not available: Herald alone, no ratios."
-	if awk -F'\t' -v lim="$FOREIGN_WARN" '$10 > lim { bad = 1 } END { exit !bad }' "$RES"; then
-		echo
-		echo "**Noisy:** other processes used more than $FOREIGN_WARN% of the CPU during some runs (busiest:" \
-			"$(sort -t$'\t' -k10 -g "$RES" | tail -n1 | cut -f10)%); msgs/s and latency are unreliable, CPU us/msg less so."
-	fi
+	noisy_note 10 "msgs/s and latency" "CPU us/msg"
 	echo
 	printf '%s\n' "${JSON_LINES[@]}"
 } >"$SUMMARY"
 cat "$SUMMARY"
 
-if [[ -n $RESULTS_DIR ]]; then
-	stamp=$(date -u +%Y%m%d-%H%M%S)
-	mkdir -p "$RESULTS_DIR/echo-$stamp"
-	cp "$SUMMARY" "$RESULTS_DIR/echo-$stamp/summary.md"
-	cp "$RES" "$RESULTS_DIR/echo-$stamp/runs.tsv"
-	cp "$TMP"/runs/*.txt "$RESULTS_DIR/echo-$stamp/"
-	log "results saved in $RESULTS_DIR/echo-$stamp/"
-fi
+save_results echo "$SUMMARY" "$TMP"/runs/*.txt
 
 if ((FAIL)) && [[ $STRICT == 1 ]]; then
 	echo "echo.sh: target missed (STRICT=1)" >&2

@@ -15,19 +15,11 @@
 # Only 127.0.0.1 is used; every wrk run and every wait is bounded by `timeout`.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_NAME=http.sh
+SYS_TICKS_IRQ=0 # busy = user+nice+system (see sys_ticks in lib.sh)
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 NGINX_TEMPLATE="$REPO/bench/peers/nginx.conf.in"
-
-die() {
-	echo "http.sh: error: $*" >&2
-	exit 1
-}
-warn() { echo "http.sh: warning: $*" >&2; }
-log() { echo "== $*" >&2; }
-
-usage() {
-	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-}
 
 # ---- options ---------------------------------------------------------------------------------
 while (($#)); do
@@ -68,25 +60,14 @@ BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 # `worker_cpu_affinity auto`. PIN=0: Herald --no-pin against nginx's default (unpinned).
 PIN=${PIN:-1}
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
 [[ $PIN == 0 || $PIN == 1 ]] || die "PIN must be 0 or 1 (got '$PIN')"
 for v in ROUNDS CONNS THREADS WORKERS STARTUP_TIMEOUT; do
 	is_uint "${!v}" || die "$v must be a positive integer (got '${!v}')"
 done
 ((THREADS <= CONNS)) || die "THREADS ($THREADS) must not exceed CONNS ($CONNS)"
 
-# wrk durations: N, Ns, Nm, Nh. Prints whole seconds.
-dur_secs() {
-	[[ $1 =~ ^([0-9]+)([smh]?)$ ]] || die "bad duration '$1' (use e.g. 10s, 1m)"
-	local n=${BASH_REMATCH[1]}
-	case ${BASH_REMATCH[2]} in
-	m) n=$((n * 60)) ;;
-	h) n=$((n * 3600)) ;;
-	esac
-	((n > 0)) || die "duration '$1' must be positive"
-	echo "$n"
-}
-dur_secs "$DURATION" >/dev/null # validate
+# wrk durations: N, Ns, Nm, Nh.
+(($(dur_secs "$DURATION") > 0)) || die "duration '$DURATION' must be positive"
 WARMUP_S=$(dur_secs "$WARMUP")
 
 # ---- tools -----------------------------------------------------------------------------------
@@ -107,50 +88,10 @@ else
 fi
 B_NAME=nginx
 
-CLK_TCK=$(getconf CLK_TCK)
-
 # ---- temp dir, cleanup -----------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald-bench.XXXXXX")
+bench_tmp herald-bench
 ROOT="$TMP/root"
-RES="$TMP/results.tsv"
 mkdir -p "$ROOT" "$TMP/wrk"
-: >"$RES"
-
-declare -A PID=() PORT=() PIDS_SEEN=()
-
-alive() { # pid: running and not a zombie
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	st=${st##*) }
-	[[ ${st%% *} != Z ]]
-}
-
-# The pid and all its descendants (nginx: master and workers; Herald: itself, threads included).
-tree_pids() {
-	local p
-	local -a c
-	for p in "$@"; do
-		echo "$p"
-		mapfile -t c < <(pgrep -P "$p" 2>/dev/null || true)
-		((${#c[@]} == 0)) || tree_pids "${c[@]}"
-	done
-}
-
-# Sum of utime+stime over a pid tree, in clock ticks.
-cpu_ticks() {
-	local total=0 p st f
-	for p in $(tree_pids "$1"); do
-		st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-		st=${st##*) }
-		read -r -a f <<<"$st"
-		total=$((total + f[11] + f[12]))
-	done
-	echo "$total"
-}
-
-# Machine-wide "busy total" CPU ticks from /proc/stat (all CPUs). Busy is user+nice+system,
-# time charged to processes; irq/softirq (much of loopback TCP) and steal are left out of busy.
-sys_ticks() { awk '/^cpu / { b = $2 + $3 + $4; print b, b + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
 
 # CPU ticks used by the reaped children of this shell (wrk, through timeout). `times` must run
 # in this shell, not in a $(...) subshell, whose counters start at zero.
@@ -161,52 +102,7 @@ child_ticks() {
 		printf "%d\n", s * hz }' "$TMP/times"
 }
 
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-stop_server() {
-	local name=$1 pid=${PID[$1]:-} p i
-	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		warn "$name (pid $pid) ignored SIGTERM for 5s; killing"
-		for p in $(tree_pids "$pid"); do kill -KILL "$p" 2>/dev/null || true; done
-	fi
-	wait "$pid" 2>/dev/null || true
-	unset "PID[$name]"
-}
-
-cleanup() {
-	local rc=$? name p left=()
-	trap - EXIT INT TERM
-	for name in "${!PID[@]}"; do stop_server "$name"; done
-	sleep 0.2
-	for p in "${!PIDS_SEEN[@]}"; do
-		if alive "$p"; then
-			left+=("$p")
-			kill -KILL "$p" 2>/dev/null || true
-		fi
-	done
-	((${#left[@]} == 0)) || { echo "http.sh: leftover server processes killed: ${left[*]}" >&2; rc=1; }
-	for name in "${!PORT[@]}"; do
-		if port_open "${PORT[$name]}"; then
-			echo "http.sh: port ${PORT[$name]} ($name) still accepts connections after shutdown" >&2
-			rc=1
-		fi
-	done
-	if [[ $KEEP_TMP == 1 ]]; then
-		echo "http.sh: kept $TMP" >&2
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
 # ---- content ---------------------------------------------------------------------------------
 # 768 random bytes in base64 are exactly 1024 printable bytes.
@@ -217,23 +113,8 @@ chmod 755 "$TMP" "$ROOT"
 chmod 644 "$ROOT/bench.bin" "$ROOT/index.html"
 
 # ---- servers ---------------------------------------------------------------------------------
-USED_PORTS=" "
-pick_port() { # sets REPLY
-	local p i
-	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range, so wrk's own ports never collide
-		[[ $USED_PORTS == *" $p "* ]] && continue
-		if ! port_open "$p"; then
-			USED_PORTS+="$p "
-			REPLY=$p
-			return 0
-		fi
-	done
-	die "no free TCP port found on 127.0.0.1"
-}
-
 # GET /bench.bin once and check it is a 200 with exactly our file.
-check_response() {
+check_response() { # name port
 	local name=$1 port=$2 resp="$TMP/$1.check"
 	# shellcheck disable=SC2016 # the inner script takes the port as \$1
 	timeout 5 bash -c '
@@ -244,25 +125,6 @@ check_response() {
 		die "$name: GET /bench.bin did not answer 200: $(head -c 300 "$resp")"
 	tail -c 1024 "$resp" | cmp -s - "$ROOT/bench.bin" ||
 		die "$name: GET /bench.bin body differs from the file"
-}
-
-wait_ready() { # name logfile
-	local name=$1 log=$2 pid=${PID[$1]} port=${PORT[$1]} i p
-	for ((i = 0; i < STARTUP_TIMEOUT * 10; i++)); do
-		if ! alive "$pid"; then
-			cat "$log" >&2 || true
-			die "$name exited during startup (log above)"
-		fi
-		if port_open "$port"; then
-			check_response "$name" "$port"
-			for p in $(tree_pids "$pid"); do PIDS_SEEN[$p]=1; done
-			log "$name ready on 127.0.0.1:$port (pid $pid)"
-			return 0
-		fi
-		sleep 0.1
-	done
-	cat "$log" >&2 || true
-	die "$name did not accept connections on 127.0.0.1:$port within ${STARTUP_TIMEOUT}s"
 }
 
 start_nginx() { # name
@@ -283,19 +145,14 @@ start_nginx() { # name
 		{ cat "$prefix/stdout.log" "$prefix/error.log" >&2 2>/dev/null || true; die "$name: nginx -t failed"; }
 	"$NGINX" -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
 	PID[$name]=$!
-	wait_ready "$name" "$prefix/error.log"
+	wait_ready "$name" "$prefix/error.log" check_response
 }
 
 start_herald() { # name
-	local name=$1 log="$TMP/$1.log"
-	pick_port
-	PORT[$name]=$REPLY
 	local pin_flag=()
 	((PIN)) || pin_flag=(--no-pin)
-	"$HERALD_BIN" --listen "127.0.0.1:${PORT[$name]}" --threads "$WORKERS" --root "$ROOT" \
-		--log-level warn "${pin_flag[@]}" >"$log" 2>&1 &
-	PID[$name]=$!
-	wait_ready "$name" "$log"
+	start_server "$1" check_response "$HERALD_BIN" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
+		--root "$ROOT" --log-level warn "${pin_flag[@]}"
 }
 
 # ---- runs ------------------------------------------------------------------------------------
@@ -353,7 +210,7 @@ measure() { # round mode name
 		'BEGIN { f = (t > 0) ? (b - s - w) * 100 / t : 0; printf "%.1f", (f < 0) ? 0 : f }')
 	((errs == 0)) || warn "$name ($mode, round $round): $errs socket errors"
 	((non2xx == 0)) || warn "$name ($mode, round $round): $non2xx non-2xx/3xx responses"
-	awk -v f="$foreign" -v lim="$FOREIGN_WARN" 'BEGIN { exit !(f > lim) }' &&
+	over_limit "$foreign" "$FOREIGN_WARN" &&
 		warn "$name ($mode, round $round): other processes used $foreign% of the machine's CPU during the run"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$name" "$round" "$rps" "$p99" "$cpu_us" \
 		"$reqs" "$errs" "$non2xx" "$foreign" >>"$RES"
@@ -363,17 +220,10 @@ measure() { # round mode name
 # ---- main ------------------------------------------------------------------------------------
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 WRK_VERSION=$(wrk --version 2>&1 | head -n1 | awk '{print $2}' || true)
-GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -z $(git -C "$REPO" status --porcelain -- src include 2>/dev/null) ]] || GIT_REV+="-dirty"
+GIT_REV=$(git_rev)
 
 log "rounds=$ROUNDS duration=$DURATION conns=$CONNS wrk-threads=$THREADS workers=$WORKERS pin=$PIN cpus=$(nproc)"
-read -r b0 t0 < <(sys_ticks)
-sleep 1
-read -r b1 t1 < <(sys_ticks)
-IDLE_BUSY=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", (t > 0) ? b * 100 / t : 0 }')
-if awk -v f="$IDLE_BUSY" -v lim="$FOREIGN_WARN" 'BEGIN { exit !(f > lim) }'; then
-	warn "the machine is already $IDLE_BUSY% busy before the benchmark; results will be noisy"
-fi
+machine_busy
 start_nginx "$B_NAME"
 if [[ $BENCH_SELFTEST == 1 ]]; then start_nginx "$A_NAME"; else start_herald "$A_NAME"; fi
 
@@ -398,18 +248,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # ---- report ----------------------------------------------------------------------------------
-# col_stats mode name column -> "median min max" of that column (4 rps, 5 p99, 6 cpu).
-col_stats() {
-	awk -F'\t' -v m="$1" -v s="$2" -v c="$3" '$1 == m && $2 == s { print $c }' "$RES" | sort -g |
-		awk '{ v[NR] = $1 }
-		END {
-			if (NR == 0) { print "0 0 0"; exit }
-			med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			printf "%.6f %.6f %.6f\n", med, v[1], v[NR]
-		}'
-}
-sum_col() { awk -F'\t' -v m="$1" -v s="$2" -v c="$3" '$1 == m && $2 == s { t += $c } END { print t + 0 }' "$RES"; }
-
+# col_stats / sum_col mode name column (lib.sh): 4 rps, 5 p99, 6 cpu, 8 errors, 9 non-2xx, 10 other load.
 SUMMARY="$TMP/summary.md"
 FAIL=0
 {
@@ -449,24 +288,13 @@ FAIL=0
 	done
 	echo
 	echo "Target: $A_NAME/nginx req/s >= 1.0 in both modes: $( ((FAIL)) && echo MISSED || echo met)."
-	if awk -F'\t' -v lim="$FOREIGN_WARN" '$10 > lim { bad = 1 } END { exit !bad }' "$RES"; then
-		echo
-		echo "**Noisy:** other processes used more than $FOREIGN_WARN% of the CPU during some runs (busiest:" \
-			"$(sort -t$'\t' -k10 -g "$RES" | tail -n1 | cut -f10)%); req/s and p99 are unreliable, CPU us/req less so."
-	fi
+	noisy_note 10 "req/s and p99" "CPU us/req"
 	echo
 	printf '%s\n' "${JSON_LINES[@]}"
 } >"$SUMMARY"
 cat "$SUMMARY"
 
-if [[ -n $RESULTS_DIR ]]; then
-	stamp=$(date -u +%Y%m%d-%H%M%S)
-	mkdir -p "$RESULTS_DIR/http-$stamp"
-	cp "$SUMMARY" "$RESULTS_DIR/http-$stamp/summary.md"
-	cp "$RES" "$RESULTS_DIR/http-$stamp/runs.tsv"
-	cp "$TMP"/wrk/*.txt "$RESULTS_DIR/http-$stamp/"
-	log "results saved in $RESULTS_DIR/http-$stamp/"
-fi
+save_results http "$SUMMARY" "$TMP"/wrk/*.txt
 
 if ((FAIL)) && [[ $STRICT == 1 ]]; then
 	echo "http.sh: target missed (STRICT=1)" >&2

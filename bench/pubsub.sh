@@ -29,18 +29,9 @@
 # the ephemeral port range is too small); every wsload run and every wait is bounded by `timeout`.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-die() {
-	echo "pubsub.sh: error: $*" >&2
-	exit 1
-}
-warn() { echo "pubsub.sh: warning: $*" >&2; }
-log() { echo "== $*" >&2; }
-
-usage() {
-	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-}
+BENCH_NAME=pubsub.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---- options ---------------------------------------------------------------------------------
 while (($#)); do
@@ -96,8 +87,6 @@ FOREIGN_WARN=${FOREIGN_WARN:-10}
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 PIN=${PIN:-1}
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
-is_num() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v r="$1" 'BEGIN { exit !(r > 0) }'; }
 [[ $PIN == 0 || $PIN == 1 ]] || die "PIN must be 0 or 1 (got '$PIN')"
 [[ $WINDOW == all || $WINDOW == probe ]] || die "WINDOW must be all or probe (got '$WINDOW')"
 for v in ROUNDS FANOUT_SUBS INFLIGHT BYTES ROOMS_CLIENTS ROOMS THREADS WORKERS STARTUP_TIMEOUT CONNECT_TIMEOUT SETTLE PAUSE; do
@@ -108,16 +97,6 @@ done
 ((ROOMS <= ROOMS_CLIENTS)) || die "ROOMS ($ROOMS) must not exceed ROOMS_CLIENTS ($ROOMS_CLIENTS)"
 for r in $RATES; do is_num "$r" || die "bad rate '$r' in RATES (messages/s per client)"; done
 
-# Durations: N, Ns, Nm, Nh. Prints whole seconds.
-dur_secs() {
-	[[ $1 =~ ^([0-9]+)([smh]?)$ ]] || die "bad duration '$1' (use e.g. 10s, 1m)"
-	local n=${BASH_REMATCH[1]}
-	case ${BASH_REMATCH[2]} in
-	m) n=$((n * 60)) ;;
-	h) n=$((n * 3600)) ;;
-	esac
-	echo "$n"
-}
 DURATION_S=$(dur_secs "$DURATION")
 WARMUP_S=$(dur_secs "$WARMUP")
 ((DURATION_S > 0)) || die "DURATION must be positive"
@@ -189,17 +168,13 @@ bind_args() { # connections -> --bind-range ... or nothing
 # ---- tools -----------------------------------------------------------------------------------
 command -v timeout >/dev/null 2>&1 || die "timeout not found (coreutils)"
 [[ -x $HERALD_BIN ]] || die "Herald binary not found or not executable: $HERALD_BIN (build it with 'make' first, or set HERALD_BIN)"
-# The load generator is the one thing this script builds; make rebuilds it only when stale.
-if [[ $WSLOAD_BIN == "$REPO/build/wsload" ]]; then
-	timeout 120 make -s -C "$REPO" build/wsload >&2 || die "could not build build/wsload (make build/wsload)"
-fi
-[[ -x $WSLOAD_BIN ]] || die "wsload not found: $WSLOAD_BIN"
+build_wsload
 
 A_NAME=herald
 if [[ $BENCH_SELFTEST == 1 ]]; then
 	B_NAME=herald-b
 	warn "BENCH_SELFTEST=1: a second Herald stands in for Bun; the ratios say nothing about Bun"
-elif [[ -x $BUN_BIN ]] && timeout 10 "$BUN_BIN" --version >/dev/null 2>&1; then
+elif bun_ok; then
 	B_NAME=bun
 	[[ -r $BUN_SCRIPT ]] || die "missing $BUN_SCRIPT"
 else
@@ -210,101 +185,17 @@ SERVERS=("$A_NAME")
 [[ -z $B_NAME ]] || SERVERS+=("$B_NAME")
 
 # ---- temp dir, cleanup -----------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald-pubsub-bench.XXXXXX")
-RES="$TMP/results.tsv"
+bench_tmp herald-pubsub-bench
 mkdir -p "$TMP/runs"
-: >"$RES"
 # Private copies: a rebuild of build/ during the run cannot swap the binaries under it.
 cp "$HERALD_BIN" "$TMP/herald"
 cp "$WSLOAD_BIN" "$TMP/wsload"
 HERALD="$TMP/herald"
 WSLOAD="$TMP/wsload"
 
-declare -A PID=() PORT=() PIDS_SEEN=()
-
-alive() { # pid: running and not a zombie
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	st=${st##*) }
-	[[ ${st%% *} != Z ]]
-}
-
-tree_pids() {
-	local p
-	local -a c
-	for p in "$@"; do
-		echo "$p"
-		mapfile -t c < <(pgrep -P "$p" 2>/dev/null || true)
-		((${#c[@]} == 0)) || tree_pids "${c[@]}"
-	done
-}
-
-# Machine-wide busy and total CPU ticks (busy = user+nice+system+irq+softirq, as in wsload).
-sys_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8; print b, b + $5 + $6 + $9; exit }' /proc/stat; }
-
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-stop_server() {
-	local name=$1 pid=${PID[$1]:-} p i
-	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		warn "$name (pid $pid) ignored SIGTERM for 5s; killing"
-		for p in $(tree_pids "$pid"); do kill -KILL "$p" 2>/dev/null || true; done
-	fi
-	wait "$pid" 2>/dev/null || true
-	unset "PID[$name]"
-}
-
-cleanup() {
-	local rc=$? name p left=()
-	trap - EXIT INT TERM
-	for name in "${!PID[@]}"; do stop_server "$name"; done
-	sleep 0.2
-	for p in "${!PIDS_SEEN[@]}"; do
-		if alive "$p"; then
-			left+=("$p")
-			kill -KILL "$p" 2>/dev/null || true
-		fi
-	done
-	((${#left[@]} == 0)) || { echo "pubsub.sh: leftover server processes killed: ${left[*]}" >&2; rc=1; }
-	for name in "${!PORT[@]}"; do
-		if port_open "${PORT[$name]}"; then
-			echo "pubsub.sh: port ${PORT[$name]} ($name) still accepts connections after shutdown" >&2
-			rc=1
-		fi
-	done
-	if [[ $KEEP_TMP == 1 ]]; then
-		echo "pubsub.sh: kept $TMP" >&2
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
 # ---- servers and their protocols -------------------------------------------------------------
-USED_PORTS=" "
-pick_port() { # sets REPLY
-	local p i
-	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range, so wsload's own ports never collide
-		[[ $USED_PORTS == *" $p "* ]] && continue
-		if ! port_open "$p"; then
-			USED_PORTS+="$p "
-			REPLY=$p
-			return 0
-		fi
-	done
-	die "no free TCP port found on 127.0.0.1"
-}
-
 # What wsload sends to each server, and what it skips before the first delivery: Herald's welcome
 # and subscribe ack; Bun's "OK SUB topic" (bun-pubsub.js). Herald also acks every publication; the
 # acks carry no payload marker, so wsload ignores them.
@@ -323,7 +214,7 @@ proto_args() { # name -> sets PROTO (array)
 }
 
 # A short fanout to 2 subscribers that must deliver everything: the server and the templates work.
-check_pubsub() {
+check_pubsub() { # name port
 	local name=$1 out="$TMP/$1.check"
 	proto_args "$name"
 	if ! timeout -k 2 30 "$WSLOAD" --scenario fanout "${PROTO[@]}" --topic bench.check -c 2 -w 2 \
@@ -334,50 +225,16 @@ check_pubsub() {
 	fi
 }
 
-wait_ready() { # name logfile
-	local name=$1 log=$2 pid=${PID[$1]} port=${PORT[$1]} i p
-	for ((i = 0; i < STARTUP_TIMEOUT * 10; i++)); do
-		if ! alive "$pid"; then
-			cat "$log" >&2 || true
-			die "$name exited during startup (log above)"
-		fi
-		if port_open "$port"; then
-			check_pubsub "$name"
-			for p in $(tree_pids "$pid"); do PIDS_SEEN[$p]=1; done
-			log "$name ready on 127.0.0.1:$port (pid $pid)"
-			return 0
-		fi
-		sleep 0.1
-	done
-	cat "$log" >&2 || true
-	die "$name did not accept connections on 127.0.0.1:$port within ${STARTUP_TIMEOUT}s"
-}
-
 start_herald() { # name
-	local name=$1 log="$TMP/$1.log"
-	pick_port
-	PORT[$name]=$REPLY
 	local pin_flag=()
 	((PIN)) || pin_flag=(--no-pin)
-	"$HERALD" --listen "127.0.0.1:${PORT[$name]}" --threads "$WORKERS" --no-compression \
-		--log-level warn "${pin_flag[@]}" >"$log" 2>&1 &
-	PID[$name]=$!
-	wait_ready "$name" "$log"
+	start_server "$1" check_pubsub "$HERALD" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
+		--no-compression --log-level warn "${pin_flag[@]}"
 }
 
-start_bun() { # name
-	local name=$1 log="$TMP/$1.log"
-	pick_port
-	PORT[$name]=$REPLY
-	"$BUN_BIN" "$BUN_SCRIPT" "${PORT[$name]}" >"$log" 2>&1 &
-	PID[$name]=$!
-	wait_ready "$name" "$log"
-}
+start_bun() { start_server "$1" check_pubsub "$BUN_BIN" "$BUN_SCRIPT" @PORT@; }
 
 # ---- runs ------------------------------------------------------------------------------------
-# json_field file key: the value of "key" in the file's JSON line (numbers and null only).
-json_field() { sed -n "s/^JSON .*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n1; }
-
 # scen_args scenario round -> sets SCEN (array): wsload's scenario options.
 scen_args() {
 	local s=$1 round=$2 n
@@ -424,7 +281,7 @@ measure() { # round scenario name
 	((v[lost] == 0)) || warn "$s $name (round $round): ${v[lost]} of ${v[expected]} deliveries lost" \
 		"($(json_field "$out" unready) subscribers unconfirmed, $(json_field "$out" extra) extra," \
 		"$(json_field "$out" out_of_order) out of order)"
-	awk -v f="${v[other_cpu_pct]}" -v lim="$FOREIGN_WARN" 'BEGIN { exit !(f > lim) }' &&
+	over_limit "${v[other_cpu_pct]}" "$FOREIGN_WARN" &&
 		warn "$s $name (round $round): other processes used ${v[other_cpu_pct]}% of the machine's CPU during the run"
 	# Columns: 1 scenario, 2 server, 3 round, 4 deliveries/s, 5 p50, 6 p99, 7 p99.9, 8 server CPU
 	# us/delivery, 9 wsload % of a core, 10 other load %, 11 errors, 12 wsload us/delivery,
@@ -441,19 +298,12 @@ measure() { # round scenario name
 # ---- main ------------------------------------------------------------------------------------
 BUN_VERSION=-
 [[ $B_NAME != bun ]] || BUN_VERSION=$(timeout 10 "$BUN_BIN" --version 2>/dev/null || echo unknown)
-GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -z $(git -C "$REPO" status --porcelain -- src include 2>/dev/null) ]] || GIT_REV+="-dirty"
+GIT_REV=$(git_rev)
 
 log "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP scenarios=${RUN_SCEN[*]} fanout=$FANOUT_SUBS" \
 	"fanout-big=$FANOUT_BIG_SUBS inflight=$INFLIGHT window=$WINDOW bytes=$BYTES rooms=$ROOMS_CLIENTS/$ROOMS" \
 	"rates=$RATES wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN cpus=$(nproc) fd-limit=$FD_LIMIT"
-read -r b0 t0 < <(sys_ticks)
-sleep 1
-read -r b1 t1 < <(sys_ticks)
-IDLE_BUSY=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.1f", (t > 0) ? b * 100 / t : 0 }')
-if awk -v f="$IDLE_BUSY" -v lim="$FOREIGN_WARN" 'BEGIN { exit !(f > lim) }'; then
-	warn "the machine is already $IDLE_BUSY% busy before the benchmark; results will be noisy"
-fi
+machine_busy
 start_herald "$A_NAME"
 case $B_NAME in
 bun) start_bun "$B_NAME" ;;
@@ -474,17 +324,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # ---- report ----------------------------------------------------------------------------------
-# col_stats scenario server column -> "median min max"
-col_stats() {
-	awk -F'\t' -v s="$1" -v n="$2" -v c="$3" '$1 == s && $2 == n { print $c }' "$RES" | sort -g |
-		awk '{ v[NR] = $1 }
-		END {
-			if (NR == 0) { print "0 0 0"; exit }
-			med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			printf "%.6f %.6f %.6f\n", med, v[1], v[NR]
-		}'
-}
-sum_col() { awk -F'\t' -v s="$1" -v n="$2" -v c="$3" '$1 == s && $2 == n { t += $c } END { printf "%.0f\n", t + 0 }' "$RES"; }
+# col_stats / sum_col scenario server column (lib.sh); the columns are listed in measure().
 
 scen_desc() {
 	case $1 in
@@ -563,24 +403,13 @@ FAIL=0
 		"server, may be the limit (try THREADS=2)."
 	[[ $B_NAME != bun ]] || echo "Bun serves from one thread by design; Herald uses $WORKERS."
 	[[ -n $B_NAME ]] || echo "Bun was not available: Herald alone, no ratios."
-	if awk -F'\t' -v lim="$FOREIGN_WARN" '$10 > lim { bad = 1 } END { exit !bad }' "$RES"; then
-		echo
-		echo "**Noisy:** other processes used more than $FOREIGN_WARN% of the CPU during some runs (busiest:" \
-			"$(sort -t$'\t' -k10 -g "$RES" | tail -n1 | cut -f10)%); deliveries/s and latency are unreliable, CPU us/delivery less so."
-	fi
+	noisy_note 10 "deliveries/s and latency" "CPU us/delivery"
 	echo
 	printf '%s\n' "${JSON_LINES[@]}"
 } >"$SUMMARY"
 cat "$SUMMARY"
 
-if [[ -n $RESULTS_DIR ]]; then
-	stamp=$(date -u +%Y%m%d-%H%M%S)
-	mkdir -p "$RESULTS_DIR/pubsub-$stamp"
-	cp "$SUMMARY" "$RESULTS_DIR/pubsub-$stamp/summary.md"
-	cp "$RES" "$RESULTS_DIR/pubsub-$stamp/runs.tsv"
-	cp "$TMP"/runs/*.txt "$RESULTS_DIR/pubsub-$stamp/"
-	log "results saved in $RESULTS_DIR/pubsub-$stamp/"
-fi
+save_results pubsub "$SUMMARY" "$TMP"/runs/*.txt
 
 if ((FAIL)) && [[ $STRICT == 1 ]]; then
 	echo "pubsub.sh: target missed or deliveries lost (STRICT=1)" >&2
