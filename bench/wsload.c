@@ -304,7 +304,7 @@ static const struct scenario scenario_echo = {
 };
 
 static const struct scenario *const scenarios[] = {&scenario_echo, &scenario_fanout,
-                                                   &scenario_rooms};
+                                                   &scenario_rooms, &scenario_connect};
 
 /* ---- input ------------------------------------------------------------------------------- */
 
@@ -603,6 +603,24 @@ static long long proc_ticks(int pid)
     return (long long)(ut + st);
 }
 
+/* VmRSS of a process in KiB, or -1. */
+static long long proc_rss_kib(int pid)
+{
+    char path[64], line[256];
+    long long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    f = fopen(path, "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %lld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
 static void cpu_sample_take(const struct opts *o, struct cpu_sample *s)
 {
     unsigned long long v[8] = {0};
@@ -614,6 +632,9 @@ static void cpu_sample_take(const struct opts *o, struct cpu_sample *s)
     s->server_ticks = o->nserver_pid ? 0 : -1;
     for (unsigned i = 0; i < o->nserver_pid && s->server_ticks >= 0; i++)
         s->server_ticks = (t = proc_ticks(o->server_pid[i])) < 0 ? -1 : s->server_ticks + t;
+    s->server_rss_kib = o->nserver_pid ? 0 : -1;
+    for (unsigned i = 0; i < o->nserver_pid && s->server_rss_kib >= 0; i++)
+        s->server_rss_kib = (t = proc_rss_kib(o->server_pid[i])) < 0 ? -1 : s->server_rss_kib + t;
     s->sys_busy = s->sys_all = 0;
     f = fopen("/proc/stat", "re");
     if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
@@ -738,8 +759,10 @@ static void *worker_main(void *arg)
     uint64_t now, open = 0;
 
     worker_connect_all(w);
+    w->t_open = now_us();
     if (run->o.scenario->subscribe_cb)
         worker_subscribe(w);
+    w->t_subscribed = now_us();
     /* All threads connected: one of them fixes the timeline for everyone. */
     if (pthread_barrier_wait(&run->barrier) == PTHREAD_BARRIER_SERIAL_THREAD) {
         run->t_load = now_us();
@@ -798,34 +821,38 @@ void client_warn(struct worker *w, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-    fputs("usage: wsload --url ws://HOST:PORT/PATH [options]\n"
-          "  --scenario NAME      what to run: echo, fanout or rooms (echo)\n"
-          "  -c, --conns N        connections (100); fanout: subscribers (plus one publisher)\n"
-          "  -w, --inflight N     messages in flight per connection (1); fanout: published\n"
-          "                       messages not yet delivered (--window)\n"
-          "  -b, --bytes N        message size, at least 32 (64); pub/sub: the payload's size\n"
-          "  -d, --duration S     measured seconds after the warm-up (10)\n"
-          "      --warmup S       seconds of load before measuring (2)\n"
-          "      --text           send text messages\n"
-          "      --binary         send binary messages (default)\n"
-          "  -t, --threads N      threads, each with its own epoll and share of the conns (1)\n"
-          "      --connect-timeout S  time to open and upgrade all connections (10)\n"
-          "      --server-pid PID     report this process's CPU time per message (repeatable)\n"
-          "      --subprotocol NAME   offer this Sec-WebSocket-Protocol\n"
-          "      --bind-range A-B     source IPv4 addresses A..B, in turn (many connections)\n"
-          "pub/sub (fanout, rooms; messages are text):\n"
-          "      --sub-template TEXT  sent by each subscriber, {topic} replaced (SUB {topic})\n"
-          "      --pub-template TEXT  each publication, {topic} and {payload} replaced\n"
-          "                           (PUB {topic} {payload})\n"
-          "      --skip-first N       messages a subscriber receives before its deliveries\n"
-          "                           (welcome, ack): waited for before the load (0)\n"
-          "      --topic NAME         fanout's topic; rooms' prefix, room k is NAME.k (bench)\n"
-          "      --rooms R            rooms: clients i and j share a room if i = j mod R (10)\n"
-          "      --rate R             rooms: messages/s each client publishes (1)\n"
-          "      --settle S           after the load, wait for deliveries still due (5)\n"
-          "      --window all|probe   fanout: a message is in flight until all subscribers\n"
-          "                           have it, or only the first one (all)\n",
-          f);
+    fputs(
+        "usage: wsload --url ws://HOST:PORT/PATH [options]\n"
+        "  --scenario NAME      what to run: echo, fanout, rooms or connect (echo)\n"
+        "  -c, --conns N        connections (100); fanout: subscribers (plus one publisher)\n"
+        "  -w, --inflight N     messages in flight per connection (1); fanout: published\n"
+        "                       messages not yet delivered (--window)\n"
+        "  -b, --bytes N        message size, at least 32 (64); pub/sub: the payload's size\n"
+        "  -d, --duration S     measured seconds after the warm-up (10)\n"
+        "      --warmup S       seconds of load before measuring (2)\n"
+        "      --text           send text messages\n"
+        "      --binary         send binary messages (default)\n"
+        "  -t, --threads N      threads, each with its own epoll and share of the conns (1)\n"
+        "      --connect-timeout S  time to open and upgrade all connections (10)\n"
+        "      --server-pid PID     report this process's CPU time per message (repeatable)\n"
+        "      --subprotocol NAME   offer this Sec-WebSocket-Protocol\n"
+        "      --bind-range A-B     source IPv4 addresses A..B, in turn (many connections)\n"
+        "pub/sub (fanout, rooms; messages are text):\n"
+        "      --sub-template TEXT  sent by each subscriber, {topic} replaced (SUB {topic})\n"
+        "      --pub-template TEXT  each publication, {topic} and {payload} replaced\n"
+        "                           (PUB {topic} {payload})\n"
+        "      --skip-first N       messages a subscriber receives before its deliveries\n"
+        "                           (welcome, ack): waited for before the load (0)\n"
+        "      --topic NAME         fanout's topic; rooms' prefix, room k is NAME.k (bench)\n"
+        "      --rooms R            rooms: clients i and j share a room if i = j mod R (10)\n"
+        "      --rate R             rooms: messages/s each client publishes (1)\n"
+        "      --settle S           after the load, wait for deliveries still due (5)\n"
+        "      --window all|probe   fanout: a message is in flight until all subscribers\n"
+        "                           have it, or only the first one (all)\n"
+        "connect (-c connections open, subscribe, then stay idle for --warmup + -d):\n"
+        "      --own-topics         connection i subscribes to TOPIC.i (default: all to TOPIC.0)\n"
+        "      --server-pid PID     also gives the server's VmRSS growth per connection\n",
+        f);
 }
 
 /* Seconds, optionally with a trailing 's' ("10", "2.5s"), to microseconds; -1 if bad. */
@@ -911,6 +938,7 @@ enum {
     OPT_RATE,
     OPT_SETTLE,
     OPT_WINDOW,
+    OPT_OWN_TOPICS,
 };
 
 static void parse_args(struct opts *o, int argc, char **argv)
@@ -938,6 +966,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
         {"rate", required_argument, NULL, OPT_RATE},
         {"settle", required_argument, NULL, OPT_SETTLE},
         {"window", required_argument, NULL, OPT_WINDOW},
+        {"own-topics", no_argument, NULL, OPT_OWN_TOPICS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1005,6 +1034,9 @@ static void parse_args(struct opts *o, int argc, char **argv)
         case OPT_WINDOW:
             o->window = optarg;
             break;
+        case OPT_OWN_TOPICS:
+            o->own_topics = true;
+            break;
         case OPT_TOPIC:
             o->topic = optarg;
             break;
@@ -1054,7 +1086,8 @@ static void parse_args(struct opts *o, int argc, char **argv)
         if (strcmp(scen, scenarios[i]->name) == 0)
             o->scenario = scenarios[i];
     if (!o->scenario) {
-        fprintf(stderr, "wsload: unknown scenario '%s' (have: echo, fanout, rooms)\n", scen);
+        fprintf(stderr, "wsload: unknown scenario '%s' (have: echo, fanout, rooms, connect)\n",
+                scen);
         exit(2);
     }
     if (o->bytes < MIN_BYTES) {
@@ -1129,7 +1162,7 @@ static void report(const struct run *run, const struct stats *st)
     double srv = have_srv ? (double)(c1->server_ticks - c0->server_ticks) / hz : 0;
     double all = (double)(c1->sys_all - c0->sys_all) / hz, other;
     char srv_json[160] = "null,\"server_cpu_pct\":null,\"server_cpu_us_per_msg\":null";
-    char srv_txt[96] = "", extra[1024] = "";
+    char srv_txt[96] = "", extra[1024] = "", rss[96];
     double cpu_pct = wall > 0.001 ? cpu * 100 / wall : 0;
     double cpu_per = st->lat.count ? cpu * 1e6 / (double)st->lat.count : 0;
     double mean = st->lat.count ? (double)st->lat.sum / (double)st->lat.count : 0;
@@ -1144,6 +1177,11 @@ static void report(const struct run *run, const struct stats *st)
      * process, and the kernel charges that time to the process's stime as well as to /proc/stat's
      * softirq, so leaving softirq out of busy would hide other load (busy - ours < 0).
      */
+    if (run->cpu_start.server_rss_kib >= 0 && c1->server_rss_kib >= 0)
+        snprintf(rss, sizeof(rss), "%lld,\"server_rss_end_kib\":%lld",
+                 run->cpu_start.server_rss_kib, c1->server_rss_kib);
+    else
+        snprintf(rss, sizeof(rss), "null,\"server_rss_end_kib\":null");
     other = (double)(c1->sys_busy - c0->sys_busy) / hz - cpu - srv;
     other = all > 0 && other > 0 ? other * 100 / all : 0;
     if (have_srv) {
@@ -1173,11 +1211,11 @@ static void report(const struct run *run, const struct stats *st)
            ",\"protocol_errors\":%" PRIu64 ",\"bad_echoes\":%" PRIu64 ",\"closed\":%" PRIu64
            ",\"gen_cpu_s\":%.3f,"
            "\"gen_cpu_pct\":%.1f,\"gen_cpu_us_per_msg\":%.3f,\"server_cpu_s\":%s,"
-           "\"other_cpu_pct\":%.1f%s}\n",
+           "\"other_cpu_pct\":%.1f,\"server_rss_start_kib\":%s%s}\n",
            o->scenario->name, o->url, o->conns, st->open, o->inflight, o->bytes, type, o->threads,
            secs, (double)o->warmup_us / 1e6, st->lat.count, rate, st->rx_bytes, mean, p50, p90, p99,
            p999, st->lat.max, errors, st->connect_err, st->proto_err, st->bad_echo, st->closed, cpu,
-           cpu_pct, cpu_per, srv_json, other, extra);
+           cpu_pct, cpu_per, srv_json, other, rss, extra);
     fflush(stdout);
 }
 
@@ -1206,6 +1244,8 @@ int main(int argc, char **argv)
     run->workers = w;
     run->nworkers = run->o.threads;
     run->clients = all;
+    cpu_sample_take(&run->o, &run->cpu_start);
+    run->t_start = now_us();
     for (unsigned i = 0; i < run->o.threads; i++) {
         per = run->o.conns / run->o.threads + (i < run->o.conns % run->o.threads);
         w[i] = (struct worker){.id = i, .run = run, .c = all + first, .nc = per};
@@ -1227,6 +1267,8 @@ int main(int argc, char **argv)
         close(w[i].ep);
     }
     report(run, &total);
+    if (run->o.scenario->idle && total.open > 0)
+        return 0;
     if (total.open == 0 || total.lat.count == 0) {
         fprintf(stderr, "wsload: no round trip completed\n");
         return 1;

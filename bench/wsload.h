@@ -64,6 +64,7 @@ struct opts {
     double rate;        /* rooms: messages/s each client publishes */
     const char *window; /* fanout: "all" or "probe" (what "in flight" waits for) */
     uint64_t settle_us; /* after the load: how long to wait for deliveries still on their way */
+    bool own_topics;    /* connect: each connection subscribes to a topic of its own */
 };
 
 /* CPU counters sampled at both ends of the measured window. */
@@ -71,6 +72,7 @@ struct cpu_sample {
     uint64_t wall_us;
     struct rusage self;         /* this process, all threads */
     long long server_ticks;     /* utime+stime of the --server-pid processes; -1 if unreadable */
+    long long server_rss_kib;   /* their VmRSS summed (KiB); -1 if unreadable */
     uint64_t sys_busy, sys_all; /* /proc/stat, all CPUs: busy, and everything */
 };
 
@@ -83,7 +85,9 @@ struct run {
     struct worker *workers;
     unsigned nworkers;
     struct client *clients;         /* all of them, workers' shares one after the other */
+    uint64_t t_start;               /* the threads start connecting */
     uint64_t t_load, t_meas, t_end; /* load start, measured window [t_meas, t_end) */
+    struct cpu_sample cpu_start;    /* before any connection (main thread) */
     struct cpu_sample cpu0, cpu1;   /* at t_meas and t_end (taken by worker 0) */
     void *scen;                     /* the scenario's own run state */
 };
@@ -148,7 +152,9 @@ struct worker {
     bool loading;    /* scenarios may send */
     unsigned warned; /* client_warn messages printed */
     struct stats st;
-    uint64_t sends; /* rooms: publications scheduled so far by this worker */
+    uint64_t sends;        /* rooms: publications scheduled so far by this worker */
+    uint64_t t_open;       /* its connections are all open (or failed) */
+    uint64_t t_subscribed; /* ... and subscribed (pub/sub scenarios) */
     uint8_t rbuf[RBUF_SIZE];
 };
 
@@ -160,6 +166,7 @@ struct worker {
  */
 struct scenario {
     const char *name;
+    bool idle; /* sends nothing during the load: a run succeeds when connections opened */
     /* Main thread, once, after the options and before anything is allocated: check options,
      * adjust o.conns and o.threads, set up run->scen. */
     void (*setup_cb)(struct run *run);
@@ -184,7 +191,7 @@ struct scenario {
     void (*report_cb)(const struct run *run, const struct stats *st, char *json, size_t n);
 };
 
-extern const struct scenario scenario_fanout, scenario_rooms;
+extern const struct scenario scenario_fanout, scenario_rooms, scenario_connect;
 
 uint64_t now_us(void);
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

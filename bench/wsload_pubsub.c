@@ -23,8 +23,14 @@
  * its clients' publications evenly in time, round robin over its clients. A publisher receives its
  * own messages, as the other members do.
  *
- * Both count, over the whole run, the deliveries each subscriber is owed (every message published
- * on its topic after it was confirmed) against those it got: lost, extra (duplicates) and
+ * connect: -c N connections open (handshake), each subscribes (to TOPIC.0, or with --own-topics to
+ * TOPIC.i) and waits for its confirmation; then all stay idle for --warmup + -d seconds. It reports
+ * connections/s (opened and subscribed, from the first connect to the last confirmation, and
+ * opened only), and with --server-pid the growth of the server's VmRSS between before the first
+ * connect and the end of the idle window, per open connection.
+ *
+ * fanout and rooms count, over the whole run, the deliveries each subscriber is owed (every message
+ * published on its topic after it was confirmed) against those it got: lost, extra (duplicates) and
  * out-of-order per publisher; latency and deliveries/s count the deliveries of the measured window.
  */
 #include <stdint.h>
@@ -179,7 +185,7 @@ static struct pubsub *ps_of(const struct client *c)
     return c->w->run->scen;
 }
 
-static void pubsub_setup(struct run *run, bool rooms)
+static void pubsub_setup(struct run *run, bool rooms, bool connect)
 {
     struct opts *o = &run->o;
     struct pubsub *ps = calloc(1, sizeof(*ps));
@@ -200,7 +206,7 @@ static void pubsub_setup(struct run *run, bool rooms)
     if (rooms) {
         if (o->rooms > o->conns)
             die("--rooms %u: more rooms than clients (-c %u)", o->rooms, o->conns);
-        ps->slots = (o->conns + o->rooms - 1) / o->rooms;
+        ps->slots = connect ? 1 : (o->conns + o->rooms - 1) / o->rooms;
         ps->room_sent = calloc(o->rooms, sizeof(*ps->room_sent));
         if (!ps->room_sent)
             die("out of memory");
@@ -392,7 +398,7 @@ static void pubsub_report(const struct run *run, const struct stats *st, char *j
 
 static void fanout_setup(struct run *run)
 {
-    pubsub_setup(run, false);
+    pubsub_setup(run, false, false);
 }
 
 /* Publishes the next message; with --window all, claims its ring slot first. */
@@ -538,7 +544,7 @@ const struct scenario scenario_fanout = {
 
 static void rooms_setup(struct run *run)
 {
-    pubsub_setup(run, true);
+    pubsub_setup(run, true, false);
 }
 
 static void rooms_start(struct client *c, uint64_t now)
@@ -595,4 +601,74 @@ const struct scenario scenario_rooms = {
     .tick_cb = rooms_tick,
     .settled_cb = pubsub_settled,
     .report_cb = rooms_report,
+};
+
+/* ---- connect ------------------------------------------------------------------------------- */
+
+static void connect_setup(struct run *run)
+{
+    run->o.rooms = run->o.own_topics ? run->o.conns : 1;
+    pubsub_setup(run, true, true);
+}
+
+static void connect_start(struct client *c, uint64_t now)
+{
+    /* Idle: nothing is sent. */
+}
+
+static void connect_message(struct client *c, uint8_t opcode, uint64_t len, const uint8_t *head,
+                            uint64_t now)
+{
+    c->rx_msgs++;
+    c->w->st.ignored++;
+}
+
+static void connect_report(const struct run *run, const struct stats *st, char *json, size_t n)
+{
+    const struct opts *o = &run->o;
+    uint64_t opened = 0, subscribed = 0;
+    double secs_open, secs_sub, open_rate, sub_rate, per_conn = -1;
+    long long r0 = run->cpu_start.server_rss_kib, r1 = run->cpu1.server_rss_kib;
+    char rss[64] = "null";
+
+    for (unsigned i = 0; i < run->nworkers; i++) {
+        if (run->workers[i].t_open > opened)
+            opened = run->workers[i].t_open;
+        if (run->workers[i].t_subscribed > subscribed)
+            subscribed = run->workers[i].t_subscribed;
+    }
+    secs_open = (double)(opened - run->t_start) / 1e6;
+    secs_sub = (double)(subscribed - run->t_start) / 1e6;
+    open_rate = secs_open > 0 ? (double)st->open / secs_open : 0;
+    sub_rate = secs_sub > 0 ? (double)(st->open - st->unready) / secs_sub : 0;
+    if (r0 >= 0 && r1 >= 0 && st->open > 0) {
+        per_conn = (double)(r1 - r0) / (double)st->open;
+        snprintf(rss, sizeof(rss), "%.3f", per_conn);
+    }
+    printf("wsload connect: %" PRIu64 " of %u connections open in %.3f s (%.0f/s), %" PRIu64
+           " subscribed (%s) in %.3f s (%.0f/s); %" PRIu64 " unconfirmed",
+           st->open, o->conns, secs_open, open_rate, st->open - st->unready,
+           o->own_topics ? "each to its own topic" : "all to one topic", secs_sub, sub_rate,
+           st->unready);
+    if (per_conn >= 0)
+        printf("; server RSS %lld -> %lld KiB: %.2f KiB per idle subscribed connection", r0, r1,
+               per_conn);
+    printf("\n");
+    snprintf(json, n,
+             ",\"subscribers\":%" PRIu64 ",\"topics\":%u,\"unready\":%" PRIu64
+             ",\"open_s\":%.3f,\"conns_open_per_s\":%.1f,\"subscribed_s\":%.3f,"
+             "\"conns_per_s\":%.1f,\"kib_per_conn\":%s,\"skip_first\":%u",
+             st->open - st->unready, o->rooms, st->unready, secs_open, open_rate, secs_sub,
+             sub_rate, rss, o->skip_first);
+}
+
+const struct scenario scenario_connect = {
+    .name = "connect",
+    .idle = true,
+    .setup_cb = connect_setup,
+    .client_init_cb = pubsub_client_init,
+    .subscribe_cb = pubsub_subscribe,
+    .start_cb = connect_start,
+    .message_cb = connect_message,
+    .report_cb = connect_report,
 };
