@@ -68,7 +68,14 @@ export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
 .PHONY: all run test unit integration check format format-check clean bench bench-http bench-echo bench-pubsub fuzz
 
-all: $(BIN)
+# The chat demo in the document root imports the client library as ./herald.js: a copy, not
+# tracked (.gitignore), made whenever clients/js/herald.js exists.
+WEB_LIB := $(if $(wildcard clients/js/herald.js),clients/web/herald.js)
+
+all: $(BIN) $(WEB_LIB)
+
+clients/web/herald.js: clients/js/herald.js
+	cp $< $@
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -90,7 +97,7 @@ $(BUILD)/tests/integ_test_%: tests/integration/test_%.c $(INTEG_LIB_SRC)
 	$(CC) $(BASE_CFLAGS) $(TEST_SANFLAGS) -Itests/integration -Iclients/c $< $(INTEG_LIB_SRC) \
 	  -o $@ $(TEST_SANFLAGS) -lcriterion -lz -lcjson -lpthread
 
-run: $(BIN)
+run: $(BIN) $(WEB_LIB)
 	./$(BIN) $(ARGS)
 
 ifeq ($(SANITIZER),thread)
