@@ -66,7 +66,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
 export LSAN_OPTIONS ?= suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: all run test unit integration check format format-check clean bench bench-http bench-echo bench-pubsub fuzz
+.PHONY: all run test unit integration browser check format format-check clean bench bench-http bench-echo bench-pubsub fuzz
 
 # The chat demo in the document root imports the client library as ./herald.js: a copy, not
 # tracked (.gitignore), made whenever clients/js/herald.js exists.
@@ -115,7 +115,18 @@ integration: $(BIN) $(INTEG_BIN)
 	@test -d tests/node/node_modules || { echo "tests/node: run scripts/install-deps first"; exit 1; }
 	HERALD_BIN=$(abspath $(BIN)) node --test tests/node/
 
+# The chat demo in headless Chromium (tests/browser/). `make test` runs it in the plain build only:
+# the suite runs three times (plain, ASan, TSan) and is near its time budget.
+browser: $(BIN) $(WEB_LIB)
+	@echo "== browser test (Chromium, playwright-core) against $(BIN)"
+	@test -d tests/browser/node_modules || { echo "tests/browser: run scripts/install-deps first"; exit 1; }
+	HERALD_BIN=$(abspath $(BIN)) node --test tests/browser/
+
+ifeq ($(SANITIZER),)
+test: unit integration browser
+else
 test: unit integration
+endif
 
 # The full gate: CI runs exactly this through .ci/run.
 check: format-check
