@@ -17,6 +17,11 @@
  * and a session left with a backlog (budget reached) is woken by the next publish again, which is
  * how its owner notices a subscriber that stopped reading.
  *
+ * Presence: a subscription to an exact name may make its session a member of the topic, described
+ * by a member JSON object the caller builds. Joins and leaves go into a second, small log per
+ * topic (PRESENCE_EVENTS entries) that members pull like messages; a member further behind than
+ * that gets a presence_lost message instead of the events it missed. Counting members is O(1).
+ *
  * Bounds: a topic keeps at most history_size messages (and, for recovery, none older than
  * history_ttl); a subscription whose cursor falls behind the oldest kept message has lost data and
  * its owner must disconnect it as a slow consumer; broker_pull queues at most the bytes it is
@@ -77,6 +82,10 @@ struct broker_sub_opts {
     const char *epoch; /* NUL-terminated, with recover */
     uint64_t offset;
     unsigned last; /* or: start with the last N kept messages (0: only new ones) */
+    /* presence: become a member, described by member[0..member_len) (a JSON object, copied);
+     * exact names only. Already a member: nothing changes. */
+    const char *member;
+    size_t member_len;
 };
 
 struct broker_sub_result {
@@ -92,6 +101,10 @@ struct broker_sub_result {
 #define BROKER_ETOOMANY  (-2) /* --max-subscriptions reached */
 #define BROKER_ENOTSUB   (-3) /* unsubscribe of something not subscribed */
 #define BROKER_ENOMEM    (-4)
+#define BROKER_EBADREQ   (-5) /* presence on a wildcard pattern */
+
+/* Join and leave events kept per topic for members that have not pulled them yet. */
+#define PRESENCE_EVENTS 1024
 
 /*
  * broker_subscribe - subscribes the session to a topic name or a wildcard pattern ("chat.*",
@@ -102,7 +115,8 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
                      const struct broker_sub_opts *opts, struct broker_sub_result *res,
                      const char **why);
 
-/* broker_unsubscribe - idempotent in effect; returns 0 or BROKER_ENOTSUB / BROKER_EBADTOPIC. */
+/* broker_unsubscribe - idempotent in effect; returns 0 or BROKER_ENOTSUB / BROKER_EBADTOPIC.
+ * Unsubscribing an exact name ends the session's membership of the topic (a leave event). */
 int broker_unsubscribe(struct broker_session *s, const char *pattern, size_t len);
 
 struct broker_pub_result {
@@ -127,11 +141,19 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
 size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bool *more,
                    bool *lost);
 
+/*
+ * broker_presence - the members of an exact topic: calls fn with the member JSON of at most
+ * `limit` of them (in no particular order) under the topic's lock (fn must not call into the
+ * broker), and returns how many there are (0 for an unknown topic or an invalid name).
+ */
+size_t broker_presence(struct broker *b, const char *topic, size_t len, size_t limit,
+                       void (*fn)(const char *member, size_t len, void *ctx), void *ctx);
+
 /* broker_pending - true when messages wait for the session (a pull would queue something). */
 bool broker_pending(struct broker_session *s);
 
 struct broker_stats {
-    uint64_t topics, subscriptions, published, delivered, delivered_bytes;
+    uint64_t topics, subscriptions, published, delivered, delivered_bytes, members;
 };
 void broker_stats(struct broker *b, struct broker_stats *st);
 
@@ -140,6 +162,7 @@ struct broker_topic_info {
     size_t len;
     uint64_t offset;    /* last offset (0: no message yet) */
     size_t subscribers; /* connections receiving it */
+    size_t members;     /* presence members */
 };
 
 /* broker_topics - calls fn for at most `max` topics (in no particular order) under the registry's

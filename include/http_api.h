@@ -3,6 +3,7 @@
  *
  *   POST /api/publish   {"topic":"t","data":...} or an array of them; Authorization: Bearer KEY
  *   GET  /api/topics    every topic with its subscriber count and last offset; same key
+ *   GET  /api/presence  ?topic=NAME[&limit=N]: the topic's presence members; same key
  *   GET  /metrics       Prometheus text format; no key (scrapers usually have none)
  *
  * The API is off until --api-key is given (403 then); a missing or wrong key is 401 with

@@ -13,6 +13,8 @@
  *   {"op":"sub","topic":"chat.room1","last":10}
  *   {"op":"unsub","topic":"chat.room1"}
  *   {"op":"pub","topic":"chat.room1","data":{"text":"hi"}}
+ *   {"op":"sub","topic":"chat.room1","presence":{"info":{"name":"ann"}}}
+ *   {"op":"presence","topic":"chat.room1","limit":10}
  *   {"op":"ping"}
  * Server messages: welcome, ack, error, pong (here), and msg (built by broker.c).
  */
@@ -25,7 +27,10 @@
 
 #define PROTO_VERSION "herald.v1"
 
-enum proto_op { PROTO_SUB = 1, PROTO_UNSUB, PROTO_PUB, PROTO_PING };
+enum proto_op { PROTO_SUB = 1, PROTO_UNSUB, PROTO_PUB, PROTO_PING, PROTO_PRESENCE };
+
+#define PROTO_INFO_MAX      256 /* bytes of a presence "info" object */
+#define PROTO_LIMIT_DEFAULT 100 /* members listed by a presence query without "limit" */
 
 struct proto_request {
     enum proto_op op;
@@ -35,10 +40,14 @@ struct proto_request {
     size_t topic_len;
     const char *data; /* raw JSON text of "data" inside the input, or NULL */
     size_t data_len;
-    bool recover;    /* sub: "recover" given */
-    char epoch[40];  /* its "epoch" */
-    uint64_t offset; /* its "offset" */
-    unsigned last;   /* sub: "last" (0 if absent) */
+    bool recover;     /* sub: "recover" given */
+    char epoch[40];   /* its "epoch" */
+    uint64_t offset;  /* its "offset" */
+    unsigned last;    /* sub: "last" (0 if absent) */
+    bool presence;    /* sub: "presence" true or an object */
+    const char *info; /* sub: raw JSON text of "presence":{"info":{..}} inside the input, or NULL */
+    size_t info_len;
+    unsigned limit; /* presence: "limit" (PROTO_LIMIT_DEFAULT if absent) */
 };
 
 /* Stable error codes (the "code" of an error message). */
@@ -61,13 +70,15 @@ struct proto_request {
  * contents are checked by the broker, but a string with escapes is refused here); "data" any
  * value (required for pub); "recover" an object with a string "epoch" (< 40 bytes) and a
  * non-negative integer "offset" (at most 2^53-1); "last" a non-negative integer (at most
- * 1000000). Only the fields of the request's op are checked and set (a ping's "topic" is
- * ignored; "data" is set for pub only). "op" is compared as written ("p\u0069ng" is unknown).
- * The text must be strict RFC 8259 JSON (bad_json otherwise), stricter than cJSON: no leading
- * zeros, no "1.", no raw control characters in strings, no byte order mark, only the four JSON
- * whitespace characters; so "data" is JSON for every subscriber's parser. A top-level field
- * counts only when its name is written without escapes ("\u0069d" is an unknown field); when
- * one appears twice, the last occurrence counts (for the typed value and the raw span alike).
+ * 1000000); "presence" true, false or an object whose "info" is absent, null or an object of at
+ * most PROTO_INFO_MAX bytes (raw span kept); "limit" an integer 0..1000. Only the fields of the
+ * request's op are checked and set (a ping's "topic" is ignored; "data" is set for pub only). "op"
+ * is compared as written ("p\u0069ng" is unknown). The text must be strict RFC 8259 JSON (bad_json
+ * otherwise), stricter than cJSON: no leading zeros, no "1.", no raw control characters in strings,
+ * no byte order mark, only the four JSON whitespace characters; so "data" is JSON for every
+ * subscriber's parser. A top-level field counts only when its name is written without escapes
+ * ("\u0069d" is an unknown field); when one appears twice, the last occurrence counts (for the
+ * typed value and the raw span alike).
  */
 int proto_parse(const char *text, size_t len, struct proto_request *req, const char **code,
                 const char **message);
@@ -96,6 +107,13 @@ size_t proto_pong(char *out, size_t cap, const char *id, size_t id_len);
  * plus "recovered":true|false when the request asked to recover. */
 size_t proto_ack_sub(char *out, size_t cap, const struct proto_request *req, const char *epoch,
                      uint64_t offset, uint64_t replay, bool recovered);
+/* The start of a presence ack, up to and including the members array's '[':
+ * {"type":"ack","op":"presence","id":..,"topic":..,"count":N,"members":[
+ * The caller appends the members (comma-separated) and "]}". */
+size_t proto_ack_presence_head(char *out, size_t cap, const struct proto_request *req,
+                               size_t count);
+/* A presence member: {"session":"<session>","info":<info raw, or null>} */
+size_t proto_member(char *out, size_t cap, const char *session, const char *info, size_t info_len);
 size_t proto_ack_unsub(char *out, size_t cap, const struct proto_request *req);
 /* ack of pub: {"type":"ack","op":"pub","id":..,"topic":..,"offset":N,"reach":N} */
 size_t proto_ack_pub(char *out, size_t cap, const struct proto_request *req, uint64_t offset,

@@ -4,7 +4,8 @@
  * Locks, outermost first: the registry's rwlock (topic table and the list of wildcard
  * subscriptions), a session's mutex, a topic's mutex. A thread may take a later lock while holding
  * an earlier one, never the reverse. Topics live as long as the broker (no collection yet), so a
- * topic pointer stays valid after the registry lock is released.
+ * topic pointer stays valid after the registry lock is released. Wakes found under a lock are
+ * collected in a wake_list and dispatched after every lock is released.
  */
 #include "broker.h"
 
@@ -41,6 +42,10 @@ struct entry {
     unsigned reasons;    /* subscriptions covering it (session's lock) */
     bool exact;          /* one of them is the exact name */
     size_t tidx;         /* index in t->entries (topic's lock) */
+    char *member;        /* presence: the member JSON, or NULL when not a member */
+    size_t member_len;
+    size_t midx;      /* index in t->members (topic's lock) */
+    uint64_t pcursor; /* next presence event to deliver (session's lock) */
 };
 
 struct topic {
@@ -55,6 +60,12 @@ struct topic {
     size_t cap, count;
     struct entry **entries;
     size_t n_entries, cap_entries;
+    struct entry **members; /* presence members, a subset of entries */
+    size_t n_members, cap_members;
+    struct obuf **pring; /* join/leave frames phead-pcount+1 .. phead, at (n % pcap); NULL:
+                          * an event that could not be built (its readers get presence_lost) */
+    size_t pcap, pcount;
+    uint64_t phead;
 };
 
 struct pattern {
@@ -83,7 +94,12 @@ struct broker {
     size_t nbuckets, ntopics;
     struct pattern *patterns;
     char boot[17];
-    atomic_uint_fast64_t topic_seq, published, subscriptions, delivered, delivered_bytes;
+    atomic_uint_fast64_t topic_seq, published, subscriptions, delivered, delivered_bytes, members;
+};
+
+struct wake_list {
+    void **v;
+    size_t n, cap;
 };
 
 static uint64_t now_ms(void)
@@ -129,6 +145,10 @@ static void topic_free(struct topic *t)
     for (size_t i = 0; i < t->count; i++)
         obuf_unref(t->ring[(t->head - i) % t->cap].frame);
     free(t->ring);
+    for (size_t i = 0; i < t->pcount; i++)
+        obuf_unref(t->pring[(t->phead - i) % t->pcap]);
+    free(t->pring);
+    free(t->members);
     free(t->entries);
     free(t->name);
     pthread_mutex_destroy(&t->lock);
@@ -149,6 +169,29 @@ void broker_free(struct broker *b)
     pthread_rwlock_destroy(&b->lock);
     free(b);
 }
+
+/* Marks e dirty and lists its owner for a wake unless one is on its way already. Under the lock
+ * of e's topic, which keeps e's session alive (sessions detach their entries under it). */
+static void wake_entry(struct broker *b, struct entry *e, struct wake_list *w)
+{
+    atomic_store(&e->dirty, 1);
+    if (atomic_exchange(&e->s->wake_pending, 1))
+        return; /* a wake is already on its way and will find this message too */
+    if (w->n == w->cap) {
+        size_t ncap = w->cap ? w->cap * 2 : 64;
+        void **nv = realloc(w->v, ncap * sizeof(*nv));
+        if (!nv) {
+            atomic_store(&e->s->wake_pending, 0); /* nobody comes: the next publish tries */
+            return;
+        }
+        w->v = nv;
+        w->cap = ncap;
+    }
+    b->hooks.ref(e->s->owner);
+    w->v[w->n++] = e->s->owner;
+}
+
+static void dispatch(struct broker *b, struct wake_list *w);
 
 /* ---- registry (caller holds b->lock) ---- */
 
@@ -275,9 +318,13 @@ static int entry_attach(struct broker_session *s, struct topic *t, bool exact, s
     return 0;
 }
 
-/* Drops one reason; the entry goes with the last. */
-static void entry_detach(struct broker_session *s, struct entry *e, bool exact)
+static void member_leave(struct broker *b, struct entry *e, struct wake_list *w);
+
+/* Drops one reason; the entry goes with the last. Membership goes with the exact subscription. */
+static void entry_detach(struct broker_session *s, struct entry *e, bool exact, struct wake_list *w)
 {
+    if ((exact || e->reasons == 1) && e->member)
+        member_leave(s->b, e, w);
     if (exact)
         e->exact = false;
     if (--e->reasons > 0)
@@ -295,6 +342,168 @@ static void entry_detach(struct broker_session *s, struct entry *e, bool exact)
         }
     }
     free(e);
+}
+
+/* ---- presence (caller holds the session's lock; these take the topic's) ---- */
+
+/* Finishes a frame built from HEADER_ROOM on: puts the WebSocket header in front. */
+static void frame_seal(struct obuf *f)
+{
+    uint8_t hdr[HEADER_ROOM];
+    size_t payload = f->len - HEADER_ROOM;
+    size_t hl = ws_frame_header_encode(hdr, true, false, WS_OP_TEXT, payload, NULL);
+    f->start = (uint32_t)(HEADER_ROOM - hl);
+    memcpy(f->data + f->start, hdr, hl);
+}
+
+/* {"type":"<type>","topic":"<t>"[,"member":<member>]} as one text frame, or NULL. */
+static struct obuf *event_frame(const char *type, const struct topic *t, const char *member,
+                                size_t mlen)
+{
+    struct obuf *f = obuf_new(HEADER_ROOM + 48 + strlen(type) + t->len + mlen);
+    if (!f)
+        return NULL;
+    f->start = f->len = HEADER_ROOM;
+    obuf_puts(f, "{\"type\":\"");
+    obuf_puts(f, type);
+    obuf_puts(f, "\",\"topic\":\"");
+    obuf_put(f, t->name, t->len);
+    obuf_puts(f, "\"");
+    if (member) {
+        obuf_puts(f, ",\"member\":");
+        obuf_put(f, member, mlen);
+    }
+    obuf_puts(f, "}");
+    frame_seal(f);
+    return f;
+}
+
+/* Appends an event (or NULL: a lost one) to the topic's presence log, the oldest giving way. */
+static void pring_push(struct topic *t, struct obuf *f)
+{
+    if (t->pcount == t->pcap && t->pcap < PRESENCE_EVENTS) {
+        size_t ncap = t->pcap ? t->pcap * 2 : RING_MIN;
+        struct obuf **nr = malloc(ncap * sizeof(*nr));
+        if (nr) {
+            for (uint64_t n = t->phead - t->pcount + 1; n <= t->phead; n++)
+                nr[n % ncap] = t->pring[n % t->pcap];
+            free(t->pring);
+            t->pring = nr;
+            t->pcap = ncap;
+        }
+    }
+    if (t->pcap == 0) { /* not even the first ring: readers find the gap and get presence_lost */
+        obuf_unref(f);
+        t->phead++;
+        return;
+    }
+    uint64_t n = t->phead + 1;
+    if (t->pcount == t->pcap)
+        obuf_unref(t->pring[n % t->pcap]);
+    else
+        t->pcount++;
+    t->pring[n % t->pcap] = f;
+    t->phead = n;
+}
+
+/* Records an event and wakes every member except `self`. Under the topic's lock. */
+static void presence_event(struct broker *b, struct topic *t, const char *type,
+                           const struct entry *self, struct wake_list *w)
+{
+    pring_push(t, event_frame(type, t, self->member, self->member_len));
+    for (size_t i = 0; i < t->n_members; i++)
+        if (t->members[i] != self)
+            wake_entry(b, t->members[i], w);
+}
+
+static int member_join(struct broker *b, struct entry *e, const char *member, size_t len,
+                       struct wake_list *w)
+{
+    struct topic *t = e->t;
+    char *copy = malloc(len);
+    if (!copy)
+        return BROKER_ENOMEM;
+    memcpy(copy, member, len);
+    pthread_mutex_lock(&t->lock);
+    if (t->n_members == t->cap_members) {
+        size_t ncap = t->cap_members ? t->cap_members * 2 : 4;
+        struct entry **nm = realloc(t->members, ncap * sizeof(*nm));
+        if (!nm) {
+            pthread_mutex_unlock(&t->lock);
+            free(copy);
+            return BROKER_ENOMEM;
+        }
+        t->members = nm;
+        t->cap_members = ncap;
+    }
+    e->member = copy;
+    e->member_len = len;
+    e->midx = t->n_members;
+    t->members[t->n_members++] = e;
+    presence_event(b, t, "join", e, w);
+    e->pcursor = t->phead + 1; /* a member does not hear its own join */
+    pthread_mutex_unlock(&t->lock);
+    atomic_fetch_add(&b->members, 1);
+    return 0;
+}
+
+static void member_leave(struct broker *b, struct entry *e, struct wake_list *w)
+{
+    struct topic *t = e->t;
+    pthread_mutex_lock(&t->lock);
+    struct entry *last = t->members[--t->n_members];
+    t->members[e->midx] = last;
+    last->midx = e->midx;
+    presence_event(b, t, "leave", e, w);
+    pthread_mutex_unlock(&t->lock);
+    free(e->member);
+    e->member = NULL;
+    atomic_fetch_sub(&b->members, 1);
+}
+
+/* Queues the join and leave events e has not seen. Under the session's and the topic's lock. */
+static size_t pull_presence(struct entry *e, struct outq *out)
+{
+    struct topic *t = e->t;
+    size_t bytes = 0;
+    uint64_t oldest = t->phead - t->pcount + 1;
+    bool lost = e->pcursor < oldest;
+    for (uint64_t n = e->pcursor > oldest ? e->pcursor : oldest; n <= t->phead; n++)
+        lost |= t->pring[n % t->pcap] == NULL;
+    if (lost) { /* a gap: the member is told to ask again, and then gets what is still there */
+        struct obuf *f = event_frame("presence_lost", t, NULL, 0);
+        if (f && outq_push_take(out, f) == 0)
+            bytes += f->len - f->start;
+        if (e->pcursor < oldest)
+            e->pcursor = oldest;
+    }
+    for (; e->pcursor <= t->phead; e->pcursor++) {
+        struct obuf *f = t->pring[e->pcursor % t->pcap];
+        if (!f)
+            continue;
+        if (outq_push_take(out, obuf_ref(f)) < 0)
+            break;
+        bytes += f->len - f->start;
+    }
+    return bytes;
+}
+
+size_t broker_presence(struct broker *b, const char *topic, size_t len, size_t limit,
+                       void (*fn)(const char *member, size_t len, void *ctx), void *ctx)
+{
+    if (topic_check(topic, len))
+        return 0;
+    pthread_rwlock_rdlock(&b->lock);
+    struct topic *t = find_topic(b, topic, len, hash_name(topic, len));
+    pthread_rwlock_unlock(&b->lock);
+    if (!t)
+        return 0;
+    pthread_mutex_lock(&t->lock);
+    size_t count = t->n_members;
+    for (size_t i = 0; i < count && i < limit; i++)
+        fn(t->members[i]->member, t->members[i]->member_len, ctx);
+    pthread_mutex_unlock(&t->lock);
+    return count;
 }
 
 /* ---- sessions ---- */
@@ -325,6 +534,7 @@ void broker_session_free(struct broker_session *s)
     if (!s)
         return;
     struct broker *b = s->b;
+    struct wake_list w = {0};
     pthread_rwlock_wrlock(&b->lock);
     pthread_mutex_lock(&s->lock);
     for (struct pattern *p = s->patterns, *next; p; p = next) {
@@ -334,11 +544,12 @@ void broker_session_free(struct broker_session *s)
     }
     while (s->entries) {
         s->entries->reasons = 1;
-        entry_detach(s, s->entries, false);
+        entry_detach(s, s->entries, false, &w);
     }
     atomic_fetch_sub(&b->subscriptions, s->n_subs);
     pthread_mutex_unlock(&s->lock);
     pthread_rwlock_unlock(&b->lock);
+    dispatch(b, &w); /* the leaves of its memberships */
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -415,11 +626,17 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
     bool wild = false;
     if ((*why = pattern_check(pattern, len, &wild)))
         return BROKER_EBADTOPIC;
+    bool presence = opts && opts->member;
+    if (wild && presence) {
+        *why = "presence needs an exact topic name";
+        return BROKER_EBADREQ;
+    }
     /* Exact topics are created before the locks the attach needs (see the lock order). */
     struct topic *t = wild ? NULL : get_topic(b, pattern, len);
     if (!wild && !t)
         return BROKER_ENOMEM;
     int rc = 0;
+    struct wake_list w = {0};
     pthread_rwlock_wrlock(&b->lock);
     pthread_mutex_lock(&s->lock);
     struct entry *e = t ? find_entry(s, t) : NULL;
@@ -438,12 +655,19 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
         if ((rc = entry_attach(s, t, true, &e)) == 0)
             place_cursor(b, e, opts, fresh || replay, res);
     }
+    if (rc == 0 && presence && !e->member &&
+        (rc = member_join(b, e, opts->member, opts->member_len, &w)) < 0) {
+        if (!res->existed)
+            entry_detach(s, e, true, &w); /* all or nothing */
+        *why = "out of memory";
+    }
     if (rc == 0 && !res->existed) {
         s->n_subs++;
         atomic_fetch_add(&b->subscriptions, 1);
     }
     pthread_mutex_unlock(&s->lock);
     pthread_rwlock_unlock(&b->lock);
+    dispatch(b, &w);
     return rc;
 }
 
@@ -454,6 +678,7 @@ int broker_unsubscribe(struct broker_session *s, const char *pattern, size_t len
     if (pattern_check(pattern, len, &wild))
         return BROKER_EBADTOPIC;
     int rc = BROKER_ENOTSUB;
+    struct wake_list w = {0};
     pthread_rwlock_wrlock(&b->lock);
     pthread_mutex_lock(&s->lock);
     if (wild) {
@@ -468,7 +693,7 @@ int broker_unsubscribe(struct broker_session *s, const char *pattern, size_t len
             for (struct entry *e = s->entries, *next; e; e = next) {
                 next = e->snext;
                 if (pattern_match(pattern, len, e->t->name, e->t->len))
-                    entry_detach(s, e, false);
+                    entry_detach(s, e, false, &w);
             }
             free(p);
             rc = 0;
@@ -477,7 +702,7 @@ int broker_unsubscribe(struct broker_session *s, const char *pattern, size_t len
         struct topic *t = find_topic(b, pattern, len, hash_name(pattern, len));
         struct entry *e = t ? find_entry(s, t) : NULL;
         if (e && e->exact) {
-            entry_detach(s, e, true);
+            entry_detach(s, e, true, &w);
             rc = 0;
         }
     }
@@ -487,6 +712,7 @@ int broker_unsubscribe(struct broker_session *s, const char *pattern, size_t len
     }
     pthread_mutex_unlock(&s->lock);
     pthread_rwlock_unlock(&b->lock);
+    dispatch(b, &w);
     return rc;
 }
 
@@ -513,11 +739,7 @@ static void frame_finish(struct obuf *f, uint64_t offset)
     obuf_puts(f, ",\"offset\":");
     obuf_putu(f, offset);
     obuf_puts(f, "}");
-    uint8_t hdr[HEADER_ROOM];
-    size_t payload = f->len - HEADER_ROOM;
-    size_t hl = ws_frame_header_encode(hdr, true, false, WS_OP_TEXT, payload, NULL);
-    f->start = (uint32_t)(HEADER_ROOM - hl);
-    memcpy(f->data + f->start, hdr, hl);
+    frame_seal(f);
 }
 
 /* Appends f as the topic's next message, evicting the oldest if the ring is full. */
@@ -546,33 +768,12 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f)
     return 0;
 }
 
-struct wake_list {
-    void **v;
-    size_t n, cap;
-};
-
 /* Marks every subscription dirty and lists the owners that need a wake. Under the topic lock,
  * which also keeps every entry's session alive (sessions detach their entries under it). */
 static void collect_wakes(struct broker *b, struct topic *t, struct wake_list *w)
 {
-    for (size_t i = 0; i < t->n_entries; i++) {
-        struct entry *e = t->entries[i];
-        atomic_store(&e->dirty, 1);
-        if (atomic_exchange(&e->s->wake_pending, 1))
-            continue; /* a wake is already on its way and will find this message too */
-        if (w->n == w->cap) {
-            size_t ncap = w->cap ? w->cap * 2 : 64;
-            void **nv = realloc(w->v, ncap * sizeof(*nv));
-            if (!nv) {
-                atomic_store(&e->s->wake_pending, 0); /* nobody comes: the next publish tries */
-                continue;
-            }
-            w->v = nv;
-            w->cap = ncap;
-        }
-        b->hooks.ref(e->s->owner);
-        w->v[w->n++] = e->s->owner;
-    }
+    for (size_t i = 0; i < t->n_entries; i++)
+        wake_entry(b, t->entries[i], w);
 }
 
 static void dispatch(struct broker *b, struct wake_list *w)
@@ -634,6 +835,8 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     struct topic *t = e->t;
     size_t bytes = 0;
     pthread_mutex_lock(&t->lock);
+    if (e->member && e->pcursor <= t->phead)
+        bytes += pull_presence(e, out);
     uint64_t oldest = t->head - t->count + 1;
     if (e->cursor < oldest) {
         *lost = true; /* the history moved past this subscriber: it cannot keep up */
@@ -698,6 +901,7 @@ void broker_stats(struct broker *b, struct broker_stats *st)
     st->published = atomic_load(&b->published);
     st->delivered = atomic_load(&b->delivered);
     st->delivered_bytes = atomic_load(&b->delivered_bytes);
+    st->members = atomic_load(&b->members);
 }
 
 size_t broker_topics(struct broker *b, void (*fn)(const struct broker_topic_info *, void *),
@@ -708,8 +912,11 @@ size_t broker_topics(struct broker *b, void (*fn)(const struct broker_topic_info
     for (size_t i = 0; i < b->nbuckets && seen < max; i++) {
         for (struct topic *t = b->buckets[i]; t && seen < max; t = t->next, seen++) {
             pthread_mutex_lock(&t->lock);
-            struct broker_topic_info info = {
-                .name = t->name, .len = t->len, .offset = t->head, .subscribers = t->n_entries};
+            struct broker_topic_info info = {.name = t->name,
+                                             .len = t->len,
+                                             .offset = t->head,
+                                             .subscribers = t->n_entries,
+                                             .members = t->n_members};
             pthread_mutex_unlock(&t->lock);
             fn(&info, ctx);
         }

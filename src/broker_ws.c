@@ -23,6 +23,7 @@ static const char *const protocols[] = {PROTO_VERSION, NULL};
 struct session {
     struct broker_ws *bw;
     struct broker_session *bs;
+    char id[48]; /* the welcome's session id, also its presence identity */
 };
 
 void broker_ws_init(struct broker_ws *bw, struct broker *b, const struct herald_config *cfg)
@@ -63,10 +64,10 @@ static int on_open(struct conn *c, void *ctx)
         return -1;
     }
     c->app = s;
-    char id[48], out[REPLY_CAP];
-    snprintf(id, sizeof(id), "%s-%llu", bw->boot,
+    char out[REPLY_CAP];
+    snprintf(s->id, sizeof(s->id), "%s-%llu", bw->boot,
              (unsigned long long)atomic_fetch_add(&bw->sessions, 1) + 1);
-    reply(c, out, proto_welcome(out, sizeof(out), id));
+    reply(c, out, proto_welcome(out, sizeof(out), s->id));
     return 0;
 }
 
@@ -89,6 +90,8 @@ static const char *sub_error_code(int rc)
         return PROTO_E_TOO_MANY_SUBS;
     case BROKER_ENOTSUB:
         return PROTO_E_NOT_SUB;
+    case BROKER_EBADREQ:
+        return PROTO_E_BAD_REQUEST;
     default:
         return PROTO_E_INTERNAL;
     }
@@ -98,6 +101,11 @@ static void do_sub(struct conn *c, struct session *s, const struct proto_request
 {
     struct broker_sub_opts opts = {
         .recover = req->recover, .epoch = req->epoch, .offset = req->offset, .last = req->last};
+    char member[PROTO_INFO_MAX + 128];
+    if (req->presence) {
+        opts.member = member;
+        opts.member_len = proto_member(member, sizeof(member), s->id, req->info, req->info_len);
+    }
     struct broker_sub_result res;
     const char *why = NULL;
     int rc = broker_subscribe(s->bs, req->topic, req->topic_len, &opts, &res, &why);
@@ -155,6 +163,71 @@ static void do_pub(struct conn *c, struct session *s, const struct proto_request
     reply(c, out, proto_ack_pub(out, sizeof(out), req, res.offset, res.reach));
 }
 
+/* A presence answer, built in one growing buffer: its size depends on "limit". */
+struct growbuf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void grow_put(struct growbuf *g, const char *s, size_t n)
+{
+    if (g->failed)
+        return;
+    if (g->len + n > g->cap) {
+        size_t ncap = g->cap ? g->cap * 2 : 1024;
+        while (ncap < g->len + n)
+            ncap *= 2;
+        char *np = realloc(g->p, ncap);
+        if (!np) {
+            g->failed = true;
+            return;
+        }
+        g->p = np;
+        g->cap = ncap;
+    }
+    memcpy(g->p + g->len, s, n);
+    g->len += n;
+}
+
+static void put_member(const char *member, size_t len, void *ctx)
+{
+    struct growbuf *g = ctx;
+    if (g->p[g->len - 1] != '[')
+        grow_put(g, ",", 1);
+    grow_put(g, member, len);
+}
+
+static void do_presence(struct conn *c, struct session *s, const struct proto_request *req)
+{
+    bool wild = false;
+    const char *why = pattern_check(req->topic, req->topic_len, &wild);
+    if (why || wild) {
+        send_error(c, req, PROTO_E_BAD_TOPIC, why ? why : "presence needs an exact topic name");
+        return;
+    }
+    /* Count and members come from one look under the topic's lock; the count goes first in the
+     * answer, so the members are collected first and the head is put in front of them. */
+    struct growbuf list = {0};
+    grow_put(&list, "[", 1);
+    size_t count =
+        broker_presence(s->bw->broker, req->topic, req->topic_len, req->limit, put_member, &list);
+    grow_put(&list, "]}", 2);
+    char head[REPLY_CAP];
+    size_t hl = proto_ack_presence_head(head, sizeof(head), req, count);
+    struct growbuf all = {0};
+    if (hl > 0 && !list.failed) {
+        grow_put(&all, head, hl - 1); /* the head ends with the '[' the list starts with */
+        grow_put(&all, list.p, list.len);
+    }
+    if (hl == 0 || list.failed || all.failed)
+        send_error(c, req, PROTO_E_INTERNAL, "out of memory");
+    else
+        reply(c, all.p, all.len);
+    free(list.p);
+    free(all.p);
+}
+
 /* One request. Errors are answered and never close the connection. */
 static void handle_request(struct conn *c, struct session *s, const char *text, size_t len)
 {
@@ -174,6 +247,9 @@ static void handle_request(struct conn *c, struct session *s, const char *text, 
         break;
     case PROTO_PUB:
         do_pub(c, s, &req);
+        break;
+    case PROTO_PRESENCE:
+        do_presence(c, s, &req);
         break;
     case PROTO_PING:
         reply(c, out,

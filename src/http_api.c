@@ -1,6 +1,7 @@
 /* http_api.c - publishing over HTTP, the topic list and /metrics (see http_api.h). */
 #include "http_api.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "err.h"
 #include "http_handler.h"
 #include "proto.h"
+#include "topic.h"
 
 /* Topics listed by /api/topics at most (the response says when there are more). */
 #define TOPICS_MAX 10000
@@ -61,7 +63,8 @@ static bool path_is(const struct http_request *req, const char *path)
 
 int http_api_route(const struct http_request *req)
 {
-    return path_is(req, "/metrics") || path_is(req, "/api/publish") || path_is(req, "/api/topics");
+    return path_is(req, "/metrics") || path_is(req, "/api/publish") ||
+           path_is(req, "/api/topics") || path_is(req, "/api/presence");
 }
 
 int http_api_wants_body(const struct http_request *req)
@@ -215,6 +218,85 @@ static int handle_topics(const struct http_api *api, const struct http_request *
     return rc;
 }
 
+/* The value of query parameter `name`, percent-decoded into out[0..cap); its length, or -1 when
+ * absent, too long or badly encoded. '+' stays '+' (topic names have no spaces to encode). */
+static ssize_t query_param(const struct http_request *req, const char *name, char *out, size_t cap)
+{
+    const char *q = req->buf + req->query_off, *end = q + req->query_len;
+    size_t nlen = strlen(name);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - q) > nlen && memcmp(q, name, nlen) == 0 && q[nlen] == '=') {
+            size_t n = 0;
+            for (const char *p = q + nlen + 1; p < stop; p++) {
+                int c = (unsigned char)*p;
+                if (c == '%') {
+                    if (stop - p < 3 || !isxdigit((unsigned char)p[1]) ||
+                        !isxdigit((unsigned char)p[2]))
+                        return -1;
+                    char hex[3] = {p[1], p[2], 0};
+                    c = (int)strtol(hex, NULL, 16);
+                    p += 2;
+                }
+                if (n + 1 >= cap)
+                    return -1;
+                out[n++] = (char)c;
+            }
+            out[n] = '\0';
+            return (ssize_t)n;
+        }
+        q = stop + 1;
+    }
+    return -1;
+}
+
+static void list_member(const char *member, size_t len, void *ctx)
+{
+    struct topic_list *l = ctx;
+    if (l->n++)
+        text_put(l->t, ",", 1);
+    text_put(l->t, member, len);
+}
+
+/* GET /api/presence?topic=NAME[&limit=N]: the members of a topic, as the WebSocket query. */
+static int handle_presence(const struct http_api *api, const struct http_request *req,
+                           int keep_alive, struct outq *out)
+{
+    if (req->method != HTTP_GET)
+        return send_error(out, 405, keep_alive, "Allow: GET\r\n", "method_not_allowed", "use GET");
+    if (authorize(api, req, keep_alive, out) < 0)
+        return 0;
+    char topic[TOPIC_MAX_LEN + 1], num[16];
+    ssize_t tlen = query_param(req, "topic", topic, sizeof(topic));
+    if (tlen < 0)
+        return send_error(out, 400, keep_alive, NULL, PROTO_E_MISSING_FIELD,
+                          "give the topic: /api/presence?topic=NAME");
+    bool wild = false;
+    const char *why = pattern_check(topic, (size_t)tlen, &wild);
+    if (why || wild)
+        return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_TOPIC,
+                          why ? why : "presence needs an exact topic name");
+    unsigned long limit = PROTO_LIMIT_DEFAULT;
+    if (query_param(req, "limit", num, sizeof(num)) >= 0) {
+        char *e;
+        limit = strtoul(num, &e, 10);
+        if (!num[0] || *e || num[0] == '-' || limit > 1000)
+            return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_REQUEST,
+                              "limit must be an integer from 0 to 1000");
+    }
+    struct text t = {0};
+    struct topic_list l = {.t = &t};
+    text_put(&t, "{\"topic\":\"", 10);
+    text_put(&t, topic, (size_t)tlen); /* a valid name needs no escaping */
+    text_put(&t, "\",\"members\":[", 14);
+    size_t count = broker_presence(api->broker, topic, (size_t)tlen, limit, list_member, &l);
+    text_printf(&t, "],\"count\":%zu}", count);
+    int rc = t.failed ? -ENOMEM : http_json_response(out, 200, keep_alive, NULL, t.p, t.len);
+    free(t.p);
+    return rc;
+}
+
 static void metric(struct text *t, const char *name, const char *type, const char *help, uint64_t v)
 {
     text_printf(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
@@ -242,6 +324,8 @@ static int handle_metrics(const struct http_api *api, int keep_alive, struct out
     metric(&t, "herald_topics", "gauge", "Topics known to the broker.", st.topics);
     metric(&t, "herald_subscriptions", "gauge", "Subscriptions of all connections.",
            st.subscriptions);
+    metric(&t, "herald_presence_members", "gauge", "Presence memberships of all connections.",
+           st.members);
     metric(&t, "herald_messages_published_total", "counter", "Messages published.", st.published);
     metric(&t, "herald_messages_delivered_total", "counter", "Messages queued to subscribers.",
            st.delivered);
@@ -297,5 +381,7 @@ int http_api_handle(const struct http_api *api, const struct http_request *req,
     }
     if (path_is(req, "/api/topics"))
         return handle_topics(api, req, keep_alive, out);
+    if (path_is(req, "/api/presence"))
+        return handle_presence(api, req, keep_alive, out);
     return handle_publish(api, req, body, keep_alive, out);
 }

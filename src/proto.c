@@ -24,6 +24,7 @@
 /* Integers above this are not exact as doubles (cJSON's numbers); also JavaScript's limit. */
 #define SAFE_INT_MAX 9007199254740991.0 /* 2^53 - 1 */
 #define LAST_MAX     1000000.0
+#define LIMIT_MAX    1000.0
 
 /* ---- strict lexical scanner (input already accepted by cJSON) ---- */
 
@@ -139,8 +140,9 @@ static int scan_value(const char *s, size_t n, size_t *i)
 }
 
 /* The top-level members proto_parse looks at. */
-enum field { F_OP, F_ID, F_TOPIC, F_DATA, F_RECOVER, F_LAST, F_COUNT };
-static const char *const field_names[F_COUNT] = {"op", "id", "topic", "data", "recover", "last"};
+enum field { F_OP, F_ID, F_TOPIC, F_DATA, F_RECOVER, F_LAST, F_PRESENCE, F_LIMIT, F_COUNT };
+static const char *const field_names[F_COUNT] = {"op",      "id",   "topic",    "data",
+                                                 "recover", "last", "presence", "limit"};
 
 struct span {
     int member;        /* position among the object's members, -1 when absent */
@@ -150,20 +152,22 @@ struct span {
 /* Notes member `member` (key text s[k..k+klen), quotes excluded) if it is a known field. A key
  * written with escapes is never a field: only plain spellings are compared. */
 static void note_member(const char *key, size_t klen, int member, size_t start, size_t end,
-                        struct span *f)
+                        struct span *f, const char *const *names, int count)
 {
     if (memchr(key, '\\', klen))
         return;
-    for (int k = 0; k < F_COUNT; k++) {
-        if (strlen(field_names[k]) == klen && memcmp(field_names[k], key, klen) == 0) {
+    for (int k = 0; k < count; k++) {
+        if (strlen(names[k]) == klen && memcmp(names[k], key, klen) == 0) {
             f[k] = (struct span){.member = member, .start = start, .end = end};
             return; /* a later duplicate overwrites: the last occurrence counts */
         }
     }
 }
 
-/* Walks the members of the object opening at s[*i], noting known fields; advances *i past it. */
-static int scan_object(const char *s, size_t n, size_t *i, struct span *f)
+/* Walks the members of the object opening at s[*i], noting those named in names[0..count);
+ * advances *i past it. */
+static int scan_object(const char *s, size_t n, size_t *i, struct span *f, const char *const *names,
+                       int count)
 {
     size_t j = skip_ws(s, *i + 1, n);
     for (int member = 0; j < n && s[j] == '"'; member++) {
@@ -178,7 +182,7 @@ static int scan_object(const char *s, size_t n, size_t *i, struct span *f)
         j = start;
         if (scan_value(s, n, &j))
             return -1;
-        note_member(s + key + 1, klen, member, start, j, f);
+        note_member(s + key + 1, klen, member, start, j, f, names, count);
         j = skip_ws(s, j, n);
         if (j < n && s[j] == ',')
             j = skip_ws(s, j + 1, n);
@@ -196,7 +200,8 @@ static int scan_text(const char *s, size_t n, struct span *f, size_t *end)
     for (int k = 0; k < F_COUNT; k++)
         f[k] = (struct span){.member = -1};
     size_t i = skip_ws(s, 0, n);
-    int rc = i < n && s[i] == '{' ? scan_object(s, n, &i, f) : scan_value(s, n, &i);
+    int rc = i < n && s[i] == '{' ? scan_object(s, n, &i, f, field_names, F_COUNT)
+                                  : scan_value(s, n, &i);
     *end = i;
     return rc;
 }
@@ -242,8 +247,10 @@ static bool span_is(const char *text, const struct span *sp, const char *lit)
 static int check_op(const char *text, const struct span *sp, const cJSON *item,
                     struct proto_request *req, const char **code, const char **message)
 {
-    static const char *const ops[] = {"\"sub\"", "\"unsub\"", "\"pub\"", "\"ping\""};
-    static const enum proto_op values[] = {PROTO_SUB, PROTO_UNSUB, PROTO_PUB, PROTO_PING};
+    static const char *const ops[] = {"\"sub\"", "\"unsub\"", "\"pub\"", "\"ping\"",
+                                      "\"presence\""};
+    static const enum proto_op values[] = {PROTO_SUB, PROTO_UNSUB, PROTO_PUB, PROTO_PING,
+                                           PROTO_PRESENCE};
 
     if (!item)
         return fail(code, message, PROTO_E_MISSING_FIELD, "op is required");
@@ -255,7 +262,7 @@ static int check_op(const char *text, const struct span *sp, const cJSON *item,
             return 0;
         }
     }
-    return fail(code, message, PROTO_E_UNKNOWN_OP, "op must be sub, unsub, pub or ping");
+    return fail(code, message, PROTO_E_UNKNOWN_OP, "op must be sub, unsub, pub, presence or ping");
 }
 
 static int check_topic(const char *text, const struct span *sp, const cJSON *item,
@@ -305,6 +312,53 @@ static int check_last(const cJSON *item, struct proto_request *req, const char *
     return 0;
 }
 
+/* "presence": true, or an object whose optional "info" is an object of at most PROTO_INFO_MAX
+ * bytes, kept as its raw text (found by scanning the presence object as the top level is). */
+static int check_presence(const char *text, const struct span *sp, const cJSON *item,
+                          struct proto_request *req, const char **code, const char **message)
+{
+    static const char *const names[] = {"info"};
+    if (cJSON_IsTrue(item)) {
+        req->presence = true;
+        return 0;
+    }
+    if (cJSON_IsFalse(item))
+        return 0;
+    if (!cJSON_IsObject(item))
+        return fail(code, message, PROTO_E_BAD_REQUEST, "presence must be true or an object");
+    struct span info = {.member = -1};
+    size_t i = sp->start;
+    if (scan_object(text, sp->end, &i, &info, names, 1))
+        return fail(code, message, PROTO_E_BAD_JSON, "not valid JSON (RFC 8259)");
+    /* The member the scanner chose (the last plain spelling), by position, as the top level. */
+    const cJSON *it = NULL;
+    if (info.member >= 0) {
+        it = item->child;
+        for (int k = 0; it && k < info.member; k++)
+            it = it->next;
+    }
+    if (it && !cJSON_IsNull(it)) {
+        if (!cJSON_IsObject(it))
+            return fail(code, message, PROTO_E_BAD_REQUEST, "presence.info must be an object");
+        if (info.end - info.start > PROTO_INFO_MAX)
+            return fail(code, message, PROTO_E_BAD_REQUEST, "presence.info is over 256 bytes");
+        req->info = text + info.start;
+        req->info_len = info.end - info.start;
+    }
+    req->presence = true;
+    return 0;
+}
+
+static int check_limit(const cJSON *item, struct proto_request *req, const char **code,
+                       const char **message)
+{
+    uint64_t v;
+    if (!get_uint(item, LIMIT_MAX, &v))
+        return fail(code, message, PROTO_E_BAD_REQUEST, "limit must be an integer from 0 to 1000");
+    req->limit = (unsigned)v;
+    return 0;
+}
+
 /* Validates the members an op uses; `it` holds the cJSON value of each span's member. */
 static int check_fields(const char *text, const struct span *f, const cJSON *const *it,
                         bool publish_only, struct proto_request *req, const char **code,
@@ -336,6 +390,14 @@ static int check_fields(const char *text, const struct span *f, const cJSON *con
         return -1;
     if (req->op == PROTO_SUB && it[F_LAST] && check_last(it[F_LAST], req, code, message))
         return -1;
+    if (req->op == PROTO_SUB && it[F_PRESENCE] &&
+        check_presence(text, &f[F_PRESENCE], it[F_PRESENCE], req, code, message))
+        return -1;
+    if (req->op == PROTO_PRESENCE) {
+        req->limit = PROTO_LIMIT_DEFAULT;
+        if (it[F_LIMIT] && check_limit(it[F_LIMIT], req, code, message))
+            return -1;
+    }
     return 0;
 }
 
@@ -561,6 +623,30 @@ size_t proto_ack_sub(char *out, size_t cap, const struct proto_request *req, con
     put_u64(&w, replay);
     if (req->recover)
         put_lit(&w, recovered ? ",\"recovered\":true" : ",\"recovered\":false");
+    put_lit(&w, "}");
+    return finish(&w);
+}
+
+size_t proto_ack_presence_head(char *out, size_t cap, const struct proto_request *req, size_t count)
+{
+    struct wbuf w = {.p = out, .cap = cap};
+    put_ack_head(&w, "presence", req);
+    put_lit(&w, ",\"count\":");
+    put_u64(&w, count);
+    put_lit(&w, ",\"members\":[");
+    return finish(&w);
+}
+
+size_t proto_member(char *out, size_t cap, const char *session, const char *info, size_t info_len)
+{
+    struct wbuf w = {.p = out, .cap = cap};
+    put_lit(&w, "{\"session\":");
+    put_cstring(&w, session);
+    put_lit(&w, ",\"info\":");
+    if (info)
+        put(&w, info, info_len);
+    else
+        put_lit(&w, "null");
     put_lit(&w, "}");
     return finish(&w);
 }

@@ -168,9 +168,17 @@ static int check_node(struct schema *s, const cJSON *node, const char *where, bo
         } else if (strcmp(kw, "minimum") == 0) {
             if (!cJSON_IsNumber(k))
                 return load_fail(s, "%s/minimum must be a number", where);
-        } else if (strcmp(kw, "maxLength") == 0) {
+        } else if (strcmp(kw, "maximum") == 0) {
+            if (!cJSON_IsNumber(k))
+                return load_fail(s, "%s/maximum must be a number", where);
+        } else if (strcmp(kw, "maxLength") == 0 || strcmp(kw, "maxItems") == 0) {
             if (!is_nonneg_integer(k))
-                return load_fail(s, "%s/maxLength must be a non-negative integer", where);
+                return load_fail(s, "%s/%s must be a non-negative integer", where, kw);
+        } else if (strcmp(kw, "items") == 0) {
+            char sub[PATH_CAP];
+            snprintf(sub, sizeof(sub), "%s/items", where);
+            if (check_node(s, k, sub, false))
+                return -1;
         } else if (strcmp(kw, "pattern") == 0) {
             if (!cJSON_IsString(k))
                 return load_fail(s, "%s/pattern must be a string", where);
@@ -498,6 +506,26 @@ static int v_object(struct vctx *c, const cJSON *sch, const cJSON *v)
     return 0;
 }
 
+static int v_array(struct vctx *c, const cJSON *sch, const cJSON *v)
+{
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(sch, "maxItems");
+    if (k && (double)cJSON_GetArraySize(v) > k->valuedouble)
+        return vfail(c, "maxItems", false, "%d items, more than %g", cJSON_GetArraySize(v),
+                     k->valuedouble);
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(sch, "items");
+    int i = 0;
+    for (const cJSON *e = v->child; items && e; e = e->next, i++) {
+        size_t iold = push(c->ipath, &c->ilen, "[%d]", i);
+        size_t sold = push(c->spath, &c->slen, "/items");
+        int rc = validate(c, items, e);
+        pop(c->ipath, &c->ilen, iold);
+        pop(c->spath, &c->slen, sold);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static int validate(struct vctx *c, const cJSON *sch, const cJSON *v)
 {
     if (++c->depth > MAX_DEPTH) {
@@ -536,6 +564,14 @@ static int validate(struct vctx *c, const cJSON *sch, const cJSON *v)
         vfail(c, "minimum", false, "%s is below the minimum %g", shown, k->valuedouble);
         goto out;
     }
+    if ((k = cJSON_GetObjectItemCaseSensitive(sch, "maximum")) && cJSON_IsNumber(v) &&
+        !(v->valuedouble <= k->valuedouble)) {
+        show(v, shown, sizeof(shown));
+        vfail(c, "maximum", false, "%s is above the maximum %g", shown, k->valuedouble);
+        goto out;
+    }
+    if (cJSON_IsArray(v) && v_array(c, sch, v))
+        goto out;
     if (cJSON_IsString(v)) {
         if ((k = cJSON_GetObjectItemCaseSensitive(sch, "maxLength")) &&
             (double)utf8_length(v->valuestring) > k->valuedouble) {

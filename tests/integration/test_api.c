@@ -162,6 +162,62 @@ Test(api, topics_lists_subscribers_and_offsets)
     resp_free(&r);
 }
 
+/* GETs path with the key; the response's status, its JSON in *j (caller deletes). */
+static int get_json(const char *path, cJSON **j)
+{
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "GET %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY "\r\n\r\n", path);
+    struct http_resp r;
+    cr_assert_eq(http_once(srv.port, req, &r), 0);
+    int status = r.status;
+    *j = json_of(&r);
+    resp_free(&r);
+    return status;
+}
+
+Test(api, presence_lists_members)
+{
+    struct wsc c;
+    char head[2048];
+    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0); /* welcome */
+    wsc_frame_free(&f);
+    const char *sub =
+        "{\"op\":\"sub\",\"topic\":\"lobby:1\",\"presence\":{\"info\":{\"n\":\"ann\"}}}";
+    wsc_send(&c, WS_OP_TEXT, sub, strlen(sub));
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0); /* ack */
+    wsc_frame_free(&f);
+
+    cJSON *j;
+    cr_assert_eq(get_json("/api/presence?topic=lobby%3A1", &j), 200); /* percent-decoded */
+    cr_assert_eq(cJSON_GetObjectItem(j, "count")->valueint, 1);
+    cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "members"), 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "info"), "n")->valuestring, "ann");
+    cJSON_Delete(j);
+    cr_assert_eq(get_json("/api/presence?limit=0&topic=lobby:1", &j), 200);
+    cr_assert_eq(cJSON_GetObjectItem(j, "count")->valueint, 1);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "members")), 0);
+    cJSON_Delete(j);
+    cr_assert_eq(get_json("/api/presence?topic=empty.room", &j), 200);
+    cr_assert_eq(cJSON_GetObjectItem(j, "count")->valueint, 0);
+    cJSON_Delete(j);
+    const char *bad[] = {"/api/presence", "/api/presence?topic=a.*", "/api/presence?topic=a%20b",
+                         "/api/presence?topic=a&limit=1001", "/api/presence?topic=a&limit=x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(get_json(bad[i], &j), 400, "%s", bad[i]);
+        cr_assert_not_null(cJSON_GetObjectItem(j, "error"), "%s", bad[i]);
+        cJSON_Delete(j);
+    }
+    struct http_resp r;
+    cr_assert_eq(http_once(srv.port, "GET /api/presence?topic=a HTTP/1.1\r\nHost: t\r\n\r\n", &r),
+                 0);
+    cr_assert_eq(r.status, 401, "the key is needed");
+    resp_free(&r);
+    wsc_close(&c);
+}
+
 /* The value of a metric line "name value" (or name{labels} value). */
 static double metric(const char *text, const char *name)
 {

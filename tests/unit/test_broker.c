@@ -356,3 +356,144 @@ Test(broker, resubscribing_never_skips_undelivered_messages)
     broker_session_free(s);
     broker_free(b);
 }
+
+/* ---- presence ---- */
+
+static int sub_member(struct broker_session *s, const char *topic, const char *member)
+{
+    struct broker_sub_result res;
+    struct broker_sub_opts o = {.member = member, .member_len = strlen(member)};
+    const char *why;
+    return broker_subscribe(s, topic, strlen(topic), &o, &res, &why);
+}
+
+struct listing {
+    char text[4096];
+    int n;
+};
+
+static void list_member(const char *m, size_t len, void *ctx)
+{
+    struct listing *l = ctx;
+    size_t at = strlen(l->text);
+    snprintf(l->text + at, sizeof(l->text) - at, "%.*s;", (int)len, m);
+    l->n++;
+}
+
+Test(broker, presence_join_leave_and_count)
+{
+    struct broker *b = mk(10);
+    struct owner oa = {0}, ob = {0}, oc = {0};
+    struct broker_session *a = broker_session_new(b, &oa), *bb = broker_session_new(b, &ob),
+                          *c = broker_session_new(b, &oc);
+    cr_assert_eq(sub(c, "room", NULL), 0, "a plain subscriber");
+    cr_assert_eq(sub_member(a, "room", "{\"session\":\"a\"}"), 0);
+    char *got = pull_all(a, NULL);
+    cr_assert_str_eq(got, "", "no own join");
+    free(got);
+    cr_assert_eq(sub_member(bb, "room", "{\"session\":\"b\"}"), 0);
+    cr_assert_eq(atomic_load(&oa.wakes), 1, "the member is woken by the join");
+    got = pull_all(a, NULL);
+    cr_assert_str_eq(got,
+                     "{\"type\":\"join\",\"topic\":\"room\",\"member\":{\"session\":\"b\"}}\n");
+    free(got);
+    got = pull_all(c, NULL);
+    cr_assert_str_eq(got, "", "non-members get no events");
+    free(got);
+    cr_assert_eq(atomic_load(&oc.wakes), 0);
+
+    struct listing l = {0};
+    cr_assert_eq(broker_presence(b, "room", 4, 100, list_member, &l), 2);
+    cr_assert_eq(l.n, 2);
+    cr_assert(strstr(l.text, "{\"session\":\"a\"};") && strstr(l.text, "{\"session\":\"b\"};"));
+    struct listing none = {0};
+    cr_assert_eq(broker_presence(b, "room", 4, 0, list_member, &none), 2, "count only");
+    cr_assert_eq(none.n, 0);
+    cr_assert_eq(broker_presence(b, "nowhere", 7, 10, list_member, &none), 0);
+    cr_assert_eq(broker_presence(b, "bad topic", 9, 10, list_member, &none), 0);
+
+    /* again with presence: nothing changes, no second join */
+    cr_assert_eq(sub_member(bb, "room", "{\"session\":\"b2\"}"), 0);
+    got = pull_all(a, NULL);
+    cr_assert_str_eq(got, "");
+    free(got);
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_eq(st.members, 2);
+
+    cr_assert_eq(broker_unsubscribe(bb, "room", 4), 0);
+    got = pull_all(a, NULL);
+    cr_assert_str_eq(got,
+                     "{\"type\":\"leave\",\"topic\":\"room\",\"member\":{\"session\":\"b\"}}\n");
+    free(got);
+    cr_assert_eq(sub_member(bb, "room", "{\"session\":\"b\"}"), 0);
+    broker_session_free(bb); /* closing leaves too */
+    got = pull_all(a, NULL);
+    cr_assert_str_eq(got,
+                     "{\"type\":\"join\",\"topic\":\"room\",\"member\":{\"session\":\"b\"}}\n"
+                     "{\"type\":\"leave\",\"topic\":\"room\",\"member\":{\"session\":\"b\"}}\n");
+    free(got);
+    cr_assert_eq(broker_presence(b, "room", 4, 100, list_member, &none), 1);
+    broker_session_free(a);
+    broker_session_free(c);
+    broker_stats(b, &st);
+    cr_assert_eq(st.members, 0);
+    broker_free(b);
+}
+
+Test(broker, presence_rules)
+{
+    struct broker *b = mk(10);
+    struct owner oa = {0}, ob = {0};
+    struct broker_session *a = broker_session_new(b, &oa), *bb = broker_session_new(b, &ob);
+    cr_assert_eq(sub_member(a, "room.*", "{}"), BROKER_EBADREQ, "exact names only");
+    /* membership goes with the exact subscription, even when a wildcard keeps the topic */
+    cr_assert_eq(sub(bb, "room.>", NULL), 0);
+    cr_assert_eq(sub_member(bb, "room.1", "{\"session\":\"b\"}"), 0);
+    cr_assert_eq(sub_member(a, "room.1", "{\"session\":\"a\"}"), 0);
+    cr_assert_eq(broker_unsubscribe(bb, "room.1", 6), 0);
+    char *got = pull_all(a, NULL);
+    cr_assert_str_eq(got,
+                     "{\"type\":\"leave\",\"topic\":\"room.1\",\"member\":{\"session\":\"b\"}}\n");
+    free(got);
+    struct listing l = {0};
+    cr_assert_eq(broker_presence(b, "room.1", 6, 10, list_member, &l), 1);
+    cr_assert_str_eq(l.text, "{\"session\":\"a\"};");
+    pub(b, "room.1", "1", NULL);
+    got = pull_all(bb, NULL);
+    cr_assert(strstr(got, "\"type\":\"msg\""), "the wildcard still delivers messages");
+    cr_assert_null(strstr(got, "\"type\":\"join\""), "but no presence events");
+    free(got);
+    broker_session_free(a);
+    broker_session_free(bb);
+    broker_free(b);
+}
+
+Test(broker, presence_lost_when_a_member_falls_behind)
+{
+    struct broker *b = mk(10);
+    struct owner oa = {0}, ob = {0};
+    struct broker_session *a = broker_session_new(b, &oa), *bb = broker_session_new(b, &ob);
+    cr_assert_eq(sub_member(a, "room", "{\"session\":\"a\"}"), 0);
+    /* PRESENCE_EVENTS + 2 joins and leaves happen before the member reads any */
+    for (int i = 0; i < PRESENCE_EVENTS / 2 + 1; i++) {
+        cr_assert_eq(sub_member(bb, "room", "{\"session\":\"b\"}"), 0);
+        cr_assert_eq(broker_unsubscribe(bb, "room", 4), 0);
+    }
+    char *got = pull_all(a, NULL);
+    const char *lost = "{\"type\":\"presence_lost\",\"topic\":\"room\"}\n";
+    cr_assert_eq(strncmp(got, lost, strlen(lost)), 0, "told first: %.80s", got);
+    int events = 0;
+    for (const char *p = got; (p = strstr(p, "\"member\"")); p++)
+        events++;
+    cr_assert_eq(events, PRESENCE_EVENTS, "then every event still kept");
+    free(got);
+    cr_assert_eq(sub_member(bb, "room", "{\"session\":\"b\"}"), 0);
+    got = pull_all(a, NULL);
+    cr_assert_str_eq(got, "{\"type\":\"join\",\"topic\":\"room\",\"member\":{\"session\":\"b\"}}\n",
+                     "and from then on, events as usual");
+    free(got);
+    broker_session_free(a);
+    broker_session_free(bb);
+    broker_free(b);
+}

@@ -563,6 +563,89 @@ Test(proto_parse, last_errors)
     }
 }
 
+Test(proto_parse, sub_with_presence)
+{
+    struct parsed p = parse_ok("{\"op\":\"sub\",\"topic\":\"room\",\"presence\":true}");
+    cr_assert(p.req.presence);
+    cr_assert_null(p.req.info);
+    parsed_free(&p);
+    /* info passes through byte for byte, spacing and number spelling included */
+    p = parse_ok("{\"op\":\"sub\",\"topic\":\"room\",\"presence\":{\"info\": {\"name\":\"ann\","
+                 " \"n\":1.50}}}");
+    cr_assert(p.req.presence);
+    assert_span(&p, p.req.info, p.req.info_len, "{\"name\":\"ann\", \"n\":1.50}");
+    parsed_free(&p);
+    p = parse_ok("{\"op\":\"sub\",\"topic\":\"room\",\"presence\":{}}");
+    cr_assert(p.req.presence);
+    cr_assert_null(p.req.info);
+    parsed_free(&p);
+    p = parse_ok("{\"op\":\"sub\",\"topic\":\"room\",\"presence\":{\"info\":null}}");
+    cr_assert(p.req.presence);
+    cr_assert_null(p.req.info);
+    parsed_free(&p);
+    p = parse_ok("{\"op\":\"sub\",\"topic\":\"room\",\"presence\":false}");
+    cr_assert_not(p.req.presence);
+    parsed_free(&p);
+    /* the last plain "info" counts; an escaped spelling is an unknown field */
+    p = parse_ok("{\"op\":\"sub\",\"topic\":\"room\",\"presence\":{\"info\":{\"a\":1},"
+                 "\"\\u0069nfo\":{\"b\":2}}}");
+    assert_span(&p, p.req.info, p.req.info_len, "{\"a\":1}");
+    parsed_free(&p);
+    /* presence means nothing on other ops */
+    p = parse_ok("{\"op\":\"pub\",\"topic\":\"room\",\"data\":1,\"presence\":7}");
+    cr_assert_not(p.req.presence);
+    parsed_free(&p);
+}
+
+Test(proto_parse, presence_errors)
+{
+    const char *bad[] = {
+        "1", "\"yes\"", "null", "[]", "{\"info\":1}", "{\"info\":\"ann\"}", "{\"info\":[]}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char buf[128];
+        snprintf(buf, sizeof(buf), "{\"op\":\"sub\",\"topic\":\"a\",\"presence\":%s}", bad[i]);
+        expect_error(buf, PROTO_E_BAD_REQUEST);
+    }
+    /* info up to 256 bytes, not one more */
+    char info[300], buf[400];
+    for (size_t n = 255; n <= 257; n++) {
+        memset(info, 'x', sizeof(info));
+        memcpy(info, "{\"k\":\"", 6);
+        memcpy(info + n - 2, "\"}", 3);
+        snprintf(buf, sizeof(buf), "{\"op\":\"sub\",\"topic\":\"a\",\"presence\":{\"info\":%s}}",
+                 info);
+        if (n <= PROTO_INFO_MAX) {
+            struct parsed p = parse_ok(buf);
+            cr_assert_eq(p.req.info_len, n);
+            parsed_free(&p);
+        } else {
+            expect_error(buf, PROTO_E_BAD_REQUEST);
+        }
+    }
+}
+
+Test(proto_parse, presence_query)
+{
+    struct parsed p = parse_ok("{\"op\":\"presence\",\"topic\":\"room\",\"id\":4}");
+    cr_assert_eq(p.req.op, PROTO_PRESENCE);
+    cr_assert_eq(p.req.limit, PROTO_LIMIT_DEFAULT);
+    assert_span(&p, p.req.topic, p.req.topic_len, "room");
+    parsed_free(&p);
+    p = parse_ok("{\"op\":\"presence\",\"topic\":\"room\",\"limit\":0}");
+    cr_assert_eq(p.req.limit, 0);
+    parsed_free(&p);
+    p = parse_ok("{\"op\":\"presence\",\"topic\":\"room\",\"limit\":1000}");
+    cr_assert_eq(p.req.limit, 1000);
+    parsed_free(&p);
+    expect_error("{\"op\":\"presence\"}", PROTO_E_MISSING_FIELD);
+    const char *bad[] = {"-1", "1001", "2.5", "\"5\"", "null"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char buf[128];
+        snprintf(buf, sizeof(buf), "{\"op\":\"presence\",\"topic\":\"a\",\"limit\":%s}", bad[i]);
+        expect_error(buf, PROTO_E_BAD_REQUEST);
+    }
+}
+
 /* ---- replies ---- */
 
 /* Writes with the writer at every capacity up to the needed one, into a buffer ending at a guard
@@ -808,6 +891,23 @@ Test(proto_reply, one_kib_plus_id_and_topic_always_fits)
 }
 
 /* ---- escaping ---- */
+
+Test(proto_reply, presence_head_and_member)
+{
+    struct parsed p = parse_ok("{\"op\":\"presence\",\"topic\":\"room\",\"id\":\"q\"}");
+    char out[512];
+    size_t n = proto_ack_presence_head(out, sizeof(out), &p.req, 3);
+    cr_assert_str_eq(out, "{\"type\":\"ack\",\"op\":\"presence\",\"id\":\"q\",\"topic\":\"room\","
+                          "\"count\":3,\"members\":[");
+    cr_assert_eq(n, strlen(out));
+    parsed_free(&p);
+    n = proto_member(out, sizeof(out), "s-1", "{\"name\":\"ann\"}", 14);
+    cr_assert_str_eq(out, "{\"session\":\"s-1\",\"info\":{\"name\":\"ann\"}}");
+    cr_assert_eq(n, strlen(out));
+    proto_member(out, sizeof(out), "s-\"2", NULL, 0);
+    cr_assert_str_eq(out, "{\"session\":\"s-\\\"2\",\"info\":null}");
+    cr_assert_eq(proto_member(out, 10, "s-1", NULL, 0), 0, "does not fit");
+}
 
 Test(proto_json_escape, escapes_quotes_backslashes_and_controls)
 {
