@@ -17,6 +17,11 @@
  * and a session left with a backlog (budget reached) is woken by the next publish again, which is
  * how its owner notices a subscriber that stopped reading.
  *
+ * Compression: when a topic has subscribers whose connections negotiated permessage-deflate (no
+ * context takeover, 15-bit window), each message is also compressed once, by its publisher, into
+ * a second shared frame (RSV1 set) that those subscribers receive instead; the others get the
+ * plain one. Small messages, and messages deflate does not shrink, go out plain to everybody.
+ *
  * Presence: a subscription to an exact name may make its session a member of the topic, described
  * by a member JSON object the caller builds. Joins and leaves go into a second, small log per
  * topic (PRESENCE_EVENTS entries) that members pull like messages; a member further behind than
@@ -73,6 +78,9 @@ void broker_free(struct broker *b);
 
 /* broker_session_new - subscriptions of one connection (`owner`, passed to the hooks). */
 struct broker_session *broker_session_new(struct broker *b, void *owner);
+/* broker_session_set_compression - the session's connection takes compressed deliveries (see
+ * above). Only before its first subscription; ignored after. */
+void broker_session_set_compression(struct broker_session *s, bool on);
 /* broker_session_free - unsubscribes everything and frees the session. After it returns no wake
  * for this owner is dispatched any more (batches already dispatched still hold references). */
 void broker_session_free(struct broker_session *s);

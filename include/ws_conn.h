@@ -15,6 +15,7 @@
 #ifndef HERALD_WS_CONN_H
 #define HERALD_WS_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,6 +76,11 @@ int ws_send(struct conn *c, uint8_t opcode, const void *data, size_t len);
 /* ws_send_dmsg - queues the unconsumed bytes of msg as one message, taking its buffers (no copy
  * unless it is compressed). Returns 0 or -ENOMEM. */
 int ws_send_dmsg(struct conn *c, uint8_t opcode, struct dmsg *msg);
+
+/* ws_conn_shared_deflate - true when c negotiated permessage-deflate in a form that lets it take
+ * frames compressed once for many receivers: no server context (always so) and the full 15-bit
+ * window (a client that asked for a smaller one is sent such frames uncompressed). */
+bool ws_conn_shared_deflate(const struct conn *c);
 
 /* ws_close - queues a close frame with `code` and a short static `reason`, after which the
  * connection reads nothing more and closes once it is sent. */

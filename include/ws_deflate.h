@@ -90,6 +90,21 @@ int ws_deflate_message(const uint8_t *in, size_t len, int window_bits, uint8_t *
 int ws_deflate_iov(const struct iovec *iov, int iovcnt, int window_bits, uint8_t *out,
                    size_t out_cap, size_t *out_len);
 
+/*
+ * ws_deflate_part - compresses a message in pieces, at different times, on the calling thread's
+ * deflater for `window_bits`: `first` starts a new message (no context from earlier ones), each
+ * piece ends with a sync flush so the output so far is complete, and `last` strips the final
+ * 00 00 FF FF as ws_deflate_message does. The broker compresses a delivery's body before it knows
+ * the message's offset, and only the few bytes of the offset under the topic's lock. Between the
+ * first and the last piece the thread must not compress anything else with the same window bits.
+ * The last piece must not be empty (after a flush, zlib writes nothing for no input, so there
+ * would be no tail to strip: HERALD_ELIMIT).
+ * Writes this piece's output to out[0..*out_len). Returns 0, HERALD_ELIMIT (out too small; the
+ * message cannot be finished: send it uncompressed) or -ENOMEM.
+ */
+int ws_deflate_part(const uint8_t *in, size_t len, int window_bits, bool first, bool last,
+                    uint8_t *out, size_t out_cap, size_t *out_len);
+
 /* ws_deflate_thread_cleanup - frees the calling thread's cached deflater (call before a worker
  * thread exits). */
 void ws_deflate_thread_cleanup(void);

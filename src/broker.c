@@ -18,15 +18,19 @@
 #include <time.h>
 
 #include "topic.h"
+#include "ws_deflate.h"
 #include "ws_frame.h"
 
 #define RING_MIN    16
 #define HEADER_ROOM 10 /* the largest server frame header */
 #define TAIL_ROOM   32 /* ,"offset":<20 digits>} */
+/* Deliveries shorter than this are not compressed: deflate would barely shrink them. */
+#define ZFRAME_MIN 128
 
 struct slot {
     struct obuf *frame;
-    uint64_t ms; /* when it was published (monotonic), for the TTL */
+    struct obuf *zframe; /* the same message compressed (permessage-deflate), or NULL */
+    uint64_t ms;         /* when it was published (monotonic), for the TTL */
 };
 
 struct topic;
@@ -54,6 +58,7 @@ struct topic {
     char *name;
     size_t len;
     char epoch[32];
+    atomic_uint n_deflate; /* entries of sessions that take compressed frames */
     pthread_mutex_t lock;
     uint64_t head;     /* last offset, 0 before the first message */
     struct slot *ring; /* offsets head-count+1 .. head, at (offset % cap) */
@@ -80,6 +85,7 @@ struct broker_session {
     struct broker *b;
     void *owner;
     atomic_int wake_pending; /* a wake is on its way: publishes need not send another */
+    bool deflate;            /* takes compressed deliveries (set before subscribing) */
     pthread_mutex_t lock;
     struct entry *entries;
     struct pattern *patterns;
@@ -142,8 +148,10 @@ struct broker *broker_new(const struct broker_config *cfg, const struct broker_h
 
 static void topic_free(struct topic *t)
 {
-    for (size_t i = 0; i < t->count; i++)
+    for (size_t i = 0; i < t->count; i++) {
         obuf_unref(t->ring[(t->head - i) % t->cap].frame);
+        obuf_unref(t->ring[(t->head - i) % t->cap].zframe);
+    }
     free(t->ring);
     for (size_t i = 0; i < t->pcount; i++)
         obuf_unref(t->pring[(t->phead - i) % t->pcap]);
@@ -305,6 +313,8 @@ static int entry_attach(struct broker_session *s, struct topic *t, bool exact, s
         }
         e->tidx = t->n_entries;
         t->entries[t->n_entries++] = e;
+        if (s->deflate)
+            atomic_fetch_add(&t->n_deflate, 1);
         e->cursor = t->head + 1;
         pthread_mutex_unlock(&t->lock);
         e->snext = s->entries;
@@ -334,6 +344,8 @@ static void entry_detach(struct broker_session *s, struct entry *e, bool exact, 
     struct entry *last = t->entries[--t->n_entries];
     t->entries[e->tidx] = last;
     last->tidx = e->tidx;
+    if (s->deflate)
+        atomic_fetch_sub(&t->n_deflate, 1);
     pthread_mutex_unlock(&t->lock);
     for (struct entry **pp = &s->entries; *pp; pp = &(*pp)->snext) {
         if (*pp == e) {
@@ -346,12 +358,13 @@ static void entry_detach(struct broker_session *s, struct entry *e, bool exact, 
 
 /* ---- presence (caller holds the session's lock; these take the topic's) ---- */
 
-/* Finishes a frame built from HEADER_ROOM on: puts the WebSocket header in front. */
-static void frame_seal(struct obuf *f)
+/* Finishes a frame built from HEADER_ROOM on: puts the WebSocket header in front (RSV1 for a
+ * compressed payload). */
+static void frame_seal(struct obuf *f, bool compressed)
 {
     uint8_t hdr[HEADER_ROOM];
     size_t payload = f->len - HEADER_ROOM;
-    size_t hl = ws_frame_header_encode(hdr, true, false, WS_OP_TEXT, payload, NULL);
+    size_t hl = ws_frame_header_encode(hdr, true, compressed, WS_OP_TEXT, payload, NULL);
     f->start = (uint32_t)(HEADER_ROOM - hl);
     memcpy(f->data + f->start, hdr, hl);
 }
@@ -374,7 +387,7 @@ static struct obuf *event_frame(const char *type, const struct topic *t, const c
         obuf_put(f, member, mlen);
     }
     obuf_puts(f, "}");
-    frame_seal(f);
+    frame_seal(f, false);
     return f;
 }
 
@@ -517,6 +530,13 @@ struct broker_session *broker_session_new(struct broker *b, void *owner)
     s->owner = owner;
     pthread_mutex_init(&s->lock, NULL);
     return s;
+}
+
+void broker_session_set_compression(struct broker_session *s, bool on)
+{
+    pthread_mutex_lock(&s->lock);
+    s->deflate = on && !s->entries;
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void unlink_pattern(struct broker *b, struct pattern *p)
@@ -739,11 +759,51 @@ static void frame_finish(struct obuf *f, uint64_t offset)
     obuf_puts(f, ",\"offset\":");
     obuf_putu(f, offset);
     obuf_puts(f, "}");
-    frame_seal(f);
+    frame_seal(f, false);
 }
 
-/* Appends f as the topic's next message, evicting the oldest if the ring is full. */
-static int ring_push(struct broker *b, struct topic *t, struct obuf *f)
+/* The compressed twin of frame f, started before the topic's lock: everything but the offset is
+ * compressed now (the expensive part), on this thread's deflater. NULL when not worth it. */
+static struct obuf *zframe_start(const struct obuf *f)
+{
+    size_t plain = f->len - HEADER_ROOM;
+    if (plain + TAIL_ROOM < ZFRAME_MIN)
+        return NULL;
+    size_t cap = plain + TAIL_ROOM + 64; /* deflate's worst case is a few bytes per 16 KiB */
+    struct obuf *z = obuf_new(HEADER_ROOM + cap + cap / 1024);
+    if (!z)
+        return NULL;
+    size_t n = 0;
+    if (ws_deflate_part((const uint8_t *)f->data + HEADER_ROOM, plain, 15, true, false,
+                        (uint8_t *)z->data + HEADER_ROOM, z->cap - HEADER_ROOM - TAIL_ROOM,
+                        &n) < 0) {
+        obuf_unref(z);
+        return NULL;
+    }
+    z->start = z->len = (uint32_t)(HEADER_ROOM + n);
+    return z;
+}
+
+/* Compresses the tail frame_finish added to f (from byte `from`) and seals z; NULL when it does
+ * not fit or did not make the message smaller (subscribers then get f). Under the topic's lock,
+ * on the thread that started z. */
+static struct obuf *zframe_finish(struct obuf *z, const struct obuf *f, size_t from)
+{
+    size_t n = 0;
+    int rc = ws_deflate_part((const uint8_t *)f->data + from, f->len - from, 15, false, true,
+                             (uint8_t *)z->data + z->len, z->cap - z->len, &n);
+    z->len += (uint32_t)n;
+    if (rc < 0 || z->len - HEADER_ROOM >= f->len - HEADER_ROOM) {
+        obuf_unref(z);
+        return NULL;
+    }
+    frame_seal(z, true);
+    return z;
+}
+
+/* Appends f (and its compressed twin z, or NULL) as the topic's next message, evicting the
+ * oldest if the ring is full. */
+static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct obuf *z)
 {
     if (t->count == t->cap && t->cap < b->cfg.history_size) {
         size_t ncap = t->cap ? t->cap * 2 : RING_MIN;
@@ -759,11 +819,13 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f)
         t->cap = ncap;
     }
     uint64_t off = t->head + 1;
-    if (t->count == t->cap)
-        obuf_unref(t->ring[off % t->cap].frame); /* the oldest gives way */
-    else
+    if (t->count == t->cap) { /* the oldest gives way */
+        obuf_unref(t->ring[off % t->cap].frame);
+        obuf_unref(t->ring[off % t->cap].zframe);
+    } else {
         t->count++;
-    t->ring[off % t->cap] = (struct slot){.frame = f, .ms = now_ms()};
+    }
+    t->ring[off % t->cap] = (struct slot){.frame = f, .zframe = z, .ms = now_ms()};
     t->head = off;
     return 0;
 }
@@ -806,10 +868,15 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
         *why = "out of memory";
         return BROKER_ENOMEM;
     }
+    /* Compressed once for every subscriber that takes it, outside the lock but for the offset. */
+    struct obuf *z = atomic_load(&t->n_deflate) ? zframe_start(f) : NULL;
+    size_t body = f->len;
     struct wake_list w = {0};
     pthread_mutex_lock(&t->lock);
     frame_finish(f, t->head + 1);
-    int rc = ring_push(b, t, f);
+    if (z)
+        z = zframe_finish(z, f, body);
+    int rc = ring_push(b, t, f, z);
     if (rc == 0) {
         res->offset = t->head;
         res->reach = (unsigned)t->n_entries;
@@ -818,6 +885,7 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
     pthread_mutex_unlock(&t->lock);
     if (rc < 0) {
         obuf_unref(f);
+        obuf_unref(z);
         *why = "out of memory";
         return rc;
     }
@@ -843,7 +911,8 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
         e->cursor = oldest;
     }
     while (e->cursor <= t->head && (bytes < budget || bytes == 0)) {
-        struct obuf *f = t->ring[e->cursor % t->cap].frame;
+        const struct slot *sl = &t->ring[e->cursor % t->cap];
+        struct obuf *f = e->s->deflate && sl->zframe ? sl->zframe : sl->frame;
         if (outq_push_take(out, obuf_ref(f)) < 0)
             break;
         bytes += f->len - f->start;

@@ -63,6 +63,7 @@ static int on_open(struct conn *c, void *ctx)
         free(s);
         return -1;
     }
+    broker_session_set_compression(s->bs, ws_conn_shared_deflate(c));
     c->app = s;
     char out[REPLY_CAP];
     snprintf(s->id, sizeof(s->id), "%s-%llu", bw->boot,

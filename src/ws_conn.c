@@ -223,6 +223,12 @@ int ws_send_dmsg(struct conn *c, uint8_t opcode, struct dmsg *msg)
     return outq_push_dmsg_take(&c->out, msg);
 }
 
+bool ws_conn_shared_deflate(const struct conn *c)
+{
+    return c->ws->deflate && c->ws->params.server_no_context_takeover &&
+           c->ws->params.server_max_window_bits == 15;
+}
+
 int ws_send(struct conn *c, uint8_t opcode, const void *data, size_t len)
 {
     if (c->ws->deflate && len >= DEFLATE_MIN) {

@@ -463,6 +463,30 @@ int ws_deflate_iov(const struct iovec *iov, int iovcnt, int window_bits, uint8_t
     return 0;
 }
 
+int ws_deflate_part(const uint8_t *in, size_t len, int window_bits, bool first, bool last,
+                    uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    int bits = window_bits < 9 ? 9 : window_bits > 15 ? 15 : window_bits;
+    z_stream *zs = thread_deflater(bits);
+    if (!zs)
+        return -ENOMEM;
+    if (first)
+        deflateReset(zs);
+    uLong before = zs->total_out;
+    struct iovec iov = {.iov_base = (void *)in, .iov_len = len};
+    int rc = deflate_all(zs, &iov, 1, out, out_cap);
+    if (rc < 0)
+        return rc;
+    size_t n = (size_t)(zs->total_out - before);
+    if (last) {
+        if (n < 4 || memcmp(out + n - 4, "\x00\x00\xff\xff", 4) != 0)
+            return HERALD_ELIMIT;
+        n -= 4;
+    }
+    *out_len = n;
+    return 0;
+}
+
 int ws_deflate_message(const uint8_t *in, size_t len, int window_bits, uint8_t *out, size_t out_cap,
                        size_t *out_len)
 {

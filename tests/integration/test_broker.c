@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "harness.h"
 #include "wsc.h"
@@ -495,4 +496,103 @@ Test(broker, closing_a_connection_removes_its_subscriptions)
     cr_assert_eq(num(j, "reach"), 0);
     cJSON_Delete(j);
     wsc_close(&p);
+}
+
+/* The payload of a frame, inflated when it is compressed (RSV1); malloc'ed, NUL-terminated. */
+static char *frame_text(const struct wsc_frame *f, size_t *len)
+{
+    if (!f->rsv1) {
+        char *t = malloc(f->len + 1);
+        memcpy(t, f->data, f->len);
+        t[f->len] = '\0';
+        *len = f->len;
+        return t;
+    }
+    z_stream zs = {0};
+    cr_assert_eq(inflateInit2(&zs, -15), Z_OK);
+    uint8_t *in = malloc(f->len + 4);
+    memcpy(in, f->data, f->len);
+    memcpy(in + f->len, "\x00\x00\xff\xff", 4);
+    size_t cap = 1 << 20;
+    char *out = malloc(cap);
+    zs.next_in = in;
+    zs.avail_in = (uInt)(f->len + 4);
+    zs.next_out = (Bytef *)out;
+    zs.avail_out = (uInt)cap - 1;
+    int rc = inflate(&zs, Z_SYNC_FLUSH);
+    cr_assert(rc == Z_OK || rc == Z_STREAM_END, "inflate %d", rc);
+    *len = zs.total_out;
+    out[*len] = '\0';
+    inflateEnd(&zs);
+    free(in);
+    return out;
+}
+
+/* The next message's text on a connection that may receive compressed frames. */
+static char *zrecv(struct wsc *c, bool *compressed, size_t *len)
+{
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(c, &f, 20000), 0);
+    *compressed = f.rsv1;
+    char *t = frame_text(&f, len);
+    wsc_frame_free(&f);
+    return t;
+}
+
+/* A subscriber that negotiated permessage-deflate gets a large delivery compressed (RSV1), and it
+ * inflates to exactly what a subscriber without compression gets; a client asking for a smaller
+ * server window gets it plain (the shared frame is compressed with the full window). */
+Test(broker, deflate_subscribers_get_the_compressed_frame)
+{
+    struct wsc z, small, plain, pub;
+    const char *exts[] = {
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n"};
+    struct wsc *zc[] = {&z, &small};
+    bool zipped;
+    size_t len;
+    for (int i = 0; i < 2; i++) {
+        char head[2048];
+        cr_assert_eq(wsc_connect(zc[i], srv.port, "/ws", exts[i], head, sizeof(head)), 101);
+        cr_assert_not_null(strstr(head, "permessage-deflate"), "%s", head);
+        free(zrecv(zc[i], &zipped, &len)); /* welcome */
+        bsend(zc[i], "{\"op\":\"sub\",\"topic\":\"zipped\"}");
+        char *ack = zrecv(zc[i], &zipped, &len);
+        cr_assert_not_null(strstr(ack, "\"op\":\"sub\""), "%s", ack);
+        free(ack);
+    }
+    bopen(&plain);
+    bopen(&pub);
+    bsend(&plain, "{\"op\":\"sub\",\"topic\":\"zipped\"}");
+    expect_type(&plain, "ack", NULL);
+    char req[8192];
+    size_t n =
+        (size_t)snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"zipped\",\"data\":\"");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "row %d of the same table; ", i % 4);
+    snprintf(req + n, sizeof(req) - n, "\"}");
+    bsend(&pub, req);
+    expect_type(&pub, "ack", NULL);
+
+    struct wsc_frame fp, fz;
+    cr_assert_eq(wsc_recv(&plain, &fp, 20000), 0);
+    cr_assert_not(fp.rsv1);
+    char *s = zrecv(&small, &zipped, &len);
+    cr_assert_not(zipped, "a smaller window cannot take the shared frame");
+    cr_assert_eq(len, fp.len);
+    cr_assert_eq(memcmp(s, fp.data, fp.len), 0);
+    free(s);
+    cr_assert_eq(wsc_recv(&z, &fz, 20000), 0);
+    cr_assert(fz.rsv1, "compressed");
+    cr_assert_lt(fz.len, fp.len / 4, "%zu vs %zu bytes", fz.len, fp.len);
+    char *t = frame_text(&fz, &len);
+    cr_assert_eq(len, fp.len);
+    cr_assert_eq(memcmp(t, fp.data, fp.len), 0, "the same delivery, offset included");
+    free(t);
+    wsc_frame_free(&fp);
+    wsc_frame_free(&fz);
+    wsc_close(&z);
+    wsc_close(&small);
+    wsc_close(&plain);
+    wsc_close(&pub);
 }

@@ -8,6 +8,8 @@
 #include "broker.h"
 #include "ws_frame.h"
 
+#include <zlib.h>
+
 /* A fake owner: counts references and wakes. */
 struct owner {
     atomic_int refs;
@@ -495,5 +497,92 @@ Test(broker, presence_lost_when_a_member_falls_behind)
     free(got);
     broker_session_free(a);
     broker_session_free(bb);
+    broker_free(b);
+}
+
+/* ---- compressed fan-out ---- */
+
+/* The frames a pull queues, kept (caller unrefs with outq_deinit). */
+static void pull_into(struct broker_session *s, struct outq *q)
+{
+    outq_init(q);
+    bool more, lost;
+    broker_pull(s, q, 1 << 20, &more, &lost);
+}
+
+static struct obuf *seg(struct outq *q, uint32_t i)
+{
+    return q->segs[(q->head + i) % q->cap].buf.b;
+}
+
+/* Inflates a raw deflate payload (RFC 7692: the 00 00 FF FF tail added back). */
+static size_t inflate_payload(const uint8_t *in, size_t len, char *out, size_t cap)
+{
+    z_stream zs = {0};
+    cr_assert_eq(inflateInit2(&zs, -15), Z_OK);
+    uint8_t *buf = malloc(len + 4);
+    memcpy(buf, in, len);
+    memcpy(buf + len, "\x00\x00\xff\xff", 4);
+    zs.next_in = buf;
+    zs.avail_in = (uInt)(len + 4);
+    zs.next_out = (Bytef *)out;
+    zs.avail_out = (uInt)cap;
+    int rc = inflate(&zs, Z_SYNC_FLUSH);
+    cr_assert(rc == Z_OK || rc == Z_STREAM_END, "inflate: %d", rc);
+    size_t n = cap - zs.avail_out;
+    inflateEnd(&zs);
+    free(buf);
+    return n;
+}
+
+Test(broker, compressed_once_for_deflate_subscribers)
+{
+    struct broker *b = mk(10);
+    struct owner o1 = {0}, o2 = {0}, o3 = {0};
+    struct broker_session *z1 = broker_session_new(b, &o1), *z2 = broker_session_new(b, &o2),
+                          *plain = broker_session_new(b, &o3);
+    broker_session_set_compression(z1, true);
+    broker_session_set_compression(z2, true);
+    cr_assert_eq(sub(z1, "news", NULL), 0);
+    cr_assert_eq(sub(z2, ">", NULL), 0); /* through a wildcard as well */
+    cr_assert_eq(sub(plain, "news", NULL), 0);
+    broker_session_set_compression(plain, true); /* too late: ignored */
+    char data[2048];
+    size_t n = 0;
+    n += (size_t)snprintf(data + n, sizeof(data) - n, "\"");
+    for (int i = 0; i < 60; i++)
+        n += (size_t)snprintf(data + n, sizeof(data) - n, "the same words again %d ", i % 3);
+    snprintf(data + n, sizeof(data) - n, "\"");
+    pub(b, "news", data, NULL);
+    pub(b, "news", "\"short\"", NULL); /* under the threshold: plain for everybody */
+
+    struct outq q1, q2, q3;
+    pull_into(z1, &q1);
+    pull_into(z2, &q2);
+    pull_into(plain, &q3);
+    cr_assert_eq(q1.count, 2);
+    cr_assert_eq(q2.count, 2);
+    cr_assert_eq(q3.count, 2);
+    struct obuf *a = seg(&q1, 0), *p = seg(&q3, 0);
+    cr_assert_eq(a, seg(&q2, 0), "one compressed frame shared by both");
+    cr_assert_neq(a, p);
+    const uint8_t *ah = (const uint8_t *)a->data + a->start,
+                  *ph = (const uint8_t *)p->data + p->start;
+    cr_assert_eq(ah[0], 0xc1, "FIN, RSV1, text: %#x", ah[0]);
+    cr_assert_eq(ph[0], 0x81, "plain for the session without compression");
+    size_t alen = a->len - a->start, plen = p->len - p->start;
+    cr_assert_lt(alen, plen / 3, "compressible text shrinks: %zu of %zu", alen, plen);
+    size_t ahl = ws_frame_header_size(alen - 2, false), phl = ws_frame_header_size(plen - 2, false);
+    char out[8192];
+    size_t got = inflate_payload(ah + ahl, alen - ahl, out, sizeof(out));
+    cr_assert_eq(got, plen - phl);
+    cr_assert_eq(memcmp(out, ph + phl, got), 0, "inflates to the plain delivery, offset included");
+    cr_assert_eq(seg(&q1, 1), seg(&q3, 1), "a short message is the plain frame for all");
+    outq_deinit(&q1);
+    outq_deinit(&q2);
+    outq_deinit(&q3);
+    broker_session_free(z1);
+    broker_session_free(z2);
+    broker_session_free(plain);
     broker_free(b);
 }

@@ -666,3 +666,53 @@ Test(ws_deflate, client_small_window)
     dmsg_deinit(&out);
     ws_inflater_deinit(&inf);
 }
+
+/* A message compressed in pieces (the broker's body, then its offset) inflates as one, and the
+ * next message starts without context from it. */
+Test(ws_deflate, message_in_parts)
+{
+    size_t sizes[][3] = {{200, 20, 1}, {5000, 1, 31}, {0, 0, 10}, {100000, 0, 3}};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        size_t total = sizes[k][0] + sizes[k][1] + sizes[k][2];
+        uint8_t *in = make_data(total, true);
+        size_t cap = total + total / 8 + 256, clen = 0, n = 0;
+        uint8_t *c = malloc(cap);
+        size_t pos = 0;
+        for (int part = 0; part < 3; part++) {
+            cr_assert_eq(ws_deflate_part(in + pos, sizes[k][part], 15, part == 0, part == 2,
+                                         c + clen, cap - clen, &n),
+                         0);
+            pos += sizes[k][part];
+            clen += n;
+        }
+        struct ws_deflate_params p = params_for(15, true);
+        struct ws_inflater inf;
+        struct dmsg out;
+        ws_inflater_init(&inf, &p);
+        dmsg_init(&out, 4u << 20);
+        cr_assert_eq(inflate_frames(&inf, c, clen, 2, &out, 2u << 20), 0, "case %zu", k);
+        cr_assert_eq(dmsg_len(&out), total, "case %zu", k);
+        uint8_t *back = dmsg_bytes(&out);
+        cr_assert(memcmp(back, in, total) == 0, "case %zu", k);
+        free(back);
+        dmsg_deinit(&out);
+        ws_inflater_deinit(&inf);
+        /* A whole message right after: independent of the parts before it. */
+        size_t alone = 0;
+        cr_assert_eq(ws_deflate_message(in, total, 15, c, cap, &alone), 0);
+        ws_inflater_init(&inf, &p);
+        dmsg_init(&out, 4u << 20);
+        cr_assert_eq(inflate_frames(&inf, c, alone, 1, &out, 2u << 20), 0);
+        cr_assert_eq(dmsg_len(&out), total);
+        dmsg_deinit(&out);
+        ws_inflater_deinit(&inf);
+        free(c);
+        free(in);
+    }
+    uint8_t small[4];
+    size_t n;
+    uint8_t data[256];
+    memset(data, 'x', sizeof(data));
+    cr_assert_eq(ws_deflate_part(data, sizeof(data), 15, true, true, small, sizeof(small), &n),
+                 HERALD_ELIMIT, "output too small");
+}
