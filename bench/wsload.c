@@ -356,6 +356,20 @@ static int client_feed(struct client *c, uint8_t *in, size_t len, uint64_t now)
         } else if (r == WS_DEC_PAYLOAD && op >= WS_OP_CLOSE) {
             memcpy(c->ctrl + c->ctrl_len, out, n); /* the decoder caps control frames at 125 */
             c->ctrl_len += n;
+        } else if (r == WS_DEC_PAYLOAD && c->w->run->o.multi) {
+            if (c->msg_len + n > c->big_cap) {
+                size_t cap = c->big_cap ? c->big_cap : 4096;
+                uint8_t *b;
+
+                while (cap < c->msg_len + n)
+                    cap *= 2;
+                if (!(b = realloc(c->big, cap)))
+                    die("out of memory");
+                c->big = b;
+                c->big_cap = cap;
+            }
+            memcpy(c->big + c->msg_len, out, n);
+            c->msg_len += n;
         } else if (r == WS_DEC_PAYLOAD) {
             take = c->msg_len < HEAD_MAX ? HEAD_MAX - (size_t)c->msg_len : 0;
             memcpy(c->head + c->msg_len, out, take < n ? take : n);
@@ -365,7 +379,8 @@ static int client_feed(struct client *c, uint8_t *in, size_t len, uint64_t now)
             if (c->state != C_OPEN && c->state != C_CLOSING)
                 return -1;
         } else if (c->dec.frame.fin && c->state == C_OPEN) {
-            s->message_cb(c, c->msg_op, c->msg_len, c->head, now);
+            s->message_cb(c, c->msg_op, c->msg_len, c->w->run->o.multi && c->big ? c->big : c->head,
+                          now);
             if (c->state != C_OPEN)
                 return -1;
         }
@@ -428,6 +443,9 @@ void client_close(struct client *c, enum client_state to)
     c->state = to;
     free(c->hs);
     c->hs = NULL;
+    free(c->big);
+    c->big = NULL;
+    c->big_cap = 0;
 }
 
 /*
@@ -494,6 +512,8 @@ static void client_connected(struct client *c)
     int err = 0, n;
     socklen_t el = sizeof(err);
     uint8_t *p;
+    char path[512 + 256];
+    const char *ph;
 
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
         client_warn(c->w, "connect: %s", strerror(err ? err : errno));
@@ -505,10 +525,16 @@ static void client_connected(struct client *c)
     p = client_reserve(c, 1024);
     if (!c->hs || !p)
         die("out of memory");
+    ph = c->topic ? strstr(o->path, "{topic}") : NULL;
+    if (ph)
+        snprintf(path, sizeof(path), "%.*s%.*s%s", (int)(ph - o->path), o->path, (int)c->topic_len,
+                 c->topic, ph + 7);
+    else
+        snprintf(path, sizeof(path), "%s", o->path);
     n = snprintf((char *)p, 1024,
                  "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                 o->path, o->host, o->subprotocol ? "Sec-WebSocket-Protocol: " : "",
+                 path, o->host, o->subprotocol ? "Sec-WebSocket-Protocol: " : "",
                  o->subprotocol ? o->subprotocol : "", o->subprotocol ? "\r\n" : "");
     c->out_len += (size_t)n;
     if (client_flush(c) < 0)
@@ -682,7 +708,7 @@ static void worker_subscribe(struct worker *w)
 
     for (unsigned i = 0; i < w->nc; i++) {
         c = &w->c[i];
-        if (c->state == C_OPEN && c->sub) {
+        if (c->state == C_OPEN && (c->sub || w->run->o.hello_template)) {
             s->subscribe_cb(c, now_us());
             if (c->state == C_OPEN && client_flush(c) < 0)
                 client_close(c, C_DEAD);
@@ -939,6 +965,8 @@ enum {
     OPT_SETTLE,
     OPT_WINDOW,
     OPT_OWN_TOPICS,
+    OPT_HELLO_TPL,
+    OPT_MULTI,
 };
 
 static void parse_args(struct opts *o, int argc, char **argv)
@@ -967,6 +995,8 @@ static void parse_args(struct opts *o, int argc, char **argv)
         {"settle", required_argument, NULL, OPT_SETTLE},
         {"window", required_argument, NULL, OPT_WINDOW},
         {"own-topics", no_argument, NULL, OPT_OWN_TOPICS},
+        {"hello-template", required_argument, NULL, OPT_HELLO_TPL},
+        {"multi", no_argument, NULL, OPT_MULTI},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1036,6 +1066,12 @@ static void parse_args(struct opts *o, int argc, char **argv)
             break;
         case OPT_OWN_TOPICS:
             o->own_topics = true;
+            break;
+        case OPT_HELLO_TPL:
+            o->hello_template = optarg;
+            break;
+        case OPT_MULTI:
+            o->multi = true;
             break;
         case OPT_TOPIC:
             o->topic = optarg;

@@ -57,9 +57,11 @@ struct opts {
     uint32_t bind_first;     /* --bind-range: source IPv4 addresses (host order), 0 if unset */
     unsigned bind_count;
     /* pub/sub scenarios */
-    const char *sub_template, *pub_template; /* {topic}, {payload} replaced */
-    const char *topic;                       /* fanout's topic; rooms' topic prefix */
-    unsigned skip_first;                     /* messages a subscriber gets before deliveries */
+    const char *sub_template, *pub_template; /* {topic}, {payload}, {len} replaced */
+    const char *hello_template;              /* sent by every connection first, or NULL */
+    bool multi;          /* a message may hold several deliveries: the whole of it is scanned */
+    const char *topic;   /* fanout's topic; rooms' topic prefix */
+    unsigned skip_first; /* messages a subscriber gets before deliveries */
     unsigned rooms;
     double rate;        /* rooms: messages/s each client publishes */
     const char *window; /* fanout: "all" or "probe" (what "in flight" waits for) */
@@ -140,6 +142,10 @@ struct client {
     uint64_t got;       /* deliveries */
     uint64_t *exp_seq;  /* next sequence number expected from each publisher of its topic */
     unsigned topic_idx; /* rooms: its room */
+    const char *topic;  /* its topic ({topic} in the URL path), or NULL */
+    size_t topic_len;
+    uint8_t *big; /* --multi: the whole current message */
+    size_t big_cap;
 };
 
 struct worker {
@@ -172,7 +178,7 @@ struct scenario {
     void (*setup_cb)(struct run *run);
     /* Main thread, for each client once run->clients exists, before its worker starts. */
     void (*client_init_cb)(struct run *run, struct client *c);
-    /* Connections are open, before the load: queue the subscribe request (if c->sub). */
+    /* Connections are open, before the load: queue the hello and subscribe (if c->sub) requests. */
     void (*subscribe_cb)(struct client *c, uint64_t now);
     /* The load starts (all connections are open): queue the first messages. */
     void (*start_cb)(struct client *c, uint64_t now);

@@ -47,7 +47,7 @@
 
 /* ---- templates ----------------------------------------------------------------------------- */
 
-enum tpl_kind { TPL_TEXT, TPL_TOPIC, TPL_PAYLOAD };
+enum tpl_kind { TPL_TEXT, TPL_TOPIC, TPL_PAYLOAD, TPL_LEN };
 
 /* A template split at its placeholders. The pieces point into the option string. */
 struct tpl {
@@ -56,7 +56,7 @@ struct tpl {
         const char *s;
         size_t len;
     } part[TPL_MAX];
-    unsigned n, ntopic, npayload;
+    unsigned n, ntopic, npayload, nlen;
     size_t text_len; /* bytes of literal text */
 };
 
@@ -65,7 +65,7 @@ static void tpl_parse(struct tpl *t, const char *src, const char *what)
     static const struct {
         const char *name;
         enum tpl_kind kind;
-    } ph[] = {{"{topic}", TPL_TOPIC}, {"{payload}", TPL_PAYLOAD}};
+    } ph[] = {{"{topic}", TPL_TOPIC}, {"{payload}", TPL_PAYLOAD}, {"{len}", TPL_LEN}};
     const char *p = src;
     size_t i;
 
@@ -73,12 +73,14 @@ static void tpl_parse(struct tpl *t, const char *src, const char *what)
     while (*p) {
         if (t->n + 2 > TPL_MAX)
             die("%s has too many placeholders", what);
-        for (i = 0; i < 2 && strncmp(p, ph[i].name, strlen(ph[i].name)) != 0; i++)
+        for (i = 0; i < 3 && strncmp(p, ph[i].name, strlen(ph[i].name)) != 0; i++)
             continue;
-        if (i < 2) {
+        if (i < 3) {
             t->part[t->n].kind = ph[i].kind;
             t->part[t->n++].len = 0;
-            *(ph[i].kind == TPL_TOPIC ? &t->ntopic : &t->npayload) += 1;
+            *(ph[i].kind == TPL_TOPIC     ? &t->ntopic
+              : ph[i].kind == TPL_PAYLOAD ? &t->npayload
+                                          : &t->nlen) += 1;
             p += strlen(ph[i].name);
             continue;
         }
@@ -95,7 +97,10 @@ static void tpl_parse(struct tpl *t, const char *src, const char *what)
 
 static size_t tpl_len(const struct tpl *t, size_t topic_len, size_t payload_len)
 {
-    return t->text_len + t->ntopic * topic_len + t->npayload * payload_len;
+    char num[24];
+
+    return t->text_len + t->ntopic * topic_len + t->npayload * payload_len +
+           t->nlen * (size_t)snprintf(num, sizeof(num), "%zu", payload_len);
 }
 
 /* The payload: "seq=N ts=T src=I " padded with 'x' to exactly len bytes. */
@@ -128,16 +133,28 @@ static void tpl_write(const struct tpl *t, uint8_t *p, const char *topic, size_t
             payload_fill(p, payload_len, seq, ts, src);
             p += payload_len;
             break;
+        case TPL_LEN: {
+            char num[24];
+            int k = snprintf(num, sizeof(num), "%zu", payload_len);
+
+            memcpy(p, num, (size_t)k);
+            p += k;
+            break;
+        }
         }
     }
 }
 
-/* Finds "seq=N ts=T src=I " in head. 0, or -1 if it is not there whole. */
-static int marker_parse(const uint8_t *head, size_t len, uint64_t *seq, uint64_t *ts, uint64_t *src)
+/*
+ * Finds "seq=N ts=T src=I " in head from offset *pos; on success, *pos is just past it. 0, or -1
+ * if it is not there whole.
+ */
+static int marker_parse(const uint8_t *head, size_t len, size_t *pos, uint64_t *seq, uint64_t *ts,
+                        uint64_t *src)
 {
     static const char *const keys[3] = {"seq=", " ts=", " src="};
     uint64_t *vals[3] = {seq, ts, src};
-    const uint8_t *m = memmem(head, len, "seq=", 4);
+    const uint8_t *m = *pos < len ? memmem(head + *pos, len - *pos, "seq=", 4) : NULL;
     size_t i, kl;
 
     if (!m)
@@ -154,13 +171,16 @@ static int marker_parse(const uint8_t *head, size_t len, uint64_t *seq, uint64_t
         while (i < len && head[i] >= '0' && head[i] <= '9')
             *vals[k] = *vals[k] * 10 + (uint64_t)(head[i++] - '0');
     }
-    return (i < len && head[i] == ' ') ? 0 : -1;
+    if (i >= len || head[i] != ' ')
+        return -1;
+    *pos = i + 1;
+    return 0;
 }
 
 /* ---- run state ----------------------------------------------------------------------------- */
 
 struct pubsub {
-    struct tpl sub, pub;
+    struct tpl sub, pub, hello;
     bool rooms;
     unsigned slots;    /* publishers per topic: a subscriber's exp_seq entries */
     uint64_t *seq_mem; /* every client's exp_seq, slots each */
@@ -197,8 +217,11 @@ static void pubsub_setup(struct run *run, bool rooms, bool connect)
     o->opcode = WS_OP_TEXT;
     tpl_parse(&ps->sub, o->sub_template, "--sub-template");
     tpl_parse(&ps->pub, o->pub_template, "--pub-template");
-    if (ps->sub.npayload)
-        die("--sub-template cannot hold {payload}");
+    tpl_parse(&ps->hello, o->hello_template ? o->hello_template : "", "--hello-template");
+    if (ps->hello.ntopic || ps->hello.npayload || ps->hello.nlen)
+        die("--hello-template takes no placeholder");
+    if (ps->sub.npayload || ps->sub.nlen)
+        die("--sub-template cannot hold {payload} or {len}");
     if (ps->pub.npayload == 0)
         die("--pub-template must hold {payload}");
     if (strlen(o->topic) + 8 > TOPIC_MAX)
@@ -249,7 +272,10 @@ static void pubsub_client_init(struct run *run, struct client *c)
     if (ps->rooms) {
         c->sub = true;
         c->topic_idx = c->id % run->o.rooms;
-    } else {
+    }
+    c->topic = ps->topic[c->topic_idx];
+    c->topic_len = ps->topic_len[c->topic_idx];
+    if (!ps->rooms) {
         c->sub = c->id != 0;
         if (c->id == 0)
             ps->publisher = c;
@@ -265,6 +291,16 @@ static void pubsub_subscribe(struct client *c, uint64_t now)
     size_t len = tpl_len(&ps->sub, ps->topic_len[t], 0);
     uint8_t *p;
 
+    if (ps->hello.n) {
+        if (!client_frame(c, WS_OP_TEXT, ps->hello.text_len, &p)) {
+            client_close(c, C_DEAD);
+            return;
+        }
+        tpl_write(&ps->hello, p, NULL, 0, 0, 0, 0, 0);
+        client_frame_done(c, p, ps->hello.text_len);
+    }
+    if (!c->sub || len == 0) /* an empty template: the URL subscribed it */
+        return;
     if (!client_frame(c, WS_OP_TEXT, len, &p)) {
         client_close(c, C_DEAD);
         return;
@@ -303,22 +339,15 @@ static void pubsub_publish(struct client *c, uint64_t now)
  * its latency. Returns the publisher's client index (and its sequence number in *seq_out), or -1
  * if it was not a delivery.
  */
-static long pubsub_delivery(struct client *c, uint64_t len, const uint8_t *head, uint64_t now,
-                            uint64_t *seq_out)
+static long pubsub_delivery1(struct client *c, uint64_t len, uint64_t seq, uint64_t ts,
+                             uint64_t src, uint64_t now)
 {
     struct pubsub *ps = ps_of(c);
     struct worker *w = c->w;
-    size_t hl = len < HEAD_MAX ? (size_t)len : HEAD_MAX;
-    uint64_t seq, ts, src, slot;
+    uint64_t slot;
 
-    c->rx_msgs++;
-    if (marker_parse(head, hl, &seq, &ts, &src) < 0 || !c->counted) {
-        w->st.ignored++;
-        return -1;
-    }
     c->got++;
     w->st.received++;
-    *seq_out = seq;
     if (src >= w->run->o.conns || (ps->rooms && src % w->run->o.rooms != c->topic_idx) ||
         (!ps->rooms && src != 0)) {
         w->st.misrouted++;
@@ -334,6 +363,32 @@ static long pubsub_delivery(struct client *c, uint64_t len, const uint8_t *head,
         w->st.rx_bytes += len;
     }
     return (long)src;
+}
+
+/*
+ * A whole message: its delivery (or, with --multi, each of its deliveries) goes through
+ * pubsub_delivery1 and then to `on` (may be NULL) with the publisher and sequence number.
+ */
+static void pubsub_message(struct client *c, uint64_t len, const uint8_t *head, uint64_t now,
+                           void (*on)(struct client *c, long src, uint64_t seq, uint64_t now))
+{
+    bool multi = c->w->run->o.multi;
+    size_t hl = multi ? (size_t)len : len < HEAD_MAX ? (size_t)len : HEAD_MAX, pos = 0;
+    uint64_t seq, ts, src;
+    unsigned found = 0;
+    long from;
+
+    c->rx_msgs++;
+    while (marker_parse(head, hl, &pos, &seq, &ts, &src) == 0 && c->counted) {
+        found++;
+        from = pubsub_delivery1(c, multi ? c->w->run->o.bytes : len, seq, ts, src, now);
+        if (on)
+            on(c, from, seq, now);
+        if (!multi)
+            break;
+    }
+    if (!found)
+        c->w->st.ignored++;
 }
 
 /* The subscriber has all it is owed; fills the worker's expected, lost and extra counts. */
@@ -447,14 +502,12 @@ static void fanout_start(struct client *c, uint64_t now)
     fanout_fill(ps, now);
 }
 
-static void fanout_message(struct client *c, uint8_t opcode, uint64_t len, const uint8_t *head,
-                           uint64_t now)
+static void fanout_delivered(struct client *c, long src, uint64_t seq, uint64_t now)
 {
     struct pubsub *ps = ps_of(c);
     unsigned slot;
-    uint64_t seq;
 
-    if (pubsub_delivery(c, len, head, now, &seq) != 0)
+    if (src != 0)
         return;
     if (ps->window_all) {
         /* A late copy of a message given up on may land on its slot's next tenant: only pacing
@@ -468,6 +521,12 @@ static void fanout_message(struct client *c, uint8_t opcode, uint64_t len, const
             ps->inflight--;
         fanout_fill(ps, now); /* fanout_tick flushes once per batch of events */
     }
+}
+
+static void fanout_message(struct client *c, uint8_t opcode, uint64_t len, const uint8_t *head,
+                           uint64_t now)
+{
+    pubsub_message(c, len, head, now, fanout_delivered);
 }
 
 /* A counted subscriber closed: no message waits for it any more. Any worker. */
@@ -555,9 +614,7 @@ static void rooms_start(struct client *c, uint64_t now)
 static void rooms_message(struct client *c, uint8_t opcode, uint64_t len, const uint8_t *head,
                           uint64_t now)
 {
-    uint64_t seq;
-
-    pubsub_delivery(c, len, head, now, &seq);
+    pubsub_message(c, len, head, now, NULL);
 }
 
 /*
