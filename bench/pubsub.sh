@@ -1,28 +1,43 @@
 #!/usr/bin/env bash
-# Pub/sub benchmark: bench/wsload's fanout and rooms scenarios against Herald's broker (/ws,
-# herald.v1) and against a Bun pub/sub server (bench/peers/bun-pubsub.js) on 127.0.0.1.
+# Pub/sub benchmark: bench/wsload's fanout, rooms and connect scenarios against Herald's broker (/ws,
+# herald.v1) and against its peers on 127.0.0.1: Bun (bench/peers/bun-pubsub.js), Node.js with ws
+# (bench/peers/node-ws-pubsub.js), nats-server with its WebSocket listener (bench/peers/nats.conf)
+# and nchan on nginx (bench/peers/nchan.conf.in).
 #
-#   bench/pubsub.sh [--rounds N] [--duration D] [--scenarios LIST] [--workers N] [--herald PATH]
-#                   [--quick]
+#   bench/pubsub.sh [--rounds N] [--duration D] [--scenarios LIST] [--peers LIST] [--workers N]
+#                   [--herald PATH] [--quick]
 #
-# Scenarios (SCENARIOS, default "fanout fanout-big rooms"):
+# Scenarios (SCENARIOS, default "fanout fanout-big rooms connect"):
 #   fanout      FANOUT_SUBS (1000) subscribers of one topic, one publisher keeping INFLIGHT (16)
 #               messages of BYTES (64) in flight (in flight: not yet delivered to every subscriber;
 #               WINDOW=probe: to the first one only)
 #   fanout-big  the same with FANOUT_BIG_SUBS (10000) subscribers; skipped with a warning when the
 #               file descriptor limit cannot be raised enough; 0 turns it off
+#   sweep       one fanout per subscriber count in FANOUT_SWEEP ("100 1000 5000"), named
+#               fanout-s<N>: throughput against subscriber count
 #   rooms       ROOMS_CLIENTS (5000) clients in ROOMS (500) rooms, each subscribed to its room and
 #               publishing to it RATE (1) messages/s; RATES="1 2 4" runs one rooms scenario per rate
-# Every option can also be given in the environment: ROUNDS (3), DURATION (10s), SCENARIOS,
-# WORKERS (Herald threads, nproc), HERALD_BIN (build/herald), QUICK=1 (1 round of 3 s; 200
-# subscribers, 2000 for fanout-big, 500 clients in 50 rooms, unless given).
-# Further knobs: THREADS (wsload threads, 1), PIN (1; 0: Herald --no-pin), WARMUP (2s; 1s with
-# QUICK), PAUSE (seconds between runs, 2), SETTLE (seconds wsload waits for late deliveries, 5),
-# CONNECT_TIMEOUT (seconds to open and subscribe all connections, 30), STARTUP_TIMEOUT (10),
-# RESULTS_DIR (bench/results; empty: write nothing), KEEP_TMP=1, FOREIGN_WARN (10 %), STRICT=1
-# (exit 1 when Herald/Bun deliveries/s misses 1.0 in a scenario, or a delivery was lost),
-# BUN_BIN (bench/peers/node_modules/.bin/bun; without it only Herald runs), WSLOAD_BIN
-# (build/wsload, made with `make build/wsload`), BENCH_SELFTEST=1 (a second Herald in Bun's place).
+#   connect     CONNECT_CONNS (5000) connections opened and subscribed (CONNECT_TOPICS "one": all to
+#               one topic; "each": each to its own; "one each": both), then idle CONNECT_IDLE (2) s:
+#               connections/s and the server's RSS growth per idle subscribed connection (KiB, from
+#               /proc/PID/status VmRSS before the first connect and after the idle time; every
+#               connect run starts the server afresh and lets it idle CONNECT_SETTLE (2) s first)
+# Peers (PEERS, default "bun node nats nchan"; a peer that is not installed is skipped with a
+# warning): bun (bench/peers/node_modules/.bin/bun, `npm ci` in bench/peers), node (node and ws from
+# bench/peers/node_modules), nats (nats-server, Debian), nchan (nginx with libnginx-mod-nchan,
+# Debian). Every option can also be given in the environment: ROUNDS (3), DURATION (10s),
+# SCENARIOS, PEERS, WORKERS (Herald threads, nproc), HERALD_BIN (build/herald), QUICK=1 (1 round of
+# 3 s; 200 subscribers, 2000 for fanout-big, 500 clients in 50 rooms, 1000 connections, unless
+# given).
+# Further knobs: THREADS (wsload threads, 1), PIN (1; 0: Herald --no-pin, nchan unpinned), WARMUP
+# (2s; 1s with QUICK), PAUSE (seconds between runs, 2), SETTLE (seconds wsload waits for late
+# deliveries, 5), CONNECT_TIMEOUT (seconds to open and subscribe all connections, 30),
+# STARTUP_TIMEOUT (10), RESULTS_DIR (bench/results; empty: write nothing), CHARTS (1: draw PNG
+# charts with gnuplot into the results directory when gnuplot is installed), KEEP_TMP=1,
+# FOREIGN_WARN (10 %), STRICT=1 (exit 1 when Herald/peer deliveries/s misses 1.0 in a fanout
+# scenario, or a delivery was lost), BUN_BIN, NODE_BIN, NATS_BIN, NGINX_BIN, NCHAN_MODULE, WSLOAD_BIN
+# (build/wsload, made with `make build/wsload`), BENCH_SELFTEST=1 (a second Herald in the peers'
+# place).
 #
 # Herald and wsload run from copies taken at the start, so a rebuild during the run changes
 # nothing. Only 127.0.0.1 is used (wsload spreads its connections over 127.0.0.1-127.0.0.N when
@@ -39,6 +54,7 @@ while (($#)); do
 	--rounds) ROUNDS=${2:?}; shift 2 ;;
 	--duration) DURATION=${2:?}; shift 2 ;;
 	--scenarios) SCENARIOS=${2:?}; shift 2 ;;
+	--peers) PEERS=${2?}; shift 2 ;;
 	--workers) WORKERS=${2:?}; shift 2 ;;
 	--herald) HERALD_BIN=${2:?}; shift 2 ;;
 	--quick) QUICK=1; shift ;;
@@ -56,13 +72,16 @@ if [[ $QUICK == 1 ]]; then
 	FANOUT_BIG_SUBS=${FANOUT_BIG_SUBS:-2000}
 	ROOMS_CLIENTS=${ROOMS_CLIENTS:-500}
 	ROOMS=${ROOMS:-50}
+	CONNECT_CONNS=${CONNECT_CONNS:-1000}
 fi
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
-SCENARIOS=${SCENARIOS:-fanout fanout-big rooms}
+SCENARIOS=${SCENARIOS:-fanout fanout-big rooms connect}
+PEERS=${PEERS-bun node nats nchan}
 FANOUT_SUBS=${FANOUT_SUBS:-1000}
 FANOUT_BIG_SUBS=${FANOUT_BIG_SUBS:-10000}
+FANOUT_SWEEP=${FANOUT_SWEEP:-100 1000 5000}
 INFLIGHT=${INFLIGHT:-16}
 BYTES=${BYTES:-64}
 WINDOW=${WINDOW:-all}
@@ -70,17 +89,29 @@ ROOMS_CLIENTS=${ROOMS_CLIENTS:-5000}
 ROOMS=${ROOMS:-500}
 RATE=${RATE:-1}
 RATES=${RATES:-$RATE}
+CONNECT_CONNS=${CONNECT_CONNS:-5000}
+CONNECT_TOPICS=${CONNECT_TOPICS:-one}
+CONNECT_IDLE=${CONNECT_IDLE:-2}
+CONNECT_SETTLE=${CONNECT_SETTLE:-2}
 THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-$(nproc)}
 HERALD_BIN=${HERALD_BIN:-$REPO/build/herald}
 WSLOAD_BIN=${WSLOAD_BIN:-$REPO/build/wsload}
 BUN_BIN=${BUN_BIN:-$REPO/bench/peers/node_modules/.bin/bun}
 BUN_SCRIPT="$REPO/bench/peers/bun-pubsub.js"
+NODE_BIN=${NODE_BIN:-$(command -v node || echo node)}
+NODE_SCRIPT="$REPO/bench/peers/node-ws-pubsub.js"
+NATS_BIN=${NATS_BIN:-$(command -v nats-server || echo /usr/bin/nats-server)}
+NATS_CONF="$REPO/bench/peers/nats.conf"
+NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
+NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
+NCHAN_TEMPLATE="$REPO/bench/peers/nchan.conf.in"
 PAUSE=${PAUSE:-2}
 SETTLE=${SETTLE:-5}
 CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-30}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
 RESULTS_DIR=${RESULTS_DIR-$REPO/bench/results}
+CHARTS=${CHARTS:-1}
 STRICT=${STRICT:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 FOREIGN_WARN=${FOREIGN_WARN:-10}
@@ -89,28 +120,44 @@ PIN=${PIN:-1}
 
 [[ $PIN == 0 || $PIN == 1 ]] || die "PIN must be 0 or 1 (got '$PIN')"
 [[ $WINDOW == all || $WINDOW == probe ]] || die "WINDOW must be all or probe (got '$WINDOW')"
-for v in ROUNDS FANOUT_SUBS INFLIGHT BYTES ROOMS_CLIENTS ROOMS THREADS WORKERS STARTUP_TIMEOUT CONNECT_TIMEOUT SETTLE PAUSE; do
+for v in ROUNDS FANOUT_SUBS INFLIGHT BYTES ROOMS_CLIENTS ROOMS THREADS WORKERS STARTUP_TIMEOUT CONNECT_TIMEOUT SETTLE PAUSE CONNECT_CONNS CONNECT_IDLE; do
 	is_uint "${!v}" || die "$v must be a positive integer (got '${!v}')"
 done
 [[ $FANOUT_BIG_SUBS =~ ^[0-9]+$ ]] || die "FANOUT_BIG_SUBS must be a number (got '$FANOUT_BIG_SUBS')"
 ((BYTES >= 48)) || die "BYTES must be at least 48 (the payload carries a sequence number, a timestamp and the publisher)"
 ((ROOMS <= ROOMS_CLIENTS)) || die "ROOMS ($ROOMS) must not exceed ROOMS_CLIENTS ($ROOMS_CLIENTS)"
 for r in $RATES; do is_num "$r" || die "bad rate '$r' in RATES (messages/s per client)"; done
+for n in $FANOUT_SWEEP; do is_uint "$n" || die "bad subscriber count '$n' in FANOUT_SWEEP"; done
+for t in $CONNECT_TOPICS; do [[ $t == one || $t == each ]] || die "CONNECT_TOPICS: 'one' and/or 'each' (got '$t')"; done
 
 DURATION_S=$(dur_secs "$DURATION")
 WARMUP_S=$(dur_secs "$WARMUP")
 ((DURATION_S > 0)) || die "DURATION must be positive"
 
-# The scenario list, rooms expanded per rate: fanout, fanout-big, rooms-r<rate>.
+# The scenario list: fanout, fanout-big, fanout-s<N>, rooms-r<rate>, connect-one, connect-each.
 RUN_SCEN=()
 for s in $SCENARIOS; do
 	case $s in
 	fanout) RUN_SCEN+=(fanout) ;;
 	fanout-big) ((FANOUT_BIG_SUBS == 0)) || RUN_SCEN+=(fanout-big) ;;
+	sweep) for n in $FANOUT_SWEEP; do RUN_SCEN+=("fanout-s$n"); done ;;
 	rooms) for r in $RATES; do RUN_SCEN+=("rooms-r$r"); done ;;
-	*) die "unknown scenario '$s' (fanout, fanout-big, rooms)" ;;
+	connect) for t in $CONNECT_TOPICS; do RUN_SCEN+=("connect-$t"); done ;;
+	*) die "unknown scenario '$s' (fanout, fanout-big, sweep, rooms, connect)" ;;
 	esac
 done
+
+# Connections a scenario opens.
+scen_conns() {
+	case $1 in
+	fanout) echo $((FANOUT_SUBS + 1)) ;;
+	fanout-big) echo $((FANOUT_BIG_SUBS + 1)) ;;
+	fanout-s*) echo $((${1#fanout-s} + 1)) ;;
+	rooms-*) echo "$ROOMS_CLIENTS" ;;
+	connect-*) echo "$CONNECT_CONNS" ;;
+	esac
+}
+is_connect() { [[ $1 == connect-* ]]; }
 
 # ---- limits: file descriptors and source ports -----------------------------------------------
 # Each side of every connection is a descriptor in wsload and in the server, and the script's
@@ -118,11 +165,7 @@ done
 need_fds() { echo $(($1 + 256)); }
 MAX_CONNS=0
 for s in "${RUN_SCEN[@]}"; do
-	case $s in
-	fanout) n=$((FANOUT_SUBS + 1)) ;;
-	fanout-big) n=$((FANOUT_BIG_SUBS + 1)) ;;
-	rooms-*) n=$ROOMS_CLIENTS ;;
-	esac
+	n=$(scen_conns "$s")
 	((n <= MAX_CONNS)) || MAX_CONNS=$n
 done
 want=$(need_fds "$MAX_CONNS")
@@ -138,15 +181,11 @@ FD_LIMIT=$(ulimit -n)
 fits() { (($(need_fds "$1") <= FD_LIMIT)); }
 kept=()
 for s in "${RUN_SCEN[@]}"; do
-	case $s in
-	fanout) n=$((FANOUT_SUBS + 1)) ;;
-	fanout-big) n=$((FANOUT_BIG_SUBS + 1)) ;;
-	rooms-*) n=$ROOMS_CLIENTS ;;
-	esac
+	n=$(scen_conns "$s")
 	if fits "$n"; then
 		kept+=("$s")
-	elif [[ $s == fanout-big ]]; then
-		warn "fanout-big skipped: $n connections need $(need_fds "$n") file descriptors, the limit is $FD_LIMIT"
+	elif [[ $s == fanout-big || $s == fanout-s* ]]; then
+		warn "$s skipped: $n connections need $(need_fds "$n") file descriptors, the limit is $FD_LIMIT"
 	else
 		die "$s: $n connections need $(need_fds "$n") file descriptors, the limit is $FD_LIMIT (ulimit -Hn)"
 	fi
@@ -165,28 +204,51 @@ bind_args() { # connections -> --bind-range ... or nothing
 	echo "--bind-range 127.0.0.1-127.0.0.$addrs"
 }
 
-# ---- tools -----------------------------------------------------------------------------------
+# ---- tools and peers -------------------------------------------------------------------------
 command -v timeout >/dev/null 2>&1 || die "timeout not found (coreutils)"
 [[ -x $HERALD_BIN ]] || die "Herald binary not found or not executable: $HERALD_BIN (build it with 'make' first, or set HERALD_BIN)"
 build_wsload
 
+# peer_ok name: the peer can run here (prints why not on stderr otherwise).
+peer_ok() {
+	case $1 in
+	bun)
+		bun_ok && [[ -r $BUN_SCRIPT ]] ||
+			{ warn "bun not found or not runnable at $BUN_BIN (run 'npm ci' in bench/peers, or set BUN_BIN): skipped"; return 1; }
+		;;
+	node)
+		command -v "$NODE_BIN" >/dev/null 2>&1 && [[ -d $REPO/bench/peers/node_modules/ws ]] ||
+			{ warn "node or bench/peers/node_modules/ws missing (install node, run 'npm ci' in bench/peers): node skipped"; return 1; }
+		;;
+	nats)
+		[[ -x $NATS_BIN ]] && [[ -r $NATS_CONF ]] ||
+			{ warn "nats-server not found at $NATS_BIN (scripts/install-deps installs it): skipped"; return 1; }
+		;;
+	nchan)
+		[[ -x $NGINX_BIN && -r $NCHAN_MODULE && -r $NCHAN_TEMPLATE ]] ||
+			{ warn "nginx or the nchan module ($NCHAN_MODULE) missing (scripts/install-deps installs libnginx-mod-nchan): skipped"; return 1; }
+		;;
+	*) die "unknown peer '$1' (bun, node, nats, nchan)" ;;
+	esac
+}
+
 A_NAME=herald
+B_NAMES=()
 if [[ $BENCH_SELFTEST == 1 ]]; then
-	B_NAME=herald-b
-	warn "BENCH_SELFTEST=1: a second Herald stands in for Bun; the ratios say nothing about Bun"
-elif bun_ok; then
-	B_NAME=bun
-	[[ -r $BUN_SCRIPT ]] || die "missing $BUN_SCRIPT"
+	B_NAMES=(herald-b)
+	warn "BENCH_SELFTEST=1: a second Herald stands in for the peers; the ratios say nothing about them"
 else
-	B_NAME=
-	warn "bun not found or not runnable at $BUN_BIN (run 'npm ci' in bench/peers, or set BUN_BIN): Herald runs alone, no ratios"
+	for p in $PEERS; do
+		if peer_ok "$p"; then B_NAMES+=("$p"); fi
+	done
 fi
-SERVERS=("$A_NAME")
-[[ -z $B_NAME ]] || SERVERS+=("$B_NAME")
+SERVERS=("$A_NAME" "${B_NAMES[@]}")
+((${#B_NAMES[@]} > 0)) || warn "no peer available: Herald runs alone, no ratios"
 
 # ---- temp dir, cleanup -----------------------------------------------------------------------
 bench_tmp herald-pubsub-bench
 mkdir -p "$TMP/runs"
+: >"$TMP/runs.jsonl"
 # Private copies: a rebuild of build/ during the run cannot swap the binaries under it.
 cp "$HERALD_BIN" "$TMP/herald"
 cp "$WSLOAD_BIN" "$TMP/wsload"
@@ -196,21 +258,41 @@ WSLOAD="$TMP/wsload"
 bench_traps
 
 # ---- servers and their protocols -------------------------------------------------------------
-# What wsload sends to each server, and what it skips before the first delivery: Herald's welcome
-# and subscribe ack; Bun's "OK SUB topic" (bun-pubsub.js). Herald also acks every publication; the
-# acks carry no payload marker, so wsload ignores them.
+# What wsload sends to each server, and what it skips before the first delivery:
+#  - Herald: welcome and subscribe ack (2); it also acks every publication, without the payload
+#    marker, so wsload ignores the acks;
+#  - Bun and Node: "OK SUB topic" (1);
+#  - NATS: CONNECT first (no answer with verbose false), SUB then PING; INFO and the PONG (2); MSG
+#    lines come several to a WebSocket frame (--multi);
+#  - nchan: the URL names the channel, nothing to send or skip.
+CRLF=$'\r\n'
 proto_args() { # name -> sets PROTO (array)
+	local url="ws://127.0.0.1:${PORT[$1]}"
 	case $1 in
 	herald*)
-		PROTO=(--url "ws://127.0.0.1:${PORT[$1]}/ws" --subprotocol herald.v1 --skip-first 2
+		PROTO=(--url "$url/ws" --subprotocol herald.v1 --skip-first 2
 			--sub-template '{"op":"sub","topic":"{topic}"}'
 			--pub-template '{"op":"pub","topic":"{topic}","data":"{payload}"}')
 		;;
-	bun)
-		PROTO=(--url "ws://127.0.0.1:${PORT[$1]}/ws" --skip-first 1
-			--sub-template 'SUB {topic}' --pub-template 'PUB {topic} {payload}')
+	bun | node)
+		PROTO=(--url "$url/ws" --skip-first 1 --sub-template 'SUB {topic}' --pub-template 'PUB {topic} {payload}')
+		;;
+	nats)
+		PROTO=(--url "$url/" --skip-first 2 --multi
+			--hello-template "CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":true}$CRLF"
+			--sub-template "SUB {topic} 1${CRLF}PING$CRLF" --pub-template "PUB {topic} {len}$CRLF{payload}$CRLF")
+		;;
+	nchan)
+		PROTO=(--url "$url/ps/{topic}" --skip-first 0 --sub-template '' --pub-template '{payload}')
 		;;
 	esac
+}
+
+# --server-pid for every process of the server (nginx: master and workers).
+server_pid_args() { # name -> sets SPIDS (array)
+	local p
+	SPIDS=()
+	for p in $(tree_pids "${PID[$1]}" | head -n 8); do SPIDS+=(--server-pid "$p"); done
 }
 
 # A short fanout to 2 subscribers that must deliver everything: the server and the templates work.
@@ -225,23 +307,67 @@ check_pubsub() { # name port
 	fi
 }
 
-start_herald() { # name
-	local pin_flag=()
-	((PIN)) || pin_flag=(--no-pin)
-	start_server "$1" check_pubsub "$HERALD" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
-		--no-compression --log-level warn "${pin_flag[@]}"
+start_nchan() { # name
+	local name=$1 prefix="$TMP/$1" conf user_line affinity='# unpinned (PIN=0)'
+	pick_port
+	PORT[$name]=$REPLY
+	mkdir -p "$prefix"
+	chmod 755 "$prefix"
+	if ((EUID == 0)); then user_line='user root;'; else user_line='# not root: no user directive'; fi
+	((PIN)) && affinity='worker_cpu_affinity auto;'
+	conf="$prefix/nginx.conf"
+	sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|$WORKERS|" -e "s|@PREFIX@|$prefix|g" \
+		-e "s|@AFFINITY@|$affinity|" -e "s|@PORT@|${PORT[$name]}|" -e "s|@MODULE@|$NCHAN_MODULE|" \
+		-e "s|@NOFILE@|$FD_LIMIT|g" "$NCHAN_TEMPLATE" >"$conf"
+	! grep -v '^[[:space:]]*#' "$conf" | grep '@[A-Z_]*@' >&2 || die "unsubstituted placeholder in $conf"
+	timeout 10 "$NGINX_BIN" -t -q -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 ||
+		{ cat "$prefix/stdout.log" "$prefix/error.log" >&2 2>/dev/null || true; die "$name: nginx -t failed"; }
+	"$NGINX_BIN" -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
+	PID[$name]=$!
+	wait_ready "$name" "$prefix/error.log" check_pubsub
 }
 
-start_bun() { start_server "$1" check_pubsub "$BUN_BIN" "$BUN_SCRIPT" @PORT@; }
+start_one() { # name
+	local name=$1 pin_flag=()
+	case $name in
+	herald*)
+		((PIN)) || pin_flag=(--no-pin)
+		start_server "$name" check_pubsub "$HERALD" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
+			--no-compression --log-level warn "${pin_flag[@]}"
+		;;
+	bun) start_server "$name" check_pubsub "$BUN_BIN" "$BUN_SCRIPT" @PORT@ ;;
+	node) start_server "$name" check_pubsub "$NODE_BIN" "$NODE_SCRIPT" @PORT@ ;;
+	nats)
+		# The config reads the WebSocket port from the environment; the client port is another one.
+		pick_port
+		start_server "$name" check_pubsub env NATS_WS_PORT=@PORT@ "$NATS_BIN" -c "$NATS_CONF" -p "$REPLY"
+		;;
+	nchan) start_nchan "$name" ;;
+	esac
+}
+
+workers_of() {
+	case $1 in
+	bun | node) echo 1 ;;
+	*) echo "$WORKERS" ;;
+	esac
+}
+workers_desc() {
+	case $1 in
+	bun | node) echo "1 thread" ;;
+	nats) echo "GOMAXPROCS $(nproc)" ;;
+	nchan) echo "$WORKERS workers" ;;
+	*) echo "$WORKERS threads" ;;
+	esac
+}
 
 # ---- runs ------------------------------------------------------------------------------------
 # scen_args scenario round -> sets SCEN (array): wsload's scenario options.
 scen_args() {
-	local s=$1 round=$2 n
+	local s=$1 round=$2 n b=()
 	case $s in
-	fanout | fanout-big)
-		n=$FANOUT_SUBS
-		[[ $s == fanout ]] || n=$FANOUT_BIG_SUBS
+	fanout | fanout-big | fanout-s*)
+		n=$(($(scen_conns "$s") - 1))
 		SCEN=(--scenario fanout -c "$n" -w "$INFLIGHT" --window "$WINDOW" --topic "bench.$s.r$round")
 		read -ra b < <(bind_args $((n + 1)); echo)
 		;;
@@ -250,27 +376,64 @@ scen_args() {
 			--topic "bench.rooms.r$round")
 		read -ra b < <(bind_args "$ROOMS_CLIENTS"; echo)
 		;;
+	connect-*)
+		SCEN=(--scenario connect -c "$CONNECT_CONNS" --topic "bench.$s.r$round")
+		[[ $s == connect-one ]] || SCEN+=(--own-topics)
+		read -ra b < <(bind_args "$CONNECT_CONNS"; echo)
+		;;
 	esac
 	SCEN+=(-b "$BYTES" "${b[@]}")
 }
 
 FIELDS=(msgs_per_s p50_us p99_us p999_us server_cpu_us_per_msg gen_cpu_pct other_cpu_pct errors
-	gen_cpu_us_per_msg lost published_per_s expected received messages)
+	gen_cpu_us_per_msg lost published_per_s expected received messages server_cpu_pct)
+CONNECT_FIELDS=(conns_per_s conns_open_per_s kib_per_conn unready other_cpu_pct errors open)
 
 measure() { # round scenario name
-	local round=$1 s=$2 name=$3 out f
+	local round=$1 s=$2 name=$3 out f dur=$DURATION_S warm=$WARMUP_S
 	local -A v=()
 	out="$TMP/runs/$s-$name-r$round.txt"
+	if is_connect "$s"; then
+		# A fresh server: its RSS before the first connection is its baseline.
+		stop_server "$name"
+		start_one "$name"
+		sleep "$CONNECT_SETTLE" # let a garbage-collected runtime shrink after its start
+		dur=$CONNECT_IDLE
+		warm=1
+	fi
 	proto_args "$name"
 	scen_args "$s" "$round"
-	if ! timeout -k 5 $((WARMUP_S + DURATION_S + 2 * CONNECT_TIMEOUT + SETTLE + 30)) "$WSLOAD" \
-		"${SCEN[@]}" "${PROTO[@]}" -t "$THREADS" -d "$DURATION_S" --warmup "$WARMUP_S" \
-		--settle "$SETTLE" --connect-timeout "$CONNECT_TIMEOUT" --server-pid "${PID[$name]}" \
+	server_pid_args "$name"
+	if ! timeout -k 5 $((warm + dur + 2 * CONNECT_TIMEOUT + SETTLE + 30)) "$WSLOAD" \
+		"${SCEN[@]}" "${PROTO[@]}" -t "$THREADS" -d "$dur" --warmup "$warm" \
+		--settle "$SETTLE" --connect-timeout "$CONNECT_TIMEOUT" "${SPIDS[@]}" \
 		>"$out" 2>&1; then
 		cat "$out" >&2
 		die "wsload $s against $name failed or timed out"
 	fi
 	alive "${PID[$name]}" || die "$name died during $s, round $round"
+	printf '{"bench":"ws-pubsub","scenario":"%s","server":"%s","round":%d,"workers":%d,"rev":"%s",%s\n' \
+		"$s" "$name" "$round" "$(workers_of "$name")" "$GIT_REV" "$(sed -n 's/^JSON {//p' "$out" | head -n1 | sed 's/"scenario":/"wsload_scenario":/')" \
+		>>"$TMP/runs.jsonl"
+	if is_connect "$s"; then
+		for f in "${CONNECT_FIELDS[@]}"; do
+			v[$f]=$(json_field "$out" "$f")
+			[[ -n ${v[$f]} && ${v[$f]} != null ]] || { cat "$out" >&2; die "no $f in wsload's output ($out)"; }
+		done
+		((v[open] > 0)) || die "$name: no connection opened in $s"
+		((v[errors] == 0 && v[unready] == 0)) || warn "$s $name (round $round): ${v[errors]} errors," \
+			"${v[unready]} subscriptions unconfirmed"
+		over_limit "${v[other_cpu_pct]}" "$FOREIGN_WARN" &&
+			warn "$s $name (round $round): other processes used ${v[other_cpu_pct]}% of the machine's CPU during the run"
+		# Columns as below; 4 is connections/s (opened and subscribed), 13 the unconfirmed, 14
+		# connections/s opened only, 16 KiB per connection.
+		printf '%s\t%s\t%s\t%s\t0\t0\t0\t0\t0\t%s\t%s\t0\t%s\t%s\t%s\t%s\t0\n' "$s" "$name" "$round" \
+			"${v[conns_per_s]}" "${v[other_cpu_pct]}" "${v[errors]}" "${v[unready]}" "${v[conns_open_per_s]}" \
+			"${v[open]}" "${v[kib_per_conn]}" >>"$RES"
+		log "round $round $s $name: ${v[conns_per_s]} connections/s subscribed (${v[conns_open_per_s]}/s opened)," \
+			"${v[kib_per_conn]} KiB per idle subscribed connection, other load ${v[other_cpu_pct]}%"
+		return
+	fi
 	for f in "${FIELDS[@]}"; do
 		v[$f]=$(json_field "$out" "$f")
 		[[ -n ${v[$f]} && ${v[$f]} != null ]] || { cat "$out" >&2; die "no $f in wsload's output ($out)"; }
@@ -285,33 +448,39 @@ measure() { # round scenario name
 		warn "$s $name (round $round): other processes used ${v[other_cpu_pct]}% of the machine's CPU during the run"
 	# Columns: 1 scenario, 2 server, 3 round, 4 deliveries/s, 5 p50, 6 p99, 7 p99.9, 8 server CPU
 	# us/delivery, 9 wsload % of a core, 10 other load %, 11 errors, 12 wsload us/delivery,
-	# 13 lost, 14 published/s, 15 expected.
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$name" "$round" \
+	# 13 lost, 14 published/s, 15 expected, 16 KiB per connection (connect only), 17 server CPU %
+	# of a core.
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t0\t%s\n' "$s" "$name" "$round" \
 		"${v[msgs_per_s]}" "${v[p50_us]}" "${v[p99_us]}" "${v[p999_us]}" "${v[server_cpu_us_per_msg]}" \
 		"${v[gen_cpu_pct]}" "${v[other_cpu_pct]}" "${v[errors]}" "${v[gen_cpu_us_per_msg]}" "${v[lost]}" \
-		"${v[published_per_s]}" "${v[expected]}" >>"$RES"
+		"${v[published_per_s]}" "${v[expected]}" "${v[server_cpu_pct]}" >>"$RES"
 	log "round $round $s $name: ${v[msgs_per_s]} deliveries/s (${v[published_per_s]} published/s)," \
 		"p50 ${v[p50_us]} us, p99 ${v[p99_us]} us, server ${v[server_cpu_us_per_msg]} CPU us/delivery," \
 		"wsload ${v[gen_cpu_pct]}% of a core, lost ${v[lost]}, other load ${v[other_cpu_pct]}%"
 }
 
 # ---- main ------------------------------------------------------------------------------------
-BUN_VERSION=-
-[[ $B_NAME != bun ]] || BUN_VERSION=$(timeout 10 "$BUN_BIN" --version 2>/dev/null || echo unknown)
+declare -A VERSION=([herald]="herald $(git_rev)")
 GIT_REV=$(git_rev)
+for name in "${B_NAMES[@]}"; do
+	case $name in
+	bun) VERSION[$name]="bun $(timeout 10 "$BUN_BIN" --version 2>/dev/null || echo unknown)" ;;
+	node) VERSION[$name]="node $("$NODE_BIN" --version 2>/dev/null) + ws $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$REPO/bench/peers/node_modules/ws/package.json" | head -n1)" ;;
+	nats) VERSION[$name]="nats-server $("$NATS_BIN" --version 2>/dev/null | sed 's/^nats-server: //')" ;;
+	nchan) VERSION[$name]="nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo '?') on $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')" ;;
+	herald-b) VERSION[$name]="herald $GIT_REV" ;;
+	esac
+done
 
-log "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP scenarios=${RUN_SCEN[*]} fanout=$FANOUT_SUBS" \
-	"fanout-big=$FANOUT_BIG_SUBS inflight=$INFLIGHT window=$WINDOW bytes=$BYTES rooms=$ROOMS_CLIENTS/$ROOMS" \
-	"rates=$RATES wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN cpus=$(nproc) fd-limit=$FD_LIMIT"
+log "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP scenarios=${RUN_SCEN[*]} servers=${SERVERS[*]}" \
+	"fanout=$FANOUT_SUBS fanout-big=$FANOUT_BIG_SUBS sweep=($FANOUT_SWEEP) inflight=$INFLIGHT window=$WINDOW" \
+	"bytes=$BYTES rooms=$ROOMS_CLIENTS/$ROOMS rates=$RATES connect=$CONNECT_CONNS ($CONNECT_TOPICS)" \
+	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN cpus=$(nproc) fd-limit=$FD_LIMIT"
 machine_busy
-start_herald "$A_NAME"
-case $B_NAME in
-bun) start_bun "$B_NAME" ;;
-herald-b) start_herald "$B_NAME" ;;
-esac
+for name in "${SERVERS[@]}"; do start_one "$name"; done
 
 # Scenario by scenario within a round, the servers alternate; their order flips every round
-# (A B, B A, ...). Each run opens fresh connections on a topic of its own.
+# (A B C, C B A, ...). Each run opens fresh connections on a topic of its own.
 for ((round = 1; round <= ROUNDS; round++)); do
 	order=("${SERVERS[@]}")
 	((round % 2)) || mapfile -t order < <(printf '%s\n' "${SERVERS[@]}" | tac)
@@ -330,27 +499,42 @@ scen_desc() {
 	case $1 in
 	fanout) echo "fanout: $FANOUT_SUBS subscribers, 1 publisher, $INFLIGHT in flight ($WINDOW)" ;;
 	fanout-big) echo "fanout-big: $FANOUT_BIG_SUBS subscribers, 1 publisher, $INFLIGHT in flight ($WINDOW)" ;;
+	fanout-s*) echo "$1: ${1#fanout-s} subscribers, 1 publisher, $INFLIGHT in flight ($WINDOW)" ;;
 	rooms-r*) echo "rooms: $ROOMS_CLIENTS clients in $ROOMS rooms, ${1#rooms-r} msg/s each" ;;
+	connect-one) echo "connect-one: $CONNECT_CONNS connections opened and subscribed to one topic, then idle ${CONNECT_IDLE}s" ;;
+	connect-each) echo "connect-each: $CONNECT_CONNS connections opened and subscribed each to its own topic, then idle ${CONNECT_IDLE}s" ;;
 	esac
 }
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }'; }
+
 SUMMARY="$TMP/summary.md"
 FAIL=0
+HAVE_LOAD=0 HAVE_CONNECT=0
+for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE_LOAD=1; fi; done
 {
 	echo
 	echo "## WebSocket pub/sub benchmark: ${SERVERS[*]}"
 	echo
-	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) · herald $GIT_REV · bun $BUN_VERSION · $(nproc) CPUs · $(uname -r)"
+	vers=()
+	for name in "${SERVERS[@]}"; do vers+=("${VERSION[$name]}"); done
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) · $(
+		IFS=,
+		echo "${vers[*]}" | sed 's/,/ · /g'
+	) · $(nproc) CPUs · $(uname -r)"
 	echo "wsload on 127.0.0.1 · $ROUNDS round(s) × ${DURATION_S}s after ${WARMUP_S}s warm-up · payload $BYTES B" \
 		"text · wsload -t $THREADS · Herald --threads $WORKERS $( ((PIN)) && echo pinned || echo --no-pin)" \
-		"--no-compression · Bun single-threaded, never pinned · deliveries/s = messages received by all" \
+		"--no-compression · Bun and Node single-threaded, never pinned · deliveries/s = messages received by all" \
 		"subscribers in the measured window · CPU = server utime+stime per delivery · lost = owed minus" \
 		"received after ${SETTLE}s of settling, summed over rounds · machine ${IDLE_BUSY}% busy before start"
-	echo
-	echo "| scenario | server | deliveries/s median (min-max) | published/s | p50 us | p99 us | p99.9 us | server CPU us/delivery | wsload CPU % of a core (us/delivery) | lost | other load % |"
-	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 	JSON_LINES=()
+	if ((HAVE_LOAD)); then
+		echo
+		echo "| scenario | server | deliveries/s median (min-max) | published/s | p50 us | p99 us | p99.9 us | server CPU us/delivery | server CPU % of a core | wsload CPU % of a core (us/delivery) | lost | other load % |"
+		echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+	fi
 	for s in "${RUN_SCEN[@]}"; do
+		is_connect "$s" && continue
 		for name in "${SERVERS[@]}"; do
 			read -r rate rmin rmax < <(col_stats "$s" "$name" 4)
 			read -r p50 _ _ < <(col_stats "$s" "$name" 5)
@@ -361,55 +545,97 @@ FAIL=0
 			read -r foreign _ _ < <(col_stats "$s" "$name" 10)
 			read -r genus _ _ < <(col_stats "$s" "$name" 12)
 			read -r pubs _ _ < <(col_stats "$s" "$name" 14)
+			read -r srvpct _ _ < <(col_stats "$s" "$name" 17)
 			errs=$(sum_col "$s" "$name" 11)
 			lost=$(sum_col "$s" "$name" 13)
 			owed=$(sum_col "$s" "$name" 15)
 			((lost == 0)) || FAIL=1
-			printf '| %s | %s | %.0f (%.0f-%.0f) | %.0f | %.0f | %.0f | %.0f | %.3f | %.0f (%.3f) | %s | %.1f |\n' \
-				"$s" "$name" "$rate" "$rmin" "$rmax" "$pubs" "$p50" "$p99" "$p999" "$cpu" "$gen" "$genus" \
+			printf '| %s | %s | %.0f (%.0f-%.0f) | %.0f | %.0f | %.0f | %.0f | %.3f | %.0f | %.0f (%.3f) | %s | %.1f |\n' \
+				"$s" "$name" "$rate" "$rmin" "$rmax" "$pubs" "$p50" "$p99" "$p999" "$cpu" "$srvpct" "$gen" "$genus" \
 				"$lost" "$foreign"
-			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","server":"%s","deliveries_per_s_median":%.1f,"deliveries_per_s_min":%.1f,"deliveries_per_s_max":%.1f,"published_per_s_median":%.1f,"p50_us_median":%.0f,"p99_us_median":%.0f,"p999_us_median":%.0f,"cpu_us_per_delivery_median":%.4f,"wsload_cpu_pct_median":%.1f,"wsload_cpu_us_per_delivery_median":%.4f,"other_cpu_pct_median":%.1f,"lost":%s,"expected":%s,"errors":%s,"rounds":%d,"duration_s":%d,"bytes":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
-				"$s" "$name" "$rate" "$rmin" "$rmax" "$pubs" "$p50" "$p99" "$p999" "$cpu" "$gen" "$genus" "$foreign" \
-				"$lost" "$owed" "$errs" "$ROUNDS" "$DURATION_S" "$BYTES" \
-				"$([[ $name == bun ]] && echo 1 || echo "$WORKERS")" "$PIN" "$GIT_REV")")
+			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","server":"%s","deliveries_per_s_median":%.1f,"deliveries_per_s_min":%.1f,"deliveries_per_s_max":%.1f,"published_per_s_median":%.1f,"p50_us_median":%.0f,"p99_us_median":%.0f,"p999_us_median":%.0f,"cpu_us_per_delivery_median":%.4f,"server_cpu_pct_median":%.1f,"wsload_cpu_pct_median":%.1f,"wsload_cpu_us_per_delivery_median":%.4f,"other_cpu_pct_median":%.1f,"lost":%s,"expected":%s,"errors":%s,"rounds":%d,"duration_s":%d,"bytes":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
+				"$s" "$name" "$rate" "$rmin" "$rmax" "$pubs" "$p50" "$p99" "$p999" "$cpu" "$srvpct" "$gen" "$genus" "$foreign" \
+				"$lost" "$owed" "$errs" "$ROUNDS" "$DURATION_S" "$BYTES" "$(workers_of "$name")" "$PIN" "$GIT_REV")")
 		done
-		if [[ -n $B_NAME ]]; then
-			read -r a_rate _ _ < <(col_stats "$s" "$A_NAME" 4)
-			read -r b_rate _ _ < <(col_stats "$s" "$B_NAME" 4)
-			read -r a_p99 _ _ < <(col_stats "$s" "$A_NAME" 6)
-			read -r b_p99 _ _ < <(col_stats "$s" "$B_NAME" 6)
-			read -r a_cpu _ _ < <(col_stats "$s" "$A_NAME" 8)
-			read -r b_cpu _ _ < <(col_stats "$s" "$B_NAME" 8)
-			read -r r_rate r_p99 r_cpu ok < <(awk -v ar="$a_rate" -v br="$b_rate" -v ap="$a_p99" -v bp="$b_p99" \
-				-v ac="$a_cpu" -v bc="$b_cpu" 'BEGIN {
-				rr = (br > 0) ? ar / br : 0; rp = (bp > 0) ? ap / bp : 0; rc = (bc > 0) ? ac / bc : 0
-				printf "%.3f %.3f %.3f %d\n", rr, rp, rc, (rr >= 1.0) }')
+		read -r a_rate _ _ < <(col_stats "$s" "$A_NAME" 4)
+		read -r a_p99 _ _ < <(col_stats "$s" "$A_NAME" 6)
+		read -r a_cpu _ _ < <(col_stats "$s" "$A_NAME" 8)
+		for b in "${B_NAMES[@]}"; do
+			read -r b_rate _ _ < <(col_stats "$s" "$b" 4)
+			read -r b_p99 _ _ < <(col_stats "$s" "$b" 6)
+			read -r b_cpu _ _ < <(col_stats "$s" "$b" 8)
+			r_rate=$(ratio "$a_rate" "$b_rate")
+			r_p99=$(ratio "$a_p99" "$b_p99")
+			r_cpu=$(ratio "$a_cpu" "$b_cpu")
 			# rooms publish at a fixed rate: both servers deliver the same, so only fanout's
 			# deliveries/s is a throughput target.
-			[[ $s == rooms-* ]] || ((ok)) || FAIL=1
-			printf '| %s | **%s/%s** | **%s** | | | **%s** | | **%s** | | | |\n' "$s" "$A_NAME" "$B_NAME" \
+			[[ $s == rooms-* ]] || awk -v r="$r_rate" 'BEGIN { exit !(r >= 1.0) }' || FAIL=1
+			printf '| %s | **%s/%s** | **%s** | | | **%s** | | **%s** | | | | |\n' "$s" "$A_NAME" "$b" \
 				"$r_rate" "$r_p99" "$r_cpu"
 			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","ratio":"%s/%s","deliveries_per_s":%s,"p99":%s,"cpu_us_per_delivery":%s,"pin":%d,"rev":"%s"}' \
-				"$s" "$A_NAME" "$B_NAME" "$r_rate" "$r_p99" "$r_cpu" "$PIN" "$GIT_REV")")
-		fi
+				"$s" "$A_NAME" "$b" "$r_rate" "$r_p99" "$r_cpu" "$PIN" "$GIT_REV")")
+		done
+	done
+	if ((HAVE_CONNECT)); then
+		echo
+		echo "| scenario | server | connections/s opened and subscribed, median (min-max) | connections/s opened | KiB of server RSS per idle subscribed connection, median (min-max) | unconfirmed | errors | other load % |"
+		echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+	fi
+	for s in "${RUN_SCEN[@]}"; do
+		is_connect "$s" || continue
+		for name in "${SERVERS[@]}"; do
+			read -r rate rmin rmax < <(col_stats "$s" "$name" 4)
+			read -r orate _ _ < <(col_stats "$s" "$name" 14)
+			read -r kib kmin kmax < <(col_stats "$s" "$name" 16)
+			read -r foreign _ _ < <(col_stats "$s" "$name" 10)
+			unready=$(sum_col "$s" "$name" 13)
+			errs=$(sum_col "$s" "$name" 11)
+			((unready == 0)) || FAIL=1
+			printf '| %s | %s | %.0f (%.0f-%.0f) | %.0f | %.2f (%.2f-%.2f) | %s | %s | %.1f |\n' "$s" "$name" \
+				"$rate" "$rmin" "$rmax" "$orate" "$kib" "$kmin" "$kmax" "$unready" "$errs" "$foreign"
+			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","server":"%s","conns_per_s_median":%.1f,"conns_per_s_min":%.1f,"conns_per_s_max":%.1f,"conns_open_per_s_median":%.1f,"kib_per_conn_median":%.3f,"kib_per_conn_min":%.3f,"kib_per_conn_max":%.3f,"unready":%s,"errors":%s,"other_cpu_pct_median":%.1f,"conns":%d,"rounds":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
+				"$s" "$name" "$rate" "$rmin" "$rmax" "$orate" "$kib" "$kmin" "$kmax" "$unready" "$errs" "$foreign" \
+				"$CONNECT_CONNS" "$ROUNDS" "$(workers_of "$name")" "$PIN" "$GIT_REV")")
+		done
+		read -r a_rate _ _ < <(col_stats "$s" "$A_NAME" 4)
+		read -r a_kib _ _ < <(col_stats "$s" "$A_NAME" 16)
+		for b in "${B_NAMES[@]}"; do
+			read -r b_rate _ _ < <(col_stats "$s" "$b" 4)
+			read -r b_kib _ _ < <(col_stats "$s" "$b" 16)
+			printf '| %s | **%s/%s** | **%s** | | **%s** | | | |\n' "$s" "$A_NAME" "$b" \
+				"$(ratio "$a_rate" "$b_rate")" "$(ratio "$a_kib" "$b_kib")"
+			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","ratio":"%s/%s","conns_per_s":%s,"kib_per_conn":%s,"pin":%d,"rev":"%s"}' \
+				"$s" "$A_NAME" "$b" "$(ratio "$a_rate" "$b_rate")" "$(ratio "$a_kib" "$b_kib")" "$PIN" "$GIT_REV")")
+		done
 	done
 	echo
 	for s in "${RUN_SCEN[@]}"; do echo "- $(scen_desc "$s")"; done
 	echo
-	echo "Ratio rows: deliveries/s (higher is better; in rooms the rate is fixed, so it only shows" \
-		"whether both kept up), p99 and CPU us/delivery (lower is better). Herald answers every" \
-		"publication with an ack and wraps each delivery in its JSON envelope; bun-pubsub.js does" \
-		"neither. wsload shares the $(nproc) CPUs with the server: near 100% of a core it, not the" \
-		"server, may be the limit (try THREADS=2)."
-	[[ $B_NAME != bun ]] || echo "Bun serves from one thread by design; Herald uses $WORKERS."
-	[[ -n $B_NAME ]] || echo "Bun was not available: Herald alone, no ratios."
-	noisy_note 10 "deliveries/s and latency" "CPU us/delivery"
+	echo "Servers: $(for n in "${SERVERS[@]}"; do printf '%s (%s); ' "$n" "$(workers_desc "$n")"; done)"
+	echo
+	echo "Ratio rows: deliveries/s and connections/s (higher is better; in rooms the rate is fixed, so" \
+		"it only shows whether both kept up), p99, CPU us/delivery and KiB per connection (lower is" \
+		"better). Herald answers every publication with an ack and wraps each delivery in its JSON" \
+		"envelope; the Bun and Node peers do neither, NATS wraps each in a MSG line, nchan sends the" \
+		"payload bare and also back to its publisher (nchan_pubsub). KiB per connection is the growth" \
+		"of the server's user-space RSS (VmRSS, summed over its processes) divided by the connections;" \
+		"kernel socket buffers are not in it. wsload shares the $(nproc) CPUs with the server: near" \
+		"100% of a core it, not the server, may be the limit (try THREADS=2)."
+	((${#B_NAMES[@]} > 0)) || echo "No peer was available: Herald alone, no ratios."
+	noisy_note 10 "deliveries/s, connections/s and latency" "CPU us/delivery"
 	echo
 	printf '%s\n' "${JSON_LINES[@]}"
 } >"$SUMMARY"
 cat "$SUMMARY"
 
-save_results pubsub "$SUMMARY" "$TMP"/runs/*.txt
+save_results pubsub "$SUMMARY" "$TMP"/runs/*.txt "$TMP/runs.jsonl"
+if [[ -n $SAVED_DIR && $CHARTS == 1 ]]; then
+	if command -v gnuplot >/dev/null 2>&1; then
+		"$REPO/bench/charts.sh" "$SAVED_DIR" >&2 || warn "charts failed (bench/charts.sh $SAVED_DIR)"
+	else
+		warn "gnuplot not found (scripts/install-deps installs gnuplot-nox): no charts"
+	fi
+fi
 
 if ((FAIL)) && [[ $STRICT == 1 ]]; then
 	echo "pubsub.sh: target missed or deliveries lost (STRICT=1)" >&2
