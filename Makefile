@@ -66,7 +66,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
 export LSAN_OPTIONS ?= suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: all run test unit integration browser check format format-check clean bench bench-http bench-echo bench-pubsub fuzz
+.PHONY: all run test unit integration browser check format format-check clean bench bench-full bench-http bench-echo bench-pubsub fuzz
 
 # The chat demo in the document root imports the client library as ./herald.js: a copy, not
 # tracked (.gitignore), made whenever clients/js/herald.js exists.
@@ -141,7 +141,17 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
 
-bench: bench-http bench-echo bench-pubsub
+# make bench: every benchmark once, quickly (QUICK=1: 1 round of 3 s, small sizes; a few minutes).
+# make bench-full: several rounds of 10 s, every scenario and peer, the fan-out sweep and charts
+# (about 40 minutes). bench-http, bench-echo and bench-pubsub run one script at its defaults.
+bench: $(BIN) $(BUILD)/wsload
+	QUICK=1 bench/http.sh
+	QUICK=1 bench/echo.sh
+	QUICK=1 bench/pubsub.sh
+bench-full: $(BIN) $(BUILD)/wsload
+	ROUNDS=3 bench/http.sh
+	ROUNDS=3 bench/echo.sh
+	ROUNDS=3 SCENARIOS="fanout fanout-big sweep rooms connect" CONNECT_TOPICS="one each" bench/pubsub.sh
 bench-http: $(BIN)
 	bench/http.sh
 bench-echo: $(BIN) $(BUILD)/wsload

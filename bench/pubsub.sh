@@ -13,7 +13,7 @@
 #               WINDOW=probe: to the first one only)
 #   fanout-big  the same with FANOUT_BIG_SUBS (10000) subscribers; skipped with a warning when the
 #               file descriptor limit cannot be raised enough; 0 turns it off
-#   sweep       one fanout per subscriber count in FANOUT_SWEEP ("100 1000 5000"), named
+#   sweep       one fanout per subscriber count in FANOUT_SWEEP ("100 5000"), named
 #               fanout-s<N>: throughput against subscriber count
 #   rooms       ROOMS_CLIENTS (5000) clients in ROOMS (500) rooms, each subscribed to its room and
 #               publishing to it RATE (1) messages/s; RATES="1 2 4" runs one rooms scenario per rate
@@ -81,7 +81,7 @@ SCENARIOS=${SCENARIOS:-fanout fanout-big rooms connect}
 PEERS=${PEERS-bun node nats nchan}
 FANOUT_SUBS=${FANOUT_SUBS:-1000}
 FANOUT_BIG_SUBS=${FANOUT_BIG_SUBS:-10000}
-FANOUT_SWEEP=${FANOUT_SWEEP:-100 1000 5000}
+FANOUT_SWEEP=${FANOUT_SWEEP:-100 5000}
 INFLIGHT=${INFLIGHT:-16}
 BYTES=${BYTES:-64}
 WINDOW=${WINDOW:-all}
