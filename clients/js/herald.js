@@ -158,6 +158,7 @@ export class Herald extends Emitter {
     this._pongTimer = null;
     this._lastReceive = 0;
     this._onlineHandler = null;
+    this._openSeq = 0;
   }
 
   get state() { return this._state; }
@@ -245,9 +246,12 @@ export class Herald extends Emitter {
   _open() {
     this._reconnectTimer = null;
     this.session = null;
+    const seq = ++this._openSeq;
     this._setState('connecting');
     this._emit('connecting', { attempt: this._attempt });
-    if (this._state !== 'connecting') return; // a listener closed the client
+    // A listener may have closed the client, or closed it and connected again (which opened
+    // a socket of its own): this call has nothing left to do then.
+    if (this._state !== 'connecting' || seq !== this._openSeq) return;
     const { WebSocket: WS, protocol } = this._opts;
     let ws;
     try {
@@ -390,8 +394,8 @@ export class Herald extends Emitter {
       this._pongTimer = null;
       this._schedulePing();
     };
-    req.reject = noop; // an error answer cannot happen for ping; a lost socket is handled elsewhere
-    req.onDrop = noop;
+    req.reject = req.resolve; // any answer shows the server is alive
+    req.onDrop = noop; // a lost socket is handled by _onSocketGone
     this._send(req);
     // Anything received proves the server is alive: a pong stuck behind a burst of messages is
     // not a dead connection. So the deadline runs from the last thing received.
@@ -483,8 +487,15 @@ export class Herald extends Emitter {
   // are never timed out (a dead connection is caught by the ping and the subscription is sent
   // again on the next one) and vanish silently with a lost connection.
   _sendSub(sub) {
-    const req = this._makeRequest(sub._request());
     const generation = sub._generation;
+    let req;
+    try {
+      req = this._makeRequest(sub._request());
+    } catch (err) {
+      // presence info JSON cannot represent (a BigInt, a cycle): the subscription cannot be made.
+      sub._onRefused(err, generation);
+      return;
+    }
     req.resolve = (m) => sub._onAck(m, generation);
     req.reject = (err) => sub._onRefused(err, generation);
     req.onDrop = noop;

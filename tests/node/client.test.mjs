@@ -497,6 +497,83 @@ test('no reconnect after 1002, 1003, 1008 or 4400-4499; reconnect after the othe
   assert.equal(once.state, 'closed');
 });
 
+test('subscriptions outlive connections: resent after each welcome before the queue, with recovery (fake WebSocket)', T, async () => {
+  const WS = fakeWebSocket((s, n) => s.welcome(n));
+  const c = client({ WebSocket: WS, minDelay: 1, maxDelay: 5 }, 'ws://fake/ws');
+  const got = inbox();
+  const exact = c.subscribe('a', got.handler, { last: 3, presence: { info: { name: 'ann' } } });
+  const pattern = c.subscribe('b.*', () => {});
+  const queued = c.publish('a', 'queued');
+  await c.connect();
+  const strip = (sent) => sent.map(({ id, ...rest }) => rest);
+  let ws = WS.instances[0];
+  assert.deepEqual(strip(ws.sent), [
+    { op: 'sub', topic: 'a', last: 3, presence: { info: { name: 'ann' } } },
+    { op: 'sub', topic: 'b.*' },
+    { op: 'pub', topic: 'a', data: 'queued' },
+  ]);
+  // The server's side, by hand: the ack (3 to replay), the replay, one duplicate, a live one.
+  ws.message({ type: 'ack', op: 'sub', id: ws.sent[0].id, topic: 'a', epoch: 'E', offset: 10, replay: 3 });
+  assert.equal(exact.offset, 7);
+  for (const offset of [8, 9, 10, 10, 11]) ws.message({ type: 'msg', topic: 'a', data: offset, offset });
+  assert.deepEqual(got.data(), [8, 9, 10, 11]);
+  assert.deepEqual(await exact.ready, { epoch: 'E', offset: 10, replay: 3 });
+
+  // The connection breaks: the publish in flight fails, both subscriptions go out again, the
+  // exact one recovering from offset 11 (its `last` is not used again).
+  const back = next(c, 'connected');
+  ws.end(1006);
+  await assert.rejects(queued, { code: 'disconnected' });
+  assert.equal(exact.state, 'subscribing');
+  await back;
+  ws = WS.instances[1];
+  assert.deepEqual(strip(ws.sent), [
+    { op: 'sub', topic: 'a', recover: { epoch: 'E', offset: 11 }, presence: { info: { name: 'ann' } } },
+    { op: 'sub', topic: 'b.*' },
+  ]);
+  const resubscribed = next(exact, 'subscribed');
+  const unrecovered = next(exact, 'unrecovered');
+  ws.message({ type: 'ack', op: 'sub', id: ws.sent[0].id, topic: 'a', epoch: 'F', offset: 2, replay: 0, recovered: false });
+  assert.deepEqual(await resubscribed, { epoch: 'F', offset: 2, replay: 0, recovered: false });
+  assert.deepEqual(await unrecovered, { epoch: 'F', offset: 2, replay: 0, recovered: false });
+  assert.deepEqual([exact.epoch, exact.offset], ['F', 2]);
+  ws.message({ type: 'msg', topic: 'a', data: 'new epoch', offset: 3 });
+  assert.deepEqual(got.data().at(-1), 'new epoch');
+
+  // Unsubscribing while away needs no server; the pattern is not sent again.
+  const away = next(c, 'disconnected');
+  ws.end(1001);
+  await away;
+  await pattern.unsubscribe();
+  assert.equal(pattern.state, 'unsubscribed');
+  await next(c, 'connected');
+  assert.deepEqual(strip(WS.instances[2].sent).map((m) => m.topic), ['a']);
+
+  // close() keeps the subscription for a later connect().
+  c.close();
+  await c.connect();
+  assert.deepEqual(strip(WS.instances[3].sent), [
+    { op: 'sub', topic: 'a', recover: { epoch: 'F', offset: 3 }, presence: { info: { name: 'ann' } } },
+  ]);
+  assert.equal(WS.instances[0].closedWith, null, 'a socket that closed by itself is not closed again');
+  assert.deepEqual(WS.instances[2].closedWith, { code: 1000, reason: '' }, 'close() closes with 1000');
+});
+
+test('no welcome within connectTimeout: the socket is given up (4000) and another one tried (fake WebSocket)', T, async () => {
+  const WS = fakeWebSocket((s, n) => { s.open(); if (n === 2) s.welcome(n); });
+  const c = client({ WebSocket: WS, connectTimeout: 50, minDelay: 1, maxDelay: 5 }, 'ws://fake/ws');
+  const down = next(c, 'disconnected');
+  const t0 = Date.now();
+  await c.connect();
+  const ev = await down;
+  assert.equal(ev.code, 4000);
+  assert.equal(ev.reason, 'connect timeout');
+  assert.equal(ev.reconnect, true);
+  assert.ok(Date.now() - t0 >= 45);
+  assert.deepEqual(WS.instances[0].closedWith, { code: 4000, reason: 'connect timeout' });
+  assert.equal(c.session, 's-2');
+});
+
 test('reconnect after the server is killed and restarted on the same port: new epoch, not recovered', T, async () => {
   const h = await startHerald(['--threads', '2']);
   let h2;
