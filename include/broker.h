@@ -28,9 +28,11 @@
  * that gets a presence_lost message instead of the events it missed. Counting members is O(1).
  *
  * Bounds: a topic keeps at most history_size messages (and, for recovery, none older than
- * history_ttl); a subscription whose cursor falls behind the oldest kept message has lost data and
- * its owner must disconnect it as a slow consumer; broker_pull queues at most the bytes it is
- * given.
+ * history_ttl, which broker_sweep also drops from memory); all topics together keep about
+ * history_memory bytes of messages (a publish over it trims its own topic's oldest, down to its
+ * newest message); a topic with no subscribers and nothing kept is removed by broker_sweep; a
+ * subscription whose cursor falls behind the oldest kept message has lost data and its owner must
+ * disconnect it as a slow consumer; broker_pull queues at most the bytes it is given.
  *
  * Threads: every function may be called from any worker; topics and sessions have their own
  * mutexes (lock order: session, then topic; the registry lock is never held with either).
@@ -52,6 +54,7 @@ struct broker_config {
     size_t history_size;        /* messages kept per topic (>= 1) */
     unsigned history_ttl;       /* seconds a message stays replayable; 0: no limit */
     unsigned max_subscriptions; /* per session */
+    size_t history_memory;      /* bytes of kept messages over all topics; 0: no cap */
 };
 
 /* A batch of owners to wake because topics they subscribe to have new messages. */
@@ -162,8 +165,18 @@ bool broker_pending(struct broker_session *s);
 
 struct broker_stats {
     uint64_t topics, subscriptions, published, delivered, delivered_bytes, members;
+    uint64_t history_bytes, topics_removed;
 };
 void broker_stats(struct broker *b, struct broker_stats *st);
+
+/*
+ * broker_sweep - housekeeping, meant to be called about once a second by one thread: looks at the
+ * next `buckets` buckets of the topic table, or a 60th of it if that is more (round robin, so the
+ * whole table within a minute), drops messages past the TTL and removes topics nobody subscribes
+ * to that keep nothing. Takes the registry's write lock for that long.
+ * Returns the number of topics removed. A removed topic that is used again starts a new epoch.
+ */
+size_t broker_sweep(struct broker *b, size_t buckets);
 
 struct broker_topic_info {
     const char *name; /* valid during the callback only */

@@ -40,6 +40,7 @@ struct herald_config {
     const char *ws_path;        /* the broker's WebSocket endpoint */
     size_t history_size;        /* messages kept per topic */
     unsigned history_ttl;       /* seconds a message stays replayable (0: no limit) */
+    size_t history_memory;      /* bytes of kept messages over all topics */
     unsigned max_subscriptions; /* per connection */
     size_t max_outbound;        /* queued bytes per connection before it is a slow consumer */
     const char *client_publish[CONFIG_MAX_ORIGINS + 1]; /* patterns clients may publish to;

@@ -3,9 +3,13 @@
  *
  * Locks, outermost first: the registry's rwlock (topic table and the list of wildcard
  * subscriptions), a session's mutex, a topic's mutex. A thread may take a later lock while holding
- * an earlier one, never the reverse. Topics live as long as the broker (no collection yet), so a
- * topic pointer stays valid after the registry lock is released. Wakes found under a lock are
- * collected in a wake_list and dispatched after every lock is released.
+ * an earlier one, never the reverse. Wakes found under a lock are collected in a wake_list and
+ * dispatched after every lock is released.
+ *
+ * Topic lifetime: a topic is removed by broker_sweep (under the registry's write lock) once it has
+ * no subscribers, no kept messages and no references. A topic pointer is used outside the
+ * registry lock only while holding a reference (get_topic/topic_put) or through an entry (an
+ * entry keeps its topic: a topic with entries is never removed).
  */
 #include "broker.h"
 
@@ -59,6 +63,7 @@ struct topic {
     size_t len;
     char epoch[32];
     atomic_uint n_deflate; /* entries of sessions that take compressed frames */
+    atomic_uint refs;      /* threads using it outside the registry lock (get_topic) */
     pthread_mutex_t lock;
     uint64_t head;     /* last offset, 0 before the first message */
     struct slot *ring; /* offsets head-count+1 .. head, at (offset % cap) */
@@ -101,6 +106,9 @@ struct broker {
     struct pattern *patterns;
     char boot[17];
     atomic_uint_fast64_t topic_seq, published, subscriptions, delivered, delivered_bytes, members;
+    atomic_size_t history_bytes; /* memory of every topic's kept messages */
+    atomic_uint_fast64_t topics_removed;
+    size_t sweep_pos; /* next bucket broker_sweep looks at (registry's write lock) */
 };
 
 struct wake_list {
@@ -131,6 +139,8 @@ struct broker *broker_new(const struct broker_config *cfg, const struct broker_h
     b->cfg = *cfg;
     if (b->cfg.history_size == 0)
         b->cfg.history_size = 1;
+    if (b->cfg.history_memory == 0)
+        b->cfg.history_memory = SIZE_MAX;
     b->hooks = *hooks;
     b->nbuckets = 1024;
     b->buckets = calloc(b->nbuckets, sizeof(*b->buckets));
@@ -146,12 +156,28 @@ struct broker *broker_new(const struct broker_config *cfg, const struct broker_h
     return b;
 }
 
-static void topic_free(struct topic *t)
+/* Memory a kept message accounts for against --history-memory. */
+static size_t slot_bytes(const struct slot *sl)
 {
-    for (size_t i = 0; i < t->count; i++) {
-        obuf_unref(t->ring[(t->head - i) % t->cap].frame);
-        obuf_unref(t->ring[(t->head - i) % t->cap].zframe);
-    }
+    return sizeof(struct obuf) + sl->frame->cap +
+           (sl->zframe ? sizeof(struct obuf) + sl->zframe->cap : 0);
+}
+
+/* Drops the topic's oldest kept message. Under the topic's lock. */
+static void drop_oldest(struct broker *b, struct topic *t)
+{
+    struct slot *sl = &t->ring[(t->head - t->count + 1) % t->cap];
+    atomic_fetch_sub(&b->history_bytes, slot_bytes(sl));
+    obuf_unref(sl->frame);
+    obuf_unref(sl->zframe);
+    *sl = (struct slot){0};
+    t->count--;
+}
+
+static void topic_free(struct broker *b, struct topic *t)
+{
+    while (t->count)
+        drop_oldest(b, t);
     free(t->ring);
     for (size_t i = 0; i < t->pcount; i++)
         obuf_unref(t->pring[(t->phead - i) % t->pcap]);
@@ -170,7 +196,7 @@ void broker_free(struct broker *b)
     for (size_t i = 0; i < b->nbuckets; i++) {
         for (struct topic *t = b->buckets[i], *next; t; t = next) {
             next = t->next;
-            topic_free(t);
+            topic_free(b, t);
         }
     }
     free(b->buckets);
@@ -261,21 +287,32 @@ static struct topic *create_topic(struct broker *b, const char *name, size_t len
     return t;
 }
 
-/* The topic named `name`, created if needed. Takes and releases the registry lock. */
-static struct topic *get_topic(struct broker *b, const char *name, size_t len)
+/* The topic named `name`, created if needed when `create`, with a reference the caller drops
+ * with topic_put. Takes and releases the registry lock. */
+static struct topic *get_topic(struct broker *b, const char *name, size_t len, bool create)
 {
     uint64_t h = hash_name(name, len);
     pthread_rwlock_rdlock(&b->lock);
     struct topic *t = find_topic(b, name, len, h);
-    pthread_rwlock_unlock(&b->lock);
     if (t)
+        atomic_fetch_add(&t->refs, 1);
+    pthread_rwlock_unlock(&b->lock);
+    if (t || !create)
         return t;
     pthread_rwlock_wrlock(&b->lock);
     t = find_topic(b, name, len, h);
     if (!t)
         t = create_topic(b, name, len, h);
+    if (t)
+        atomic_fetch_add(&t->refs, 1);
     pthread_rwlock_unlock(&b->lock);
     return t;
+}
+
+static void topic_put(struct topic *t)
+{
+    if (t)
+        atomic_fetch_sub(&t->refs, 1);
 }
 
 /* ---- entries (caller holds the session's lock) ---- */
@@ -506,9 +543,7 @@ size_t broker_presence(struct broker *b, const char *topic, size_t len, size_t l
 {
     if (topic_check(topic, len))
         return 0;
-    pthread_rwlock_rdlock(&b->lock);
-    struct topic *t = find_topic(b, topic, len, hash_name(topic, len));
-    pthread_rwlock_unlock(&b->lock);
+    struct topic *t = get_topic(b, topic, len, false);
     if (!t)
         return 0;
     pthread_mutex_lock(&t->lock);
@@ -516,6 +551,7 @@ size_t broker_presence(struct broker *b, const char *topic, size_t len, size_t l
     for (size_t i = 0; i < count && i < limit; i++)
         fn(t->members[i]->member, t->members[i]->member_len, ctx);
     pthread_mutex_unlock(&t->lock);
+    topic_put(t);
     return count;
 }
 
@@ -652,7 +688,7 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
         return BROKER_EBADREQ;
     }
     /* Exact topics are created before the locks the attach needs (see the lock order). */
-    struct topic *t = wild ? NULL : get_topic(b, pattern, len);
+    struct topic *t = wild ? NULL : get_topic(b, pattern, len, true);
     if (!wild && !t)
         return BROKER_ENOMEM;
     int rc = 0;
@@ -687,6 +723,7 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
     }
     pthread_mutex_unlock(&s->lock);
     pthread_rwlock_unlock(&b->lock);
+    topic_put(t); /* the entry (if any) keeps it now */
     dispatch(b, &w);
     return rc;
 }
@@ -818,14 +855,12 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct o
         t->ring = nr;
         t->cap = ncap;
     }
+    if (t->count == t->cap)
+        drop_oldest(b, t); /* the oldest gives way */
     uint64_t off = t->head + 1;
-    if (t->count == t->cap) { /* the oldest gives way */
-        obuf_unref(t->ring[off % t->cap].frame);
-        obuf_unref(t->ring[off % t->cap].zframe);
-    } else {
-        t->count++;
-    }
+    t->count++;
     t->ring[off % t->cap] = (struct slot){.frame = f, .zframe = z, .ms = now_ms()};
+    atomic_fetch_add(&b->history_bytes, slot_bytes(&t->ring[off % t->cap]));
     t->head = off;
     return 0;
 }
@@ -862,7 +897,7 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
     if ((*why = topic_check(topic, tlen)))
         return BROKER_EBADTOPIC;
     struct obuf *f = frame_start(topic, tlen, data, dlen);
-    struct topic *t = f ? get_topic(b, topic, tlen) : NULL;
+    struct topic *t = f ? get_topic(b, topic, tlen, true) : NULL;
     if (!t) {
         obuf_unref(f);
         *why = "out of memory";
@@ -881,8 +916,12 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
         res->offset = t->head;
         res->reach = (unsigned)t->n_entries;
         collect_wakes(b, t, &w);
+        /* Over the global cap, the topic that adds makes room, down to its newest message. */
+        while (t->count > 1 && atomic_load(&b->history_bytes) > b->cfg.history_memory)
+            drop_oldest(b, t);
     }
     pthread_mutex_unlock(&t->lock);
+    topic_put(t);
     if (rc < 0) {
         obuf_unref(f);
         obuf_unref(z);
@@ -961,6 +1000,55 @@ bool broker_pending(struct broker_session *s)
     return any;
 }
 
+/* Drops messages past the TTL (they can no longer be recovered). Under the topic's lock. */
+static void trim_expired(struct broker *b, struct topic *t, uint64_t now)
+{
+    if (!b->cfg.history_ttl)
+        return;
+    while (t->count &&
+           t->ring[(t->head - t->count + 1) % t->cap].ms + b->cfg.history_ttl * 1000ull < now)
+        drop_oldest(b, t);
+}
+
+/* Unlinks and frees t if nothing needs it any more. Under the registry's write lock. */
+static bool topic_collect(struct broker *b, struct topic **link, uint64_t now)
+{
+    struct topic *t = *link;
+    pthread_mutex_lock(&t->lock);
+    trim_expired(b, t, now);
+    bool idle = t->n_entries == 0 && t->count == 0 && atomic_load(&t->refs) == 0;
+    pthread_mutex_unlock(&t->lock);
+    if (!idle)
+        return false;
+    *link = t->next;
+    b->ntopics--;
+    topic_free(b, t);
+    atomic_fetch_add(&b->topics_removed, 1);
+    return true;
+}
+
+size_t broker_sweep(struct broker *b, size_t buckets)
+{
+    uint64_t now = now_ms();
+    size_t removed = 0;
+    pthread_rwlock_wrlock(&b->lock);
+    if (buckets < b->nbuckets / 60)
+        buckets = b->nbuckets / 60;
+    if (buckets > b->nbuckets)
+        buckets = b->nbuckets;
+    for (size_t k = 0; k < buckets; k++) {
+        size_t i = b->sweep_pos++ % b->nbuckets;
+        for (struct topic **link = &b->buckets[i]; *link;) {
+            if (topic_collect(b, link, now))
+                removed++;
+            else
+                link = &(*link)->next;
+        }
+    }
+    pthread_rwlock_unlock(&b->lock);
+    return removed;
+}
+
 void broker_stats(struct broker *b, struct broker_stats *st)
 {
     pthread_rwlock_rdlock(&b->lock);
@@ -971,6 +1059,8 @@ void broker_stats(struct broker *b, struct broker_stats *st)
     st->delivered = atomic_load(&b->delivered);
     st->delivered_bytes = atomic_load(&b->delivered_bytes);
     st->members = atomic_load(&b->members);
+    st->history_bytes = atomic_load(&b->history_bytes);
+    st->topics_removed = atomic_load(&b->topics_removed);
 }
 
 size_t broker_topics(struct broker *b, void (*fn)(const struct broker_topic_info *, void *),

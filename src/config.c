@@ -38,6 +38,7 @@ void config_defaults(struct herald_config *cfg)
     cfg->ws_path = "/ws";
     cfg->history_size = 1000;
     cfg->history_ttl = 300;
+    cfg->history_memory = (size_t)256 << 20;
     cfg->max_subscriptions = 256;
     cfg->max_outbound = 1 << 20;
     /* A key in the environment stays out of `ps` output. */
@@ -75,6 +76,8 @@ void config_usage(FILE *out)
             "  --ws-path PATH          the broker's WebSocket endpoint (default /ws)\n"
             "  --history-size N        messages kept per topic for recovery (default 1000)\n"
             "  --history-ttl SEC       how long they stay replayable, 0: no limit (default 300)\n"
+            "  --history-memory BYTES  kept messages of all topics together, at most about\n"
+            "                          (default 268435456)\n"
             "  --max-subscriptions N   per connection (default 256)\n"
             "  --max-outbound BYTES    queued per connection before it is disconnected as a\n"
             "                          slow consumer (default 1048576)\n"
@@ -154,6 +157,7 @@ enum {
     OPT_WS_PATH,
     OPT_HIST_SIZE,
     OPT_HIST_TTL,
+    OPT_HIST_MEM,
     OPT_MAX_SUBS,
     OPT_MAX_OUT,
     OPT_CLIENT_PUB,
@@ -181,6 +185,7 @@ static const struct option long_opts[] = {
     {"ws-path", required_argument, NULL, OPT_WS_PATH},
     {"history-size", required_argument, NULL, OPT_HIST_SIZE},
     {"history-ttl", required_argument, NULL, OPT_HIST_TTL},
+    {"history-memory", required_argument, NULL, OPT_HIST_MEM},
     {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBS},
     {"max-outbound", required_argument, NULL, OPT_MAX_OUT},
     {"client-publish", required_argument, NULL, OPT_CLIENT_PUB},
@@ -266,6 +271,11 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         if (parse_ulong(arg, 0, 86400 * 365, &v) < 0)
             return -1;
         cfg->history_ttl = (unsigned)v;
+        return 0;
+    case OPT_HIST_MEM:
+        if (parse_ulong(arg, 65536, (unsigned long)1 << 40, &v) < 0)
+            return -1;
+        cfg->history_memory = v;
         return 0;
     case OPT_MAX_SUBS:
         if (parse_ulong(arg, 1, 1000000, &v) < 0)

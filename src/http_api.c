@@ -326,6 +326,10 @@ static int handle_metrics(const struct http_api *api, int keep_alive, struct out
            st.subscriptions);
     metric(&t, "herald_presence_members", "gauge", "Presence memberships of all connections.",
            st.members);
+    metric(&t, "herald_history_bytes", "gauge", "Memory of the messages topics keep.",
+           st.history_bytes);
+    metric(&t, "herald_topics_removed_total", "counter",
+           "Topics removed because nobody subscribed and nothing was kept.", st.topics_removed);
     metric(&t, "herald_messages_published_total", "counter", "Messages published.", st.published);
     metric(&t, "herald_messages_delivered_total", "counter", "Messages queued to subscribers.",
            st.delivered);

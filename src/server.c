@@ -35,6 +35,9 @@
 #define ACCEPTS_PER_WAKE 64
 /* An idle worker still wakes this often (ms), so that memory retired by others is freed. */
 #define IDLE_WAKE_MS 1000
+/* Topic-table buckets broker_sweep looks at per timer tick (a second), at least: small tables are
+ * covered in one tick, large ones within a minute (broker.h). */
+#define SWEEP_BUCKETS 1024
 
 struct server {
     const struct herald_config *cfg;
@@ -245,6 +248,7 @@ static int setup_broker(struct server *srv)
         return rc;
     struct broker_config bc = {.history_size = cfg->history_size,
                                .history_ttl = cfg->history_ttl,
+                               .history_memory = cfg->history_memory,
                                .max_subscriptions = cfg->max_subscriptions};
     struct broker_hooks hooks = {
         .ref = owner_ref, .unref = owner_unref, .dispatch = fanout_dispatch, .ctx = f};
@@ -428,6 +432,8 @@ static void on_timer(struct server *srv, int worker)
     for (size_t i = 0; i < x.n; i++)
         conn_wake(x.v[i], CONN_WAKE_TIMER, worker);
     free(x.v);
+    /* Topic housekeeping: a slice of the table per tick, so the registry's write lock is short. */
+    broker_sweep(srv->broker, SWEEP_BUCKETS);
     if (atomic_exchange(&srv->accept_paused, false))
         epoll_rearm(srv->epfd, srv->listen_fd, EPOLLIN | EPOLLONESHOT, &srv->listen_tag);
     epoll_rearm(srv->epfd, srv->timer_fd, EPOLLIN | EPOLLONESHOT, &srv->timer_tag);

@@ -243,7 +243,10 @@ Test(api, metrics_are_present_and_move)
                            "herald_messages_delivered_total",
                            "herald_bytes_in_total",
                            "herald_bytes_out_total",
-                           "herald_slow_consumer_disconnects_total"};
+                           "herald_slow_consumer_disconnects_total",
+                           "herald_presence_members",
+                           "herald_history_bytes",
+                           "herald_topics_removed_total"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         cr_assert_geq(metric(r.body, names[i]), 0, "%s missing", names[i]);
     cr_assert_not_null(strstr(r.body, "herald_worker_events_total{worker=\"0\"}"));
@@ -258,6 +261,36 @@ Test(api, metrics_are_present_and_move)
     cr_assert_eq(metric(r.body, "herald_messages_published_total"), published + 1);
     cr_assert_gt(metric(r.body, "herald_bytes_in_total"), bytes_in);
     resp_free(&r);
+}
+
+/* A topic nobody uses any more is removed by the server's once-a-second sweep. */
+Test(api, unused_topics_are_swept)
+{
+    struct wsc c;
+    char head[2048];
+    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
+    wsc_frame_free(&f);
+    const char *reqs[] = {"{\"op\":\"sub\",\"topic\":\"gone.soon\"}",
+                          "{\"op\":\"unsub\",\"topic\":\"gone.soon\"}"};
+    for (int i = 0; i < 2; i++) {
+        wsc_send(&c, WS_OP_TEXT, reqs[i], strlen(reqs[i]));
+        cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
+        cr_assert_not_null(strstr((char *)f.data, "\"type\":\"ack\""), "%s", f.data);
+        wsc_frame_free(&f);
+    }
+    wsc_close(&c);
+    struct http_resp r;
+    double removed = 0;
+    for (int i = 0; i < 100 && removed < 1; i++) { /* up to 10 s; a tick is 1 s */
+        cr_assert_eq(http_once(srv.port, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+        removed = metric(r.body, "herald_topics_removed_total");
+        resp_free(&r);
+        if (removed < 1)
+            usleep(100 * 1000);
+    }
+    cr_assert_geq(removed, 1, "the empty topic was not removed");
 }
 
 Test(api, client_publish_patterns_limit_websocket_publishers)

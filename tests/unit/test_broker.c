@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "ws_frame.h"
@@ -584,5 +585,168 @@ Test(broker, compressed_once_for_deflate_subscribers)
     broker_session_free(z1);
     broker_session_free(z2);
     broker_session_free(plain);
+    broker_free(b);
+}
+
+/* ---- housekeeping: topic removal, TTL, the global memory cap ---- */
+
+static struct broker *mk_cfg(size_t history, unsigned ttl, size_t memory)
+{
+    struct broker_config cfg = {.history_size = history,
+                                .history_ttl = ttl,
+                                .max_subscriptions = 8,
+                                .history_memory = memory};
+    struct broker_hooks hooks = {.ref = o_ref, .unref = o_unref, .dispatch = o_dispatch};
+    struct broker *b = broker_new(&cfg, &hooks);
+    cr_assert_not_null(b);
+    return b;
+}
+
+Test(broker, unused_topics_are_removed_and_come_back_as_a_new_epoch)
+{
+    struct broker *b = mk_cfg(10, 0, 0);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    struct broker_sub_result r1, r2;
+    cr_assert_eq(sub(s, "empty", &r1), 0);
+    cr_assert_eq(sub(s, "kept", NULL), 0);
+    pub(b, "kept", "1", NULL);
+    struct broker_stats st;
+    cr_assert_eq(broker_sweep(b, 1 << 20), 0, "subscribed topics stay");
+    cr_assert_eq(broker_unsubscribe(s, "empty", 5), 0);
+    cr_assert_eq(broker_unsubscribe(s, "kept", 4), 0);
+    cr_assert_eq(broker_sweep(b, 1 << 20), 1, "the one that keeps nothing goes");
+    broker_stats(b, &st);
+    cr_assert_eq(st.topics, 1);
+    cr_assert_eq(st.topics_removed, 1);
+    char *got = pull_all(s, NULL);
+    free(got);
+    struct broker_sub_opts o2 = {.recover = true, .epoch = r1.epoch, .offset = 0};
+    const char *why;
+    cr_assert_eq(broker_subscribe(s, "empty", 5, &o2, &r2, &why), 0);
+    cr_assert_str_neq(r2.epoch, r1.epoch, "a new life, a new epoch");
+    cr_assert_not(r2.recovered, "an old epoch cannot be recovered");
+    /* a wildcard subscription keeps a topic it covers */
+    cr_assert_eq(broker_unsubscribe(s, "empty", 5), 0);
+    cr_assert_eq(sub(s, "em*", NULL), BROKER_EBADTOPIC);
+    cr_assert_eq(sub(s, ">", NULL), 0);
+    cr_assert_eq(broker_sweep(b, 1 << 20), 0);
+    broker_session_free(s);
+    cr_assert_eq(broker_sweep(b, 1 << 20), 1);
+    broker_stats(b, &st);
+    cr_assert_eq(st.topics, 1, "kept: it has a message and no TTL");
+    broker_free(b);
+}
+
+Test(broker, messages_past_the_ttl_are_dropped_then_the_topic)
+{
+    struct broker *b = mk_cfg(10, 1, 0);
+    pub(b, "brief", "1", NULL);
+    pub(b, "brief", "2", NULL);
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_gt(st.history_bytes, 0);
+    cr_assert_eq(broker_sweep(b, 1 << 20), 0);
+    usleep(1100 * 1000);
+    cr_assert_eq(broker_sweep(b, 1 << 20), 1);
+    broker_stats(b, &st);
+    cr_assert_eq(st.history_bytes, 0);
+    cr_assert_eq(st.topics, 0);
+    broker_free(b);
+}
+
+Test(broker, global_memory_cap_trims_the_publishing_topic)
+{
+    size_t cap = 64 * 1024;
+    struct broker *b = mk_cfg(1000, 0, cap);
+    char data[1100];
+    memset(data, 'x', sizeof(data));
+    data[0] = data[sizeof(data) - 2] = '"';
+    data[sizeof(data) - 1] = '\0';
+    pub(b, "quiet", "1", NULL);
+    for (int i = 0; i < 500; i++)
+        pub(b, "busy", data, NULL);
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_leq(st.history_bytes, cap, "%llu bytes kept", (unsigned long long)st.history_bytes);
+    cr_assert_gt(st.history_bytes, cap - 2 * sizeof(data), "the cap is used, not undershot");
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    struct broker_sub_opts last = {.last = 1000};
+    struct broker_sub_result r;
+    const char *why;
+    cr_assert_eq(broker_subscribe(s, "busy", 4, &last, &r, &why), 0);
+    cr_assert_lt(r.replay, 60, "older messages made room: %llu kept", (unsigned long long)r.replay);
+    cr_assert_gt(r.replay, 40);
+    cr_assert_eq(broker_subscribe(s, "quiet", 5, &last, &r, &why), 0);
+    cr_assert_eq(r.replay, 1, "other topics keep theirs");
+    broker_session_free(s);
+    broker_free(b);
+}
+
+/* Sweeping races with threads that create, use and leave topics: ASan and TSan watch. */
+struct churn_arg {
+    struct broker *b;
+    int id;
+    atomic_int *stop;
+};
+
+static void *churn(void *p)
+{
+    struct churn_arg *a = p;
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(a->b, &o);
+    char t[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(t, sizeof(t), "c.%d", i % 50);
+        struct broker_sub_opts opts = {.member = "{}", .member_len = 2};
+        struct broker_sub_result r;
+        const char *why;
+        if (a->id == 0) {
+            broker_subscribe(s, t, strlen(t), &opts, &r, &why);
+            broker_unsubscribe(s, t, strlen(t));
+        } else if (a->id == 1) {
+            /* odd topics only, so the even ones stay removable whatever the timing */
+            snprintf(t, sizeof(t), "c.%d", (i % 25) * 2 + 1);
+            struct broker_pub_result pr;
+            broker_publish(a->b, t, strlen(t), "1", 1, &pr, &why);
+        } else {
+            struct listing l = {0};
+            broker_presence(a->b, t, strlen(t), 1, list_member, &l);
+        }
+        free(pull_all(s, NULL));
+    }
+    broker_session_free(s);
+    return NULL;
+}
+
+static void *sweeper(void *p)
+{
+    struct churn_arg *a = p;
+    while (!atomic_load(a->stop))
+        broker_sweep(a->b, 1 << 20);
+    return NULL;
+}
+
+Test(broker, sweeping_while_topics_are_used)
+{
+    struct broker *b = mk_cfg(4, 1, 0);
+    atomic_int stop = 0;
+    pthread_t th[4];
+    struct churn_arg args[4];
+    for (int i = 0; i < 4; i++)
+        args[i] = (struct churn_arg){.b = b, .id = i, .stop = &stop};
+    pthread_create(&th[3], NULL, sweeper, &args[3]);
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, churn, &args[i]);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&stop, 1);
+    pthread_join(th[3], NULL);
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_eq(st.subscriptions, 0);
+    cr_assert_eq(st.members, 0);
+    cr_assert_gt(st.topics_removed, 0, "the sweeper did remove topics");
     broker_free(b);
 }
