@@ -92,7 +92,8 @@ client.on('disconnected', (info) => {
   $('session').textContent = 'not connected';
   renderState();
 });
-client.on('error', (err) => console.warn('herald:', err));
+// Transport errors are followed by a close, which the state shows; report anything else.
+client.on('error', (err) => { if (err.code !== 'transport') console.warn('herald:', err); });
 
 // The round trip, shown on the status pill's tooltip.
 setInterval(() => {

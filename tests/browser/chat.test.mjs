@@ -147,6 +147,12 @@ test('two pages chat, see each other, and one recovers what it missed while offl
     openChat(herald.port),
   ]);
   await Promise.all([state(ann, 'connected'), state(bob, 'connected')]);
+  // A room name that is not a valid topic segment is refused before anything is sent.
+  await ann.fill('#name', 'Ann');
+  await ann.fill('#room', 'no spaces');
+  await ann.click('#join-button');
+  assert.match(await ann.textContent('#join-error'), /no spaces/);
+  assert.equal(await ann.isHidden('#chat'), true);
   await Promise.all([join(ann, 'Ann'), join(bob, 'Bob')]);
 
   for (const page of [ann, bob]) {
