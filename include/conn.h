@@ -85,6 +85,7 @@ struct conn {
     uint8_t closed;          /* closed: drop any event or wake */
     uint32_t pending_events; /* epoll events not handled yet */
     uint32_t pending_wake;   /* CONN_WAKE_* not handled yet */
+    uint32_t armed;          /* the epoll interest armed now; 0 once an event has disarmed it */
 
     /* Owned by the thread that runs the connection. */
     uint8_t state;         /* enum conn_state */

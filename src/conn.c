@@ -546,6 +546,8 @@ static int acquire(struct conn *c, uint32_t events, uint32_t wake)
     if (!c->closed) {
         c->pending_events |= events;
         c->pending_wake |= wake;
+        if (events)
+            c->armed = 0; /* a one-shot event was delivered: the fd is disarmed */
         if (c->busy)
             c->again = 1;
         c->busy = 1;
@@ -575,9 +577,13 @@ static void run(struct conn *c, int worker)
             continue;
         }
         /* Re-arming under the mutex: a waker that finds `busy` clear may re-arm too, and the
-         * two must not interleave with the clearing. */
+         * two must not interleave with the clearing. A run started by a wake (a delivery) finds
+         * the fd still armed, usually for what it wants now: then there is nothing to re-arm,
+         * which saves a system call per delivery. */
         struct epoll_event e = {.events = interest(c), .data.ptr = c};
-        int rc = epoll_ctl(c->env->epfd, EPOLL_CTL_MOD, c->fd, &e);
+        int rc = 0;
+        if (c->armed != e.events && (rc = epoll_ctl(c->env->epfd, EPOLL_CTL_MOD, c->fd, &e)) == 0)
+            c->armed = e.events;
         if (rc == 0)
             c->busy = 0;
         pthread_mutex_unlock(&c->lock);
