@@ -71,6 +71,18 @@ struct conn_env {
 
 enum conn_state { CONN_HEAD, CONN_BODY, CONN_LINGER, CONN_WS };
 
+/* The HTTP side of a connection, allocated apart so that a WebSocket connection, which no longer
+ * needs it, does not carry it (most connections of a broker are idle WebSockets). */
+struct conn_http {
+    uint64_t head_started; /* ms (wheel clock) when the current request's first byte came */
+    uint64_t body_left;    /* Content-Length bytes still to discard */
+    uint64_t body_seen;    /* chunked body bytes seen, against --max-body */
+    struct http_chunked chunk;
+    struct dmsg body; /* a kept request body, bounded by --max-body */
+    struct http_parser parser;
+    struct http_request req;
+};
+
 struct conn {
     struct twheel_entry tw; /* first member: the wheel's entry pointer is the connection's */
     struct reclaim_item rc; /* for deferred freeing after close */
@@ -88,23 +100,17 @@ struct conn {
     uint32_t armed;          /* the epoll interest armed now; 0 once an event has disarmed it */
 
     /* Owned by the thread that runs the connection. */
-    uint8_t state;         /* enum conn_state */
-    uint8_t peer_eof;      /* a read returned 0: the peer sends nothing more */
-    uint8_t close_after;   /* close once the queued output is sent */
-    uint8_t linger;        /* ...after lingering: an error reply may leave unread input */
-    uint8_t in_request;    /* bytes of a request have arrived and its response is not queued yet */
-    uint8_t keep_alive;    /* the current request keeps the connection open */
-    uint8_t chunked;       /* the current body is chunked */
-    uint8_t keep_body;     /* the current body is kept in `body` (the API reads it) */
-    uint64_t head_started; /* ms (wheel clock) when the current request's first byte came */
-    uint64_t body_left;    /* Content-Length bytes still to discard */
-    uint64_t body_seen;    /* chunked body bytes seen, against --max-body */
-    struct http_chunked chunk;
+    uint8_t state;       /* enum conn_state */
+    uint8_t peer_eof;    /* a read returned 0: the peer sends nothing more */
+    uint8_t close_after; /* close once the queued output is sent */
+    uint8_t linger;      /* ...after lingering: an error reply may leave unread input */
+    uint8_t in_request;  /* bytes of a request have arrived and its response is not queued yet */
+    uint8_t keep_alive;  /* the current request keeps the connection open */
+    uint8_t chunked;     /* the current body is chunked */
+    uint8_t keep_body;   /* the current body is kept in `body` (the API reads it) */
+    struct conn_http *h; /* while the connection speaks HTTP: freed at the upgrade */
     struct dmsg in;
-    struct dmsg body; /* a kept request body, bounded by --max-body */
     struct outq out;
-    struct http_parser parser;
-    struct http_request req;
     struct ws_conn *ws;   /* after the WebSocket upgrade */
     void *app;            /* the endpoint's per-connection state (the broker's session) */
     uint8_t more_pending; /* the endpoint has output it could not queue yet (set by on_run) */

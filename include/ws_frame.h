@@ -33,6 +33,9 @@ enum ws_opcode {
     WS_OP_PONG = 0xA,
 };
 
+/* The largest control frame payload (RFC 6455 5.5). */
+#define WS_MAX_CONTROL_PAYLOAD 125
+
 /* Close codes (RFC 6455 7.4.1). */
 #define WS_CLOSE_NORMAL       1000
 #define WS_CLOSE_GOING_AWAY   1001

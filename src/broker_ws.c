@@ -23,7 +23,7 @@ static const char *const protocols[] = {PROTO_VERSION, NULL};
 struct session {
     struct broker_ws *bw;
     struct broker_session *bs;
-    char id[48]; /* the welcome's session id, also its presence identity */
+    uint64_t n; /* the session id is "<boot>-<n>" (welcome, presence) */
 };
 
 void broker_ws_init(struct broker_ws *bw, struct broker *b, const struct herald_config *cfg)
@@ -51,6 +51,14 @@ static void send_error(struct conn *c, const struct proto_request *req, const ch
     reply(c, out, proto_error(out, sizeof(out), id, id ? req->id_len : 0, code, message));
 }
 
+#define SESSION_ID_MAX 40
+
+static const char *session_id(const struct session *s, char *out)
+{
+    snprintf(out, SESSION_ID_MAX, "%s-%llu", s->bw->boot, (unsigned long long)s->n);
+    return out;
+}
+
 static int on_open(struct conn *c, void *ctx)
 {
     struct broker_ws *bw = ctx;
@@ -65,10 +73,9 @@ static int on_open(struct conn *c, void *ctx)
     }
     broker_session_set_compression(s->bs, ws_conn_shared_deflate(c));
     c->app = s;
-    char out[REPLY_CAP];
-    snprintf(s->id, sizeof(s->id), "%s-%llu", bw->boot,
-             (unsigned long long)atomic_fetch_add(&bw->sessions, 1) + 1);
-    reply(c, out, proto_welcome(out, sizeof(out), s->id));
+    char out[REPLY_CAP], id[SESSION_ID_MAX];
+    s->n = atomic_fetch_add(&bw->sessions, 1) + 1;
+    reply(c, out, proto_welcome(out, sizeof(out), session_id(s, id)));
     return 0;
 }
 
@@ -102,10 +109,11 @@ static void do_sub(struct conn *c, struct session *s, const struct proto_request
 {
     struct broker_sub_opts opts = {
         .recover = req->recover, .epoch = req->epoch, .offset = req->offset, .last = req->last};
-    char member[PROTO_INFO_MAX + 128];
+    char member[PROTO_INFO_MAX + 128], id[SESSION_ID_MAX];
     if (req->presence) {
         opts.member = member;
-        opts.member_len = proto_member(member, sizeof(member), s->id, req->info, req->info_len);
+        opts.member_len =
+            proto_member(member, sizeof(member), session_id(s, id), req->info, req->info_len);
     }
     struct broker_sub_result res;
     const char *why = NULL;

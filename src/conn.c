@@ -27,13 +27,28 @@
 
 static void run(struct conn *c, int worker);
 
+/* Frees the HTTP side (at the upgrade, or with the connection). */
+static void http_side_free(struct conn *c)
+{
+    if (!c->h)
+        return;
+    dmsg_deinit(&c->h->body);
+    http_request_deinit(&c->h->req);
+    free(c->h);
+    c->h = NULL;
+}
+
 struct conn *conn_start(const struct conn_env *env, int fd, int worker)
 {
     struct conn *c = calloc(1, sizeof(*c));
-    if (!c) {
+    struct conn_http *h = calloc(1, sizeof(*h));
+    if (!c || !h) {
+        free(c);
+        free(h);
         close(fd);
         return NULL;
     }
+    c->h = h;
     c->env = env;
     c->fd = fd;
     atomic_init(&c->refs, 1);
@@ -41,8 +56,8 @@ struct conn *conn_start(const struct conn_env *env, int fd, int worker)
     twheel_entry_init(&c->tw);
     dmsg_init(&c->in, IN_LIMIT);
     outq_init(&c->out);
-    http_parser_init(&c->parser, &env->limits);
-    http_request_init(&c->req);
+    http_parser_init(&c->h->parser, &env->limits);
+    http_request_init(&c->h->req);
     atomic_fetch_add(env->nconns, 1);
     /* Busy until registered: a sweep that reaches it in between (the accepting thread may be
      * descheduled for longer than a timeout) only leaves its wake for us. */
@@ -75,9 +90,8 @@ void conn_destroy(struct conn *c)
     if (c->fd >= 0)
         close(c->fd);
     dmsg_deinit(&c->in);
-    dmsg_deinit(&c->body);
     outq_deinit(&c->out);
-    http_request_deinit(&c->req);
+    http_side_free(c);
     ws_conn_free(c);
     pthread_mutex_destroy(&c->lock);
     if (!c->closed) /* a closed connection stopped counting when it closed */
@@ -116,9 +130,8 @@ static void conn_close(struct conn *c, int worker)
     atomic_fetch_sub(c->env->nconns, 1);
     /* Buffers go now; only the struct itself has to wait. */
     dmsg_deinit(&c->in);
-    dmsg_deinit(&c->body);
     outq_deinit(&c->out);
-    http_request_deinit(&c->req);
+    http_side_free(c);
     ws_conn_free(c);
     reclaim_retire(c->env->reclaim, worker, &c->rc, free_retired);
 }
@@ -132,7 +145,7 @@ static void touch(struct conn *c)
     const struct herald_config *cfg = c->env->cfg;
     uint64_t deadline = twheel_now() + cfg->idle_timeout * 1000ull;
     if (c->in_request && c->state == CONN_HEAD) {
-        uint64_t cap = c->head_started + cfg->header_timeout * 1000ull;
+        uint64_t cap = c->h->head_started + cfg->header_timeout * 1000ull;
         if (cap < deadline)
             deadline = cap;
     }
@@ -199,7 +212,7 @@ static void fail_request(struct conn *c, int status, const char *reason)
 {
     if (log_enabled(LOG_DEBUG))
         log_msg(LOG_DEBUG, "fd %d: %d %s", c->fd, status, reason ? reason : "");
-    http_error(&c->out, status, reason, 0, c->req.method == HTTP_HEAD);
+    http_error(&c->out, status, reason, 0, c->h->req.method == HTTP_HEAD);
     c->close_after = 1;
     c->linger = 1;
     c->in_request = 0;
@@ -209,11 +222,11 @@ static void fail_request(struct conn *c, int status, const char *reason)
 static void respond(struct conn *c)
 {
     const struct http_api *api = c->env->http.api;
-    int rc = api && http_api_route(&c->req)
-                 ? http_api_handle(api, &c->req, &c->body, c->keep_alive, &c->out)
-                 : http_handle(&c->env->http, &c->req, c->keep_alive, &c->out);
+    int rc = api && http_api_route(&c->h->req)
+                 ? http_api_handle(api, &c->h->req, &c->h->body, c->keep_alive, &c->out)
+                 : http_handle(&c->env->http, &c->h->req, c->keep_alive, &c->out);
     STATS_COUNT(http_requests, 1);
-    dmsg_deinit(&c->body);
+    dmsg_deinit(&c->h->body);
     c->keep_body = 0;
     if (rc < 0) {
         c->close_after = 1; /* out of memory: whatever was queued goes, then the connection */
@@ -223,8 +236,8 @@ static void respond(struct conn *c)
         c->close_after = 1;
     c->in_request = 0;
     c->state = CONN_HEAD;
-    http_request_reset(&c->req);
-    http_parser_init(&c->parser, &c->env->limits);
+    http_request_reset(&c->h->req);
+    http_parser_init(&c->h->parser, &c->env->limits);
 }
 
 /* 0: close after this response; 1: HTTP/1.1 persistence; 2: HTTP/1.0 keep-alive, which the
@@ -241,7 +254,7 @@ static int wants_keep_alive(const struct http_request *req)
 /* The WebSocket endpoint served at the request's path, or NULL. */
 static const struct ws_endpoint *find_endpoint(const struct conn *c)
 {
-    const struct http_request *req = &c->req;
+    const struct http_request *req = &c->h->req;
     for (unsigned i = 0; i < c->env->n_ws_endpoints; i++) {
         const struct ws_endpoint *ep = &c->env->ws_endpoints[i];
         if (strlen(ep->path) == req->path_len &&
@@ -260,7 +273,7 @@ static void on_upgrade(struct conn *c)
         return;
     }
     struct ws_handshake hs;
-    int rc = ws_handshake_check(&c->req, &ep->hs, &hs);
+    int rc = ws_handshake_check(&c->h->req, &ep->hs, &hs);
     if (rc < 0) {
         fail_request(c, -rc, hs.reason);
         return;
@@ -270,12 +283,13 @@ static void on_upgrade(struct conn *c)
         return;
     }
     c->in_request = 0;
+    http_side_free(c); /* nothing below parse_head touches it once the state is CONN_WS */
 }
 
 /* The head is parsed: decide on the body, then answer (now or once the body is consumed). */
 static void on_head(struct conn *c)
 {
-    struct http_request *req = &c->req;
+    struct http_request *req = &c->h->req;
     if (ws_is_upgrade(req)) {
         on_upgrade(c);
         return;
@@ -300,13 +314,13 @@ static void on_head(struct conn *c)
         http_continue(&c->out);
     c->state = CONN_BODY;
     c->chunked = (req->flags & HTTP_F_CHUNKED) != 0;
-    c->body_left = req->content_length;
-    c->body_seen = 0;
+    c->h->body_left = req->content_length;
+    c->h->body_seen = 0;
     /* Bodies are discarded as they arrive, except the few the API reads. */
     c->keep_body = c->env->http.api && http_api_wants_body(req);
-    dmsg_init(&c->body, c->env->cfg->max_body);
+    dmsg_init(&c->h->body, c->env->cfg->max_body);
     if (c->chunked)
-        http_chunked_init(&c->chunk, 0);
+        http_chunked_init(&c->h->chunk, 0);
 }
 
 /* Feeds buffered input to the head parser. Returns 1 when a head completed, else 0. */
@@ -316,14 +330,14 @@ static int parse_head(struct conn *c)
     int n = dmsg_iov(&c->in, 0, iov, 16);
     for (int i = 0; i < n; i++) {
         size_t used = 0;
-        int rc = http_parse_feed(&c->parser, &c->req, iov[i].iov_base, iov[i].iov_len, &used);
+        int rc = http_parse_feed(&c->h->parser, &c->h->req, iov[i].iov_base, iov[i].iov_len, &used);
         dmsg_consume(&c->in, used);
         if (rc == HTTP_PARSE_DONE) {
             on_head(c);
             return 1;
         }
         if (rc < 0) {
-            fail_request(c, -rc, c->parser.reason);
+            fail_request(c, -rc, c->h->parser.reason);
             return 0;
         }
     }
@@ -337,7 +351,7 @@ static int keep_input(struct conn *c, size_t n)
     int cnt = dmsg_iov(&c->in, 0, iov, 16);
     for (int i = 0; i < cnt && n > 0; i++) {
         size_t take = iov[i].iov_len < n ? iov[i].iov_len : n;
-        if (dmsg_append(&c->body, iov[i].iov_base, take) < 0) {
+        if (dmsg_append(&c->h->body, iov[i].iov_base, take) < 0) {
             fail_request(c, 500, "out of memory");
             return -1;
         }
@@ -350,12 +364,12 @@ static int keep_input(struct conn *c, size_t n)
 static int consume_body(struct conn *c)
 {
     if (!c->chunked) {
-        size_t take = dmsg_len(&c->in) < c->body_left ? dmsg_len(&c->in) : c->body_left;
+        size_t take = dmsg_len(&c->in) < c->h->body_left ? dmsg_len(&c->in) : c->h->body_left;
         if (c->keep_body && keep_input(c, take) < 0)
             return 0;
         dmsg_consume(&c->in, take);
-        c->body_left -= take;
-        return c->body_left == 0;
+        c->h->body_left -= take;
+        return c->h->body_left == 0;
     }
     struct iovec iov[16];
     int n = dmsg_iov(&c->in, 0, iov, 16);
@@ -365,20 +379,20 @@ static int consume_body(struct conn *c)
         while (left > 0) {
             size_t used = 0, dlen = 0;
             const char *data;
-            int rc = http_chunked_feed(&c->chunk, p, left, &used, &data, &dlen);
+            int rc = http_chunked_feed(&c->h->chunk, p, left, &used, &data, &dlen);
             /* Kept before it is consumed: consuming may free the buffer `data` points into. */
-            if (c->keep_body && dlen && c->body_seen + dlen <= c->env->cfg->max_body &&
-                dmsg_append(&c->body, data, dlen) < 0) {
+            if (c->keep_body && dlen && c->h->body_seen + dlen <= c->env->cfg->max_body &&
+                dmsg_append(&c->h->body, data, dlen) < 0) {
                 fail_request(c, 500, "out of memory");
                 return 0;
             }
             dmsg_consume(&c->in, used);
             p += used;
             left -= used;
-            c->body_seen += dlen;
-            if (rc < 0 || c->body_seen > c->env->cfg->max_body) {
+            c->h->body_seen += dlen;
+            if (rc < 0 || c->h->body_seen > c->env->cfg->max_body) {
                 fail_request(c, rc < 0 ? 400 : 413,
-                             rc < 0 ? c->chunk.reason : "request body too large");
+                             rc < 0 ? c->h->chunk.reason : "request body too large");
                 return 0;
             }
             if (rc == HTTP_PARSE_DONE)
@@ -398,7 +412,7 @@ static void process_input(struct conn *c)
         if (c->state == CONN_HEAD) {
             if (!c->in_request) {
                 c->in_request = 1;
-                c->head_started = twheel_now();
+                c->h->head_started = twheel_now();
             }
             if (!parse_head(c))
                 break;
@@ -570,6 +584,14 @@ static void run(struct conn *c, int worker)
         if (handle(c, events, wake) == CLOSE) {
             conn_close(c, worker);
             return;
+        }
+        /* Most WebSocket connections are idle most of the time: between messages they keep no
+         * buffers (a few small allocations per message cost far less than the system calls). */
+        if (c->ws) {
+            if (dmsg_len(&c->in) == 0)
+                dmsg_deinit(&c->in);
+            if (c->out.count == 0)
+                outq_deinit(&c->out);
         }
         pthread_mutex_lock(&c->lock);
         if (c->again) {

@@ -29,8 +29,8 @@ struct ws_conn {
     size_t validated;       /* bytes of msg already validated (compressed text) */
     bool deflate;           /* permessage-deflate negotiated */
     struct ws_deflate_params params;
-    struct ws_inflater inf;
-    uint8_t ctrl[125]; /* the control frame being received */
+    struct ws_inflater *inf; /* with deflate only */
+    uint8_t *ctrl;           /* the control frame being received (125 bytes, while it arrives) */
     uint8_t ctrl_len;
     bool close_sent;    /* our close frame is queued: read nothing more */
     bool awaiting_pong; /* a keepalive ping is unanswered */
@@ -63,12 +63,16 @@ int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct w
     ws->params = hs->params;
     ws_decoder_init(&ws->dec, true, hs->deflate, cfg->max_message);
     dmsg_init(&ws->msg, cfg->max_message);
-    if (ws->deflate)
-        ws_inflater_init(&ws->inf, &ws->params);
+    if (ws->deflate) {
+        if (!(ws->inf = malloc(sizeof(*ws->inf)))) {
+            obuf_unref(b);
+            free(ws);
+            return -ENOMEM;
+        }
+        ws_inflater_init(ws->inf, &ws->params);
+    }
     c->ws = ws;
     c->state = CONN_WS;
-    /* The HTTP request's memory is not needed any more. */
-    http_request_deinit(&c->req);
     twheel_set(c->env->wheel, &c->tw, twheel_now() + ms(cfg->ping_interval));
     if (ep->on_open && ep->on_open(c, ep->ctx) < 0)
         ws_close(c, WS_CLOSE_INTERNAL, "cannot open a session");
@@ -94,8 +98,11 @@ void ws_conn_free(struct conn *c)
     if (ws->ep->on_close)
         ws->ep->on_close(c);
     dmsg_deinit(&ws->msg);
-    if (ws->deflate)
-        ws_inflater_deinit(&ws->inf);
+    if (ws->inf) {
+        ws_inflater_deinit(ws->inf);
+        free(ws->inf);
+    }
+    free(ws->ctrl);
     free(ws);
     c->ws = NULL;
 }
@@ -283,7 +290,7 @@ static int on_data_payload(struct ws_conn *ws, uint8_t *p, size_t n, uint64_t ma
 {
     bool text = ws->dec.message_opcode == WS_OP_TEXT;
     if (ws->dec.message_rsv1) {
-        int rc = ws_inflate(&ws->inf, p, n, false, &ws->msg, max);
+        int rc = ws_inflate(ws->inf, p, n, false, &ws->msg, max);
         if (rc < 0)
             return rc;
         return text ? validate_new_text(ws) : 0;
@@ -300,7 +307,7 @@ static int on_message_end(struct conn *c)
     struct ws_conn *ws = c->ws;
     bool text = ws->dec.message_opcode == WS_OP_TEXT;
     if (ws->dec.message_rsv1) {
-        int rc = ws_inflate(&ws->inf, NULL, 0, true, &ws->msg, c->env->cfg->max_message);
+        int rc = ws_inflate(ws->inf, NULL, 0, true, &ws->msg, c->env->cfg->max_message);
         if (rc < 0)
             return rc;
         if (text && validate_new_text(ws) < 0)
@@ -336,9 +343,12 @@ static int on_event(struct conn *c, int ev, uint8_t *p, size_t n)
     bool control = ws->dec.frame.opcode >= WS_OP_CLOSE;
     switch (ev) {
     case WS_DEC_HEADER:
-        if (control)
+        if (control) {
+            /* Held only while a control frame arrives: idle connections keep no such buffer. */
+            if (!ws->ctrl && !(ws->ctrl = malloc(WS_MAX_CONTROL_PAYLOAD)))
+                return -WS_CLOSE_INTERNAL;
             ws->ctrl_len = 0;
-        else if (ws->dec.frame.opcode != WS_OP_CONT)
+        } else if (ws->dec.frame.opcode != WS_OP_CONT)
             utf8_init(&ws->utf8); /* a new message */
         return 0;
     case WS_DEC_PAYLOAD:
@@ -349,8 +359,12 @@ static int on_event(struct conn *c, int ev, uint8_t *p, size_t n)
         }
         return on_data_payload(ws, p, n, c->env->cfg->max_message);
     case WS_DEC_END:
-        if (control)
-            return on_control(c) < 0 ? -WS_CLOSE_INTERNAL : 0;
+        if (control) {
+            int rc = on_control(c);
+            free(ws->ctrl);
+            ws->ctrl = NULL;
+            return rc < 0 ? -WS_CLOSE_INTERNAL : 0;
+        }
         return ws->dec.frame.fin ? on_message_end(c) : 0;
     default:
         return 0;
