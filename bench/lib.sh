@@ -176,6 +176,12 @@ cleanup() {
 			rc=1
 		fi
 	done
+	# A run that failed half-way keeps what it measured.
+	if ((rc != 0)) && [[ -n ${RESULTS_DIR:-} && -s ${RES:-} ]]; then
+		p="$RESULTS_DIR/${BENCH_NAME%.sh}-$(date -u +%Y%m%d-%H%M%S)-partial"
+		mkdir -p "$p" && cp "$RES" "$p/runs.tsv" && cp "$TMP"/*.jsonl "$TMP"/runs/* "$p/" 2>/dev/null
+		echo "$BENCH_NAME: the runs measured before the failure are in $p/" >&2
+	fi
 	if [[ ${KEEP_TMP:-0} == 1 ]]; then
 		echo "$BENCH_NAME: kept $TMP" >&2
 	else

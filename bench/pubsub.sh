@@ -247,7 +247,7 @@ SERVERS=("$A_NAME" "${B_NAMES[@]}")
 
 # ---- temp dir, cleanup -----------------------------------------------------------------------
 bench_tmp herald-pubsub-bench
-mkdir -p "$TMP/runs"
+mkdir -p "$TMP/runs" "$TMP/root" # root: Herald's document root, empty (not the source tree's)
 : >"$TMP/runs.jsonl"
 # Private copies: a rebuild of build/ during the run cannot swap the binaries under it.
 cp "$HERALD_BIN" "$TMP/herald"
@@ -333,7 +333,7 @@ start_one() { # name
 	herald*)
 		((PIN)) || pin_flag=(--no-pin)
 		start_server "$name" check_pubsub "$HERALD" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
-			--no-compression --log-level warn "${pin_flag[@]}"
+			--root "$TMP/root" --no-compression --log-level warn "${pin_flag[@]}"
 		;;
 	bun) start_server "$name" check_pubsub "$BUN_BIN" "$BUN_SCRIPT" @PORT@ ;;
 	node) start_server "$name" check_pubsub "$NODE_BIN" "$NODE_SCRIPT" @PORT@ ;;
