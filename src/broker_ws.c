@@ -10,6 +10,7 @@
 #include "log.h"
 #include "proto.h"
 #include "stats.h"
+#include "textbuf.h"
 #include "topic.h"
 #include "ws_frame.h"
 
@@ -172,39 +173,12 @@ static void do_pub(struct conn *c, struct session *s, const struct proto_request
     reply(c, out, proto_ack_pub(out, sizeof(out), req, res.offset, res.reach));
 }
 
-/* A presence answer, built in one growing buffer: its size depends on "limit". */
-struct growbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void grow_put(struct growbuf *g, const char *s, size_t n)
-{
-    if (g->failed)
-        return;
-    if (g->len + n > g->cap) {
-        size_t ncap = g->cap ? g->cap * 2 : 1024;
-        while (ncap < g->len + n)
-            ncap *= 2;
-        char *np = realloc(g->p, ncap);
-        if (!np) {
-            g->failed = true;
-            return;
-        }
-        g->p = np;
-        g->cap = ncap;
-    }
-    memcpy(g->p + g->len, s, n);
-    g->len += n;
-}
-
 static void put_member(const char *member, size_t len, void *ctx)
 {
-    struct growbuf *g = ctx;
-    if (g->p[g->len - 1] != '[')
-        grow_put(g, ",", 1);
-    grow_put(g, member, len);
+    struct textbuf *t = ctx;
+    if (t->p && t->p[t->len - 1] != '[')
+        textbuf_put(t, ",", 1);
+    textbuf_put(t, member, len);
 }
 
 static void do_presence(struct conn *c, struct session *s, const struct proto_request *req)
@@ -217,24 +191,23 @@ static void do_presence(struct conn *c, struct session *s, const struct proto_re
     }
     /* Count and members come from one look under the topic's lock; the count goes first in the
      * answer, so the members are collected first and the head is put in front of them. */
-    struct growbuf list = {0};
-    grow_put(&list, "[", 1);
+    struct textbuf list = {0}, all = {0};
+    textbuf_put(&list, "[", 1);
     size_t count =
         broker_presence(s->bw->broker, req->topic, req->topic_len, req->limit, put_member, &list);
-    grow_put(&list, "]}", 2);
+    textbuf_put(&list, "]}", 2);
     char head[REPLY_CAP];
     size_t hl = proto_ack_presence_head(head, sizeof(head), req, count);
-    struct growbuf all = {0};
     if (hl > 0 && !list.failed) {
-        grow_put(&all, head, hl - 1); /* the head ends with the '[' the list starts with */
-        grow_put(&all, list.p, list.len);
+        textbuf_put(&all, head, hl - 1); /* the head ends with the '[' the list starts with */
+        textbuf_put(&all, list.p, list.len);
     }
     if (hl == 0 || list.failed || all.failed)
         send_error(c, req, PROTO_E_INTERNAL, "out of memory");
     else
         reply(c, all.p, all.len);
-    free(list.p);
-    free(all.p);
+    textbuf_free(&list);
+    textbuf_free(&all);
 }
 
 /* One request. Errors are answered and never close the connection. */

@@ -2,7 +2,6 @@
 #include "http_api.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,48 +11,11 @@
 #include "err.h"
 #include "http_handler.h"
 #include "proto.h"
+#include "textbuf.h"
 #include "topic.h"
 
 /* Topics listed by /api/topics at most (the response says when there are more). */
 #define TOPICS_MAX 10000
-
-/* A growable text buffer for replies of unknown size. */
-struct text {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void text_put(struct text *t, const char *s, size_t n)
-{
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t ncap = (t->len + n + 1) * 2;
-        char *np = realloc(t->p, ncap);
-        if (!np) {
-            t->failed = true;
-            return;
-        }
-        t->p = np;
-        t->cap = ncap;
-    }
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-    t->p[t->len] = '\0';
-}
-
-static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        text_put(t, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
-}
 
 static bool path_is(const struct http_request *req, const char *path)
 {
@@ -114,7 +76,7 @@ static int authorize(const struct http_api *api, const struct http_request *req,
 }
 
 /* Publishes one message; appends its result object to t. */
-static void publish_one(const struct http_api *api, const char *text, size_t len, struct text *t,
+static void publish_one(const struct http_api *api, const char *text, size_t len, struct textbuf *t,
                         bool *bad)
 {
     struct proto_request req;
@@ -124,8 +86,8 @@ static void publish_one(const struct http_api *api, const char *text, size_t len
         const char *why = NULL;
         if (broker_publish(api->broker, req.topic, req.topic_len, req.data, req.data_len, &res,
                            &why) == 0) {
-            text_printf(t, "{\"offset\":%llu,\"reach\":%u}", (unsigned long long)res.offset,
-                        res.reach);
+            textbuf_printf(t, "{\"offset\":%llu,\"reach\":%u}", (unsigned long long)res.offset,
+                           res.reach);
             return;
         }
         code = PROTO_E_BAD_TOPIC;
@@ -134,7 +96,7 @@ static void publish_one(const struct http_api *api, const char *text, size_t len
     char esc[256];
     size_t n = proto_json_escape(esc, sizeof(esc), message, strlen(message));
     esc[n] = '\0';
-    text_printf(t, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
+    textbuf_printf(t, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
     *bad = true;
 }
 
@@ -155,22 +117,22 @@ static int handle_publish(const struct http_api *api, const struct http_request 
     size_t i = 0;
     while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
         i++;
-    struct text t = {0};
+    struct textbuf t = {0};
     bool bad = false;
     int status = 200;
     if (i < len && text[i] == '[') {
-        text_put(&t, "{\"results\":[", 12);
+        textbuf_put(&t, "{\"results\":[", 12);
         size_t pos = 0, el_len;
         const char *el;
         int rc, k = 0;
         while ((rc = proto_array_next(text, len, &pos, &el, &el_len)) == 1) {
             if (k++)
-                text_put(&t, ",", 1);
+                textbuf_put(&t, ",", 1);
             publish_one(api, el, el_len, &t, &bad);
         }
-        text_put(&t, "]}", 2);
+        textbuf_put(&t, "]}", 2);
         if (rc < 0) {
-            free(t.p);
+            textbuf_free(&t);
             free(text);
             return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_JSON,
                               "the body must be a JSON object or an array of them");
@@ -181,12 +143,12 @@ static int handle_publish(const struct http_api *api, const struct http_request 
     }
     free(text);
     int rc = t.failed ? -ENOMEM : http_json_response(out, status, keep_alive, NULL, t.p, t.len);
-    free(t.p);
+    textbuf_free(&t);
     return rc;
 }
 
 struct topic_list {
-    struct text *t;
+    struct textbuf *t;
     size_t n;
 };
 
@@ -194,11 +156,11 @@ static void list_topic(const struct broker_topic_info *info, void *ctx)
 {
     struct topic_list *l = ctx;
     if (l->n++)
-        text_put(l->t, ",", 1);
-    text_put(l->t, "{\"topic\":\"", 10);
-    text_put(l->t, info->name, info->len); /* topic names need no escaping */
-    text_printf(l->t, "\",\"subscribers\":%zu,\"offset\":%llu}", info->subscribers,
-                (unsigned long long)info->offset);
+        textbuf_put(l->t, ",", 1);
+    textbuf_put(l->t, "{\"topic\":\"", 10);
+    textbuf_put(l->t, info->name, info->len); /* topic names need no escaping */
+    textbuf_printf(l->t, "\",\"subscribers\":%zu,\"offset\":%llu}", info->subscribers,
+                   (unsigned long long)info->offset);
 }
 
 static int handle_topics(const struct http_api *api, const struct http_request *req, int keep_alive,
@@ -208,13 +170,13 @@ static int handle_topics(const struct http_api *api, const struct http_request *
         return send_error(out, 405, keep_alive, "Allow: GET\r\n", "method_not_allowed", "use GET");
     if (authorize(api, req, keep_alive, out) < 0)
         return 0;
-    struct text t = {0};
+    struct textbuf t = {0};
     struct topic_list l = {.t = &t};
-    text_put(&t, "{\"topics\":[", 11);
+    textbuf_put(&t, "{\"topics\":[", 11);
     size_t total = broker_topics(api->broker, list_topic, &l, TOPICS_MAX);
-    text_printf(&t, "],\"count\":%zu,\"truncated\":%s}", total, total > l.n ? "true" : "false");
+    textbuf_printf(&t, "],\"count\":%zu,\"truncated\":%s}", total, total > l.n ? "true" : "false");
     int rc = t.failed ? -ENOMEM : http_json_response(out, 200, keep_alive, NULL, t.p, t.len);
-    free(t.p);
+    textbuf_free(&t);
     return rc;
 }
 
@@ -255,8 +217,8 @@ static void list_member(const char *member, size_t len, void *ctx)
 {
     struct topic_list *l = ctx;
     if (l->n++)
-        text_put(l->t, ",", 1);
-    text_put(l->t, member, len);
+        textbuf_put(l->t, ",", 1);
+    textbuf_put(l->t, member, len);
 }
 
 /* GET /api/presence?topic=NAME[&limit=N]: the members of a topic, as the WebSocket query. */
@@ -285,22 +247,23 @@ static int handle_presence(const struct http_api *api, const struct http_request
             return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_REQUEST,
                               "limit must be an integer from 0 to 1000");
     }
-    struct text t = {0};
+    struct textbuf t = {0};
     struct topic_list l = {.t = &t};
-    text_put(&t, "{\"topic\":\"", 10);
-    text_put(&t, topic, (size_t)tlen); /* a valid name needs no escaping */
-    text_put(&t, "\",\"members\":[", 14);
+    textbuf_put(&t, "{\"topic\":\"", 10);
+    textbuf_put(&t, topic, (size_t)tlen); /* a valid name needs no escaping */
+    textbuf_put(&t, "\",\"members\":[", 14);
     size_t count = broker_presence(api->broker, topic, (size_t)tlen, limit, list_member, &l);
-    text_printf(&t, "],\"count\":%zu}", count);
+    textbuf_printf(&t, "],\"count\":%zu}", count);
     int rc = t.failed ? -ENOMEM : http_json_response(out, 200, keep_alive, NULL, t.p, t.len);
-    free(t.p);
+    textbuf_free(&t);
     return rc;
 }
 
-static void metric(struct text *t, const char *name, const char *type, const char *help, uint64_t v)
+static void metric(struct textbuf *t, const char *name, const char *type, const char *help,
+                   uint64_t v)
 {
-    text_printf(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-                (unsigned long long)v);
+    textbuf_printf(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+                   (unsigned long long)v);
 }
 
 /* Sums one counter over every worker. */
@@ -319,7 +282,7 @@ static int handle_metrics(const struct http_api *api, int keep_alive, struct out
 {
     struct broker_stats st;
     broker_stats(api->broker, &st);
-    struct text t = {0};
+    struct textbuf t = {0};
     metric(&t, "herald_connections", "gauge", "Open client connections.", atomic_load(api->nconns));
     metric(&t, "herald_topics", "gauge", "Topics known to the broker.", st.topics);
     metric(&t, "herald_subscriptions", "gauge", "Subscriptions of all connections.",
@@ -346,31 +309,31 @@ static int handle_metrics(const struct http_api *api, int keep_alive, struct out
     metric(&t, "herald_slow_consumer_disconnects_total", "counter",
            "Connections closed because they could not keep up (4008).",
            atomic_load(&api->bw->slow_consumers));
-    text_printf(&t, "# HELP herald_recoveries_total Resubscriptions asking to recover, by "
-                    "outcome.\n# TYPE herald_recoveries_total counter\n");
-    text_printf(&t, "herald_recoveries_total{result=\"hit\"} %llu\n",
-                (unsigned long long)atomic_load(&api->bw->recovery_hits));
-    text_printf(&t, "herald_recoveries_total{result=\"miss\"} %llu\n",
-                (unsigned long long)atomic_load(&api->bw->recovery_misses));
-    text_printf(&t, "# HELP herald_worker_events_total Events handled by each worker thread.\n"
-                    "# TYPE herald_worker_events_total counter\n");
+    textbuf_printf(&t, "# HELP herald_recoveries_total Resubscriptions asking to recover, by "
+                       "outcome.\n# TYPE herald_recoveries_total counter\n");
+    textbuf_printf(&t, "herald_recoveries_total{result=\"hit\"} %llu\n",
+                   (unsigned long long)atomic_load(&api->bw->recovery_hits));
+    textbuf_printf(&t, "herald_recoveries_total{result=\"miss\"} %llu\n",
+                   (unsigned long long)atomic_load(&api->bw->recovery_misses));
+    textbuf_printf(&t, "# HELP herald_worker_events_total Events handled by each worker thread.\n"
+                       "# TYPE herald_worker_events_total counter\n");
     for (int i = 0; i < api->nworkers; i++)
-        text_printf(&t, "herald_worker_events_total{worker=\"%d\"} %llu\n", i,
-                    (unsigned long long)atomic_load(&api->workers[i].events));
+        textbuf_printf(&t, "herald_worker_events_total{worker=\"%d\"} %llu\n", i,
+                       (unsigned long long)atomic_load(&api->workers[i].events));
     if (t.failed) {
-        free(t.p);
+        textbuf_free(&t);
         return -ENOMEM;
     }
     struct obuf *b = http_response_start(200, keep_alive, t.len);
     if (!b) {
-        free(t.p);
+        textbuf_free(&t);
         return -ENOMEM;
     }
     obuf_puts(b, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: ");
     obuf_putu(b, t.len);
     obuf_puts(b, "\r\n\r\n");
     obuf_put(b, t.p, t.len);
-    free(t.p);
+    textbuf_free(&t);
     return outq_push_take(out, b);
 }
 
