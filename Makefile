@@ -92,6 +92,12 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(LIB) -o $@ $(LDFLAGS) $(LDLIBS) -lcriterion
 
+# The C client's wire helpers are pure code, tested as a unit with the codecs they build on.
+$(BUILD)/tests/test_wsc_wire: tests/unit/test_wsc_wire.c clients/c/wsc_wire.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Iclients/c $< clients/c/wsc_wire.c $(LIB) -o $@ $(LDFLAGS) $(LDLIBS) \
+	  -lcriterion
+
 $(BUILD)/tests/integ_test_%: tests/integration/test_%.c $(INTEG_LIB_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(TEST_SANFLAGS) -Itests/integration -Iclients/c $< $(INTEG_LIB_SRC) \

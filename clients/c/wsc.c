@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wsc_wire.h"
+
 static long long clock_ms(void)
 {
     struct timespec ts;
@@ -93,12 +95,10 @@ int wsc_connect_raw(struct wsc *c, int port, const char *request, char *head, si
 int wsc_connect(struct wsc *c, int port, const char *path, const char *extra, char *head,
                 size_t cap)
 {
-    char req[4096];
-    snprintf(req, sizeof(req),
-             "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             "Sec-WebSocket-Version: 13\r\n%s\r\n",
-             path, port, extra ? extra : "");
+    char req[4096], host[32];
+    snprintf(host, sizeof(host), "127.0.0.1:%d", port);
+    if (wsc_upgrade_request(req, sizeof(req), host, path, NULL, extra) < 0)
+        return -1;
     return wsc_connect_raw(c, port, req, head, cap);
 }
 
@@ -120,8 +120,7 @@ int wsc_send_frame(struct wsc *c, bool fin, unsigned rsv, uint8_t opcode, const 
     uint8_t *frame = malloc(14 + len);
     if (!frame)
         return -1;
-    size_t hl = ws_frame_header_encode(frame, fin, false, opcode, len, masked ? mask : NULL);
-    frame[0] = (uint8_t)((frame[0] & 0x8f) | ((rsv & 7) << 4));
+    size_t hl = wsc_frame_header(frame, fin, rsv, opcode, len, masked ? mask : NULL);
     if (len)
         memcpy(frame + hl, data, len);
     if (masked)
