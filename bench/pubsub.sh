@@ -36,8 +36,9 @@
 # charts with gnuplot into the results directory when gnuplot is installed), KEEP_TMP=1,
 # FOREIGN_WARN (10 %), STRICT=1 (exit 1 when Herald/peer deliveries/s misses 1.0 in a fanout
 # scenario, or a delivery was lost), BUN_BIN, NODE_BIN, NATS_BIN, NGINX_BIN, NCHAN_MODULE, WSLOAD_BIN
-# (build/wsload, made with `make build/wsload`), BENCH_SELFTEST=1 (a second Herald in the peers'
-# place).
+# (build/wsload, made with `make build/wsload`), HERALD_REV (the revision HERALD_BIN was built
+# from, for the report, when it is not this checkout's build/herald), BENCH_SELFTEST=1 (a second
+# Herald in the peers' place).
 #
 # Herald and wsload run from copies taken at the start, so a rebuild during the run changes
 # nothing. Only 127.0.0.1 is used (wsload spreads its connections over 127.0.0.1-127.0.0.N when
@@ -465,8 +466,16 @@ measure() { # round scenario name
 }
 
 # ---- main ------------------------------------------------------------------------------------
-declare -A VERSION=([herald]="herald $(git_rev)")
-GIT_REV=$(git_rev)
+# The revision Herald was built from: this checkout's, unless HERALD_BIN comes from elsewhere
+# (then say HERALD_REV=..., or it is marked unknown).
+if [[ -n ${HERALD_REV:-} ]]; then
+	GIT_REV=$HERALD_REV
+elif [[ $HERALD_BIN -ef $REPO/build/herald ]]; then
+	GIT_REV=$(git_rev)
+else
+	GIT_REV="unknown ($HERALD_BIN; set HERALD_REV)"
+fi
+declare -A VERSION=([herald]="herald $GIT_REV")
 for name in "${B_NAMES[@]}"; do
 	case $name in
 	bun) VERSION[$name]="bun $(timeout 10 "$BUN_BIN" --version 2>/dev/null || echo unknown)" ;;
