@@ -164,8 +164,9 @@ bench-echo: $(BIN) $(BUILD)/wsload
 	bench/echo.sh
 bench-pubsub: $(BIN) $(BUILD)/wsload
 	bench/pubsub.sh
-$(BUILD)/wsload: bench/wsload.c bench/wsload_pubsub.c bench/wsload.h src/ws_frame.c src/utf8.c
-	$(CC) $(BASE_CFLAGS) -Ibench $(filter %.c,$^) -o $@ -lpthread
+$(BUILD)/wsload: bench/wsload.c bench/wsload_pubsub.c bench/wsload.h clients/c/wsc_wire.c \
+                 clients/c/wsc_wire.h src/ws_frame.c src/utf8.c
+	$(CC) $(BASE_CFLAGS) -Ibench -Iclients/c $(filter %.c,$^) -o $@ -lpthread -lz
 
 # libFuzzer targets (clang): fuzz/fuzz_<target>.c with fuzz/corpus/<target>/ and, if present,
 # fuzz/<target>.dict. FUZZ_SECONDS bounds each run. Only the pure codecs are linked.

@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wsc_wire.h"
 #include "wsload.h"
 
 #define CONNECT_BATCH 256        /* connects in progress at once, per thread */
@@ -58,8 +59,6 @@
 #define OUT_MAX       (64u << 20) /* a client's unsent bytes beyond this: the server is not reading */
 
 /* The RFC 6455 example key and its accept value: a fixed key is fine for a benchmark. */
-#define WS_KEY    "dGhlIHNhbXBsZSBub25jZQ=="
-#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 /* ---- latency histogram ------------------------------------------------------------------- */
 
@@ -186,7 +185,7 @@ uint8_t *client_frame(struct client *c, uint8_t opcode, size_t len, uint8_t **pa
 
     if (!f)
         return NULL;
-    ws_frame_header_encode(f, true, false, opcode, len, c->mask);
+    wsc_frame_header(f, true, 0, opcode, len, c->mask);
     *payload = f + hl;
     c->out_len += hl + len;
     return f;
@@ -403,8 +402,10 @@ static int client_handshake(struct client *c, const uint8_t *in, size_t len, uin
         return 0;
     hdr = (size_t)(end + 4 - c->hs);
     *end = '\0';
-    if (strncmp(c->hs, "HTTP/1.1 101 ", 13) != 0 || !strstr(c->hs, WS_ACCEPT) ||
-        strcasestr(c->hs, "\r\nSec-WebSocket-Extensions:"))
+    /* The handshake is the C client's (clients/c/wsc_wire.h); no extension may be agreed, since
+     * the generator never offers one. */
+    bool accepted, extensions;
+    if (wsc_upgrade_check(c->hs, &accepted, &extensions) != 101 || !accepted || extensions)
         goto fail;
     c->state = C_OPEN;
     c->w->st.open++;
@@ -531,11 +532,9 @@ static void client_connected(struct client *c)
                  c->topic, ph + 7);
     else
         snprintf(path, sizeof(path), "%s", o->path);
-    n = snprintf((char *)p, 1024,
-                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                 path, o->host, o->subprotocol ? "Sec-WebSocket-Protocol: " : "",
-                 o->subprotocol ? o->subprotocol : "", o->subprotocol ? "\r\n" : "");
+    n = wsc_upgrade_request((char *)p, 1024, o->host, path, o->subprotocol, NULL);
+    if (n < 0)
+        die("upgrade request too long for %s", path);
     c->out_len += (size_t)n;
     if (client_flush(c) < 0)
         client_close(c, C_DEAD);
