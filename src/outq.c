@@ -95,12 +95,17 @@ void outq_deinit(struct outq *q)
     memset(q, 0, sizeof(*q));
 }
 
+/* Segments a ring starts with. An idle WebSocket connection frees its ring (conn.c), so the
+ * first push of every wake-up allocates one: room for a typical batch of deliveries avoids
+ * growing it two or three times on the way. */
+#define RING_FIRST 16
+
 /* Makes room for one more segment, doubling the ring (re-laid from index 0). */
 static int reserve(struct outq *q)
 {
     if (q->count < q->cap)
         return 0;
-    uint32_t ncap = q->cap ? q->cap * 2 : 4;
+    uint32_t ncap = q->cap ? q->cap * 2 : RING_FIRST;
     struct outq_seg *segs = malloc(ncap * sizeof(*segs));
     if (!segs)
         return -ENOMEM;
