@@ -180,8 +180,8 @@ static int handle_topics(const struct http_api *api, const struct http_request *
     return rc;
 }
 
-/* The value of query parameter `name`, percent-decoded into out[0..cap); its length, or -1 when
- * absent, too long or badly encoded. '+' stays '+' (topic names have no spaces to encode). */
+/* The value of query parameter `name`, percent-decoded into out[0..cap); its length, -1 when
+ * absent, or -2 when too long or badly encoded. '+' stays '+' (topic names have no spaces). */
 static ssize_t query_param(const struct http_request *req, const char *name, char *out, size_t cap)
 {
     const char *q = req->buf + req->query_off, *end = q + req->query_len;
@@ -196,13 +196,13 @@ static ssize_t query_param(const struct http_request *req, const char *name, cha
                 if (c == '%') {
                     if (stop - p < 3 || !isxdigit((unsigned char)p[1]) ||
                         !isxdigit((unsigned char)p[2]))
-                        return -1;
+                        return -2;
                     char hex[3] = {p[1], p[2], 0};
                     c = (int)strtol(hex, NULL, 16);
                     p += 2;
                 }
                 if (n + 1 >= cap)
-                    return -1;
+                    return -2;
                 out[n++] = (char)c;
             }
             out[n] = '\0';
@@ -231,16 +231,22 @@ static int handle_presence(const struct http_api *api, const struct http_request
         return 0;
     char topic[TOPIC_MAX_LEN + 1], num[16];
     ssize_t tlen = query_param(req, "topic", topic, sizeof(topic));
-    if (tlen < 0)
+    if (tlen == -1)
         return send_error(out, 400, keep_alive, NULL, PROTO_E_MISSING_FIELD,
                           "give the topic: /api/presence?topic=NAME");
+    if (tlen < 0)
+        return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_TOPIC, "topic name too long");
     bool wild = false;
     const char *why = pattern_check(topic, (size_t)tlen, &wild);
     if (why || wild)
         return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_TOPIC,
                           why ? why : "presence needs an exact topic name");
     unsigned long limit = PROTO_LIMIT_DEFAULT;
-    if (query_param(req, "limit", num, sizeof(num)) >= 0) {
+    ssize_t nlen = query_param(req, "limit", num, sizeof(num));
+    if (nlen == -2)
+        return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_REQUEST,
+                          "limit must be an integer from 0 to 1000");
+    if (nlen >= 0) {
         char *e;
         limit = strtoul(num, &e, 10);
         if (!num[0] || *e || num[0] == '-' || limit > 1000)
@@ -251,7 +257,7 @@ static int handle_presence(const struct http_api *api, const struct http_request
     struct topic_list l = {.t = &t};
     textbuf_put(&t, "{\"topic\":\"", 10);
     textbuf_put(&t, topic, (size_t)tlen); /* a valid name needs no escaping */
-    textbuf_put(&t, "\",\"members\":[", 14);
+    textbuf_puts(&t, "\",\"members\":[");
     size_t count = broker_presence(api->broker, topic, (size_t)tlen, limit, list_member, &l);
     textbuf_printf(&t, "],\"count\":%zu}", count);
     int rc = t.failed ? -ENOMEM : http_json_response(out, 200, keep_alive, NULL, t.p, t.len);

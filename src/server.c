@@ -62,7 +62,8 @@ struct server {
         pthread_mutex_t lock;
         struct broker_batch **q; /* ring of pending wake batches */
         size_t head, n, cap;
-        int efd; /* semaphore eventfd: one count per batch, level-triggered in the epoll set */
+        int efd;     /* semaphore eventfd: one count per batch, level-triggered in the epoll set */
+        bool closed; /* shutting down: batches are dropped at once (see server_run) */
     } fanout;
     char fanout_tag;
     /* Addresses used as epoll tags for the three non-connection fds. */
@@ -185,6 +186,15 @@ static void fanout_dispatch(struct broker_batch *batch, void *ctx)
 {
     struct fanout *f = ctx;
     pthread_mutex_lock(&f->lock);
+    if (f->closed) {
+        /* Destroying connections at shutdown frees sessions, whose presence leaves wake the
+         * other members: nobody will serve them, and those owners are destroyed next. */
+        pthread_mutex_unlock(&f->lock);
+        for (unsigned i = 0; i < batch->n; i++)
+            conn_unref(batch->owners[i]);
+        free(batch);
+        return;
+    }
     if (f->n == f->cap) {
         size_t ncap = f->cap ? f->cap * 2 : 64;
         struct broker_batch **nq = malloc(ncap * sizeof(*nq));
@@ -515,6 +525,9 @@ int server_run(struct server *srv)
         pthread_join(ws[i].thread, NULL);
     free(ws);
     /* Every worker is gone. Wake batches still queued only hold references. */
+    pthread_mutex_lock(&srv->fanout.lock);
+    srv->fanout.closed = true;
+    pthread_mutex_unlock(&srv->fanout.lock);
     struct broker_batch *b;
     while ((b = fanout_pop(&srv->fanout))) {
         for (unsigned i = 0; i < b->n; i++)

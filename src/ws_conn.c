@@ -43,17 +43,26 @@ static uint64_t ms(unsigned seconds)
 
 int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct ws_handshake *hs)
 {
+    /* Everything is allocated before the 101 is queued: after a failure the caller answers 500,
+     * and nothing of a half-made upgrade may be left in the queue. */
     struct ws_conn *ws = calloc(1, sizeof(*ws));
+    struct ws_inflater *inf = hs->deflate ? malloc(sizeof(*inf)) : NULL;
     struct obuf *b = obuf_new(512);
-    if (!ws || !b) {
+    if (!ws || !b || (hs->deflate && !inf)) {
         free(ws);
+        free(inf);
         obuf_unref(b);
         return -ENOMEM;
     }
     b->len = (uint32_t)ws_handshake_response(hs, b->data, b->cap);
-    if (b->len == 0 || outq_push_take(&c->out, b) < 0) {
-        if (b->len == 0)
-            obuf_unref(b);
+    if (b->len == 0) {
+        obuf_unref(b);
+        free(inf);
+        free(ws);
+        return -ENOMEM;
+    }
+    if (outq_push_take(&c->out, b) < 0) { /* b is gone either way */
+        free(inf);
         free(ws);
         return -ENOMEM;
     }
@@ -63,13 +72,9 @@ int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct w
     ws->params = hs->params;
     ws_decoder_init(&ws->dec, true, hs->deflate, cfg->max_message);
     dmsg_init(&ws->msg, cfg->max_message);
-    if (ws->deflate) {
-        if (!(ws->inf = malloc(sizeof(*ws->inf)))) {
-            obuf_unref(b);
-            free(ws);
-            return -ENOMEM;
-        }
-        ws_inflater_init(ws->inf, &ws->params);
+    if (inf) {
+        ws->inf = inf;
+        ws_inflater_init(inf, &ws->params);
     }
     c->ws = ws;
     c->state = CONN_WS;

@@ -40,6 +40,8 @@ static int post(int port, const char *path, const char *auth, const char *body, 
 
 static cJSON *json_of(const struct http_resp *r)
 {
+    /* cJSON takes a NUL for whitespace; JSON does not (a bug once put one in a body). */
+    cr_assert_null(memchr(r->body, '\0', r->body_len), "a NUL byte in the body: %s", r->body);
     cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
     cr_assert_not_null(j, "not JSON: %s", r->body);
     return j;
@@ -203,8 +205,13 @@ Test(api, presence_lists_members)
     cr_assert_eq(get_json("/api/presence?topic=empty.room", &j), 200);
     cr_assert_eq(cJSON_GetObjectItem(j, "count")->valueint, 0);
     cJSON_Delete(j);
-    const char *bad[] = {"/api/presence", "/api/presence?topic=a.*", "/api/presence?topic=a%20b",
-                         "/api/presence?topic=a&limit=1001", "/api/presence?topic=a&limit=x"};
+    const char *bad[] = {"/api/presence",
+                         "/api/presence?topic=a.*",
+                         "/api/presence?topic=a%20b",
+                         "/api/presence?topic=a&limit=1001",
+                         "/api/presence?topic=a&limit=x",
+                         "/api/presence?topic=a&limit=99999999999999999999",
+                         "/api/presence?topic=a&limit=0000000000000000000001"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cr_assert_eq(get_json(bad[i], &j), 400, "%s", bad[i]);
         cr_assert_not_null(cJSON_GetObjectItem(j, "error"), "%s", bad[i]);

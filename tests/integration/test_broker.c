@@ -602,3 +602,23 @@ Test(broker, deflate_subscribers_get_the_compressed_frame)
     wsc_close(&plain);
     wsc_close(&pub);
 }
+
+/* Stopping the server with presence members connected: destroying each connection sends a leave
+ * to the others, whose wake-ups nobody serves any more; they must neither leak nor outlive the
+ * connections they name (the sanitizer builds check both when the server stops). */
+Test(broker, shutdown_with_presence_members_connected)
+{
+    struct herald_proc p;
+    herald_start(&p, NULL);
+    struct wsc m[4];
+    for (int i = 0; i < 4; i++) {
+        bopen_port(&m[i], p.port);
+        bsend(&m[i], "{\"op\":\"sub\",\"topic\":\"room\",\"presence\":true}");
+        expect_type(&m[i], "ack", NULL);
+    }
+    expect_type(&m[0], "join", NULL); /* the others arrived after it */
+    char *log = herald_stop(&p);
+    free(log);
+    for (int i = 0; i < 4; i++)
+        wsc_close(&m[i]);
+}
