@@ -29,13 +29,16 @@
  *
  * Bounds: a topic keeps at most history_size messages (and, for recovery, none older than
  * history_ttl, which broker_sweep also drops from memory); all topics together keep about
- * history_memory bytes of messages (a publish over it trims its own topic's oldest, down to its
- * newest message); a topic with no subscribers and nothing kept is removed by broker_sweep; a
+ * history_memory bytes of messages: over it, a publish trims its own topic's oldest and
+ * broker_sweep the other topics', never a message a subscriber has not received yet and never a
+ * topic's newest (so the cap can be exceeded by those); a topic with no subscribers and nothing
+ * kept is removed by broker_sweep; a
  * subscription whose cursor falls behind the oldest kept message has lost data and its owner must
  * disconnect it as a slow consumer; broker_pull queues at most the bytes it is given.
  *
  * Threads: every function may be called from any worker; topics and sessions have their own
- * mutexes (lock order: session, then topic; the registry lock is never held with either).
+ * mutexes. Lock order: the registry's rwlock, then a session's mutex, then a topic's mutex (a
+ * later one may be taken while holding an earlier one, never the reverse).
  * Owners are opaque pointers kept alive by the ref/unref hooks while a wake batch holds them.
  */
 #ifndef HERALD_BROKER_H

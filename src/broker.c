@@ -891,6 +891,22 @@ static void dispatch(struct broker *b, struct wake_list *w)
     free(w->v);
 }
 
+/* Over --history-memory: drops t's oldest messages, but never one a subscriber of t has not
+ * received yet (that would cut it off as a slow consumer for no fault of its own) and never the
+ * newest. Under the topic's lock, which also guards every entry's cursor. */
+static void trim_for_cap(struct broker *b, struct topic *t)
+{
+    if (atomic_load(&b->history_bytes) <= b->cfg.history_memory || t->count <= 1)
+        return;
+    uint64_t needed = t->head; /* the newest stays */
+    for (size_t i = 0; i < t->n_entries; i++)
+        if (t->entries[i]->cursor < needed)
+            needed = t->entries[i]->cursor;
+    while (t->count > 1 && t->head - t->count + 1 < needed &&
+           atomic_load(&b->history_bytes) > b->cfg.history_memory)
+        drop_oldest(b, t);
+}
+
 int broker_publish(struct broker *b, const char *topic, size_t tlen, const char *data, size_t dlen,
                    struct broker_pub_result *res, const char **why)
 {
@@ -916,9 +932,9 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
         res->offset = t->head;
         res->reach = (unsigned)t->n_entries;
         collect_wakes(b, t, &w);
-        /* Over the global cap, the topic that adds makes room, down to its newest message. */
-        while (t->count > 1 && atomic_load(&b->history_bytes) > b->cfg.history_memory)
-            drop_oldest(b, t);
+        /* Over the global cap, the topic that adds makes room first; the sweep trims the
+         * others (topics that stopped publishing) within a minute. */
+        trim_for_cap(b, t);
     }
     pthread_mutex_unlock(&t->lock);
     topic_put(t);
@@ -1016,6 +1032,7 @@ static bool topic_collect(struct broker *b, struct topic **link, uint64_t now)
     struct topic *t = *link;
     pthread_mutex_lock(&t->lock);
     trim_expired(b, t, now);
+    trim_for_cap(b, t);
     bool idle = t->n_entries == 0 && t->count == 0 && atomic_load(&t->refs) == 0;
     pthread_mutex_unlock(&t->lock);
     if (!idle)

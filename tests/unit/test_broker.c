@@ -750,3 +750,46 @@ Test(broker, sweeping_while_topics_are_used)
     cr_assert_gt(st.topics_removed, 0, "the sweeper did remove topics");
     broker_free(b);
 }
+
+/* The cap never costs a subscriber a message it has not received (found in review: a topic that
+ * stopped publishing held the memory, and trimming the publishing topic down to one message cut
+ * its subscriber off as a slow consumer); the sweep takes the memory back from idle topics. */
+Test(broker, memory_cap_spares_undelivered_messages_and_the_sweep_trims_idle_topics)
+{
+    size_t cap = 64 * 1024;
+    struct broker *b = mk_cfg(1000, 0, cap);
+    char big[1100];
+    memset(big, 'x', sizeof(big));
+    big[0] = big[sizeof(big) - 2] = '"';
+    big[sizeof(big) - 1] = '\0';
+    for (int i = 0; i < 80; i++)
+        pub(b, "idle.big", big, NULL);
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_gt(st.history_bytes, cap - 2 * sizeof(big), "the idle topic fills the cap");
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    cr_assert_eq(sub(s, "hot", NULL), 0);
+    for (int i = 0; i < 5; i++)
+        pub(b, "hot", "\"burst\"", NULL);
+    bool lost = true;
+    char *got = pull_all(s, &lost);
+    cr_assert_not(lost, "the subscriber keeps up and loses nothing");
+    int n = 0;
+    for (const char *p = got; (p = strstr(p, "\"burst\"")); p++)
+        n++;
+    cr_assert_eq(n, 5);
+    free(got);
+    cr_assert_eq(broker_sweep(b, 1 << 20), 0);
+    broker_stats(b, &st);
+    cr_assert_leq(st.history_bytes, cap, "the sweep trimmed the idle topic: %llu",
+                  (unsigned long long)st.history_bytes);
+    struct broker_sub_opts last = {.last = 1000};
+    struct broker_sub_result r;
+    const char *why;
+    cr_assert_eq(broker_subscribe(s, "idle.big", 8, &last, &r, &why), 0);
+    cr_assert_geq(r.replay, 1, "its newest message stays");
+    cr_assert_lt(r.replay, 80);
+    broker_session_free(s);
+    broker_free(b);
+}
