@@ -98,6 +98,11 @@ $(BUILD)/tests/test_wsc_wire: tests/unit/test_wsc_wire.c clients/c/wsc_wire.c $(
 	$(CC) $(ALL_CFLAGS) -Iclients/c $< clients/c/wsc_wire.c $(LIB) -o $@ $(LDFLAGS) $(LDLIBS) \
 	  -lcriterion
 
+# The upgrade under allocation failures: malloc is wrapped so that chosen sizes fail.
+$(BUILD)/tests/test_ws_upgrade_oom: tests/unit/test_ws_upgrade_oom.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(LIB) -o $@ $(LDFLAGS) -Wl,--wrap=malloc $(LDLIBS) -lcriterion
+
 $(BUILD)/tests/integ_test_%: tests/integration/test_%.c $(INTEG_LIB_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(TEST_SANFLAGS) -Itests/integration -Iclients/c $< $(INTEG_LIB_SRC) \

@@ -1,0 +1,86 @@
+/*
+ * test_ws_upgrade_oom.c - the WebSocket upgrade when memory runs out (found in review: a failed
+ * inflater allocation freed the 101 response already queued, a use after free).
+ *
+ * malloc is wrapped (-Wl,--wrap=malloc, see the Makefile) so that a chosen allocation size fails;
+ * the upgrade must then fail cleanly, leaving nothing queued and nothing leaked (ASan checks).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "conn.h"
+#include "outq.h"
+#include "twheel.h"
+#include "ws_conn.h"
+#include "ws_deflate.h"
+#include "ws_handshake.h"
+
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+
+static size_t fail_size; /* 0: nothing fails */
+
+void *__wrap_malloc(size_t size)
+{
+    if (fail_size && size == fail_size)
+        return NULL;
+    return __real_malloc(size);
+}
+
+static void upgrade(size_t failing, bool deflate, int want_rc)
+{
+    struct herald_config cfg;
+    config_defaults(&cfg);
+    struct twheel wheel;
+    cr_assert_eq(twheel_init(&wheel, twheel_now()), 0);
+    struct conn_env env = {.cfg = &cfg, .wheel = &wheel, .epfd = -1};
+    struct conn c;
+    memset(&c, 0, sizeof(c));
+    c.env = &env;
+    c.fd = -1;
+    twheel_entry_init(&c.tw);
+    outq_init(&c.out);
+    struct ws_endpoint ep = {.path = "/ws"};
+    struct ws_handshake hs = {.deflate = deflate};
+    strcpy(hs.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    if (deflate) {
+        hs.params = (struct ws_deflate_params){.server_no_context_takeover = true,
+                                               .client_no_context_takeover = true,
+                                               .server_max_window_bits = 15,
+                                               .client_max_window_bits = 15};
+        strcpy(hs.extensions, "permessage-deflate; server_no_context_takeover");
+    }
+    fail_size = failing;
+    int rc = ws_conn_upgrade(&c, &ep, &hs);
+    fail_size = 0;
+    cr_assert_eq(rc, want_rc);
+    if (rc < 0) {
+        cr_assert_eq(c.out.count, 0, "nothing of a failed upgrade stays queued");
+        cr_assert_null(c.ws);
+    } else {
+        cr_assert_eq(c.out.count, 1, "the 101");
+        ws_conn_free(&c);
+    }
+    outq_deinit(&c.out); /* reads and frees what is queued: ASan sees a freed buffer */
+    twheel_remove(&wheel, &c.tw);
+    twheel_deinit(&wheel);
+}
+
+Test(ws_upgrade_oom, inflater_allocation_fails)
+{
+    upgrade(sizeof(struct ws_inflater), true, -ENOMEM);
+}
+
+Test(ws_upgrade_oom, response_buffer_allocation_fails)
+{
+    upgrade(sizeof(struct obuf) + 512, true, -ENOMEM);
+}
+
+Test(ws_upgrade_oom, nothing_fails)
+{
+    upgrade(0, true, 0);
+    upgrade(0, false, 0);
+}
