@@ -69,18 +69,32 @@ Test(api, publish_needs_the_key)
     resp_free(&r);
 }
 
+/* Opens a broker connection on the suite's server and reads the welcome. */
+static void ws_open(struct wsc *c)
+{
+    char head[2048];
+    cr_assert_eq(wsc_connect(c, srv.port, "/ws", NULL, head, sizeof(head)), 101, "%s", head);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(c, &f, 5000), 0); /* welcome */
+    wsc_frame_free(&f);
+}
+
+/* Sends one request and checks that its answer contains `want`. */
+static void ws_request(struct wsc *c, const char *json, const char *want)
+{
+    cr_assert_eq(wsc_send(c, WS_OP_TEXT, json, strlen(json)), 0);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(c, &f, 5000), 0);
+    cr_assert_not_null(strstr((char *)f.data, want), "%s: %s", json, f.data);
+    wsc_frame_free(&f);
+}
+
 Test(api, publish_reaches_websocket_subscribers)
 {
     struct wsc c;
-    char head[2048];
-    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
+    ws_open(&c);
+    ws_request(&c, "{\"op\":\"sub\",\"topic\":\"alerts\"}", "\"type\":\"ack\"");
     struct wsc_frame f;
-    cr_assert_eq(wsc_recv(&c, &f, 5000), 0); /* welcome */
-    wsc_frame_free(&f);
-    const char *sub = "{\"op\":\"sub\",\"topic\":\"alerts\"}";
-    wsc_send(&c, WS_OP_TEXT, sub, strlen(sub));
-    cr_assert_eq(wsc_recv(&c, &f, 5000), 0); /* ack */
-    wsc_frame_free(&f);
 
     struct http_resp r;
     cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY,
@@ -181,16 +195,9 @@ static int get_json(const char *path, cJSON **j)
 Test(api, presence_lists_members)
 {
     struct wsc c;
-    char head[2048];
-    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
-    struct wsc_frame f;
-    cr_assert_eq(wsc_recv(&c, &f, 5000), 0); /* welcome */
-    wsc_frame_free(&f);
-    const char *sub =
-        "{\"op\":\"sub\",\"topic\":\"lobby:1\",\"presence\":{\"info\":{\"n\":\"ann\"}}}";
-    wsc_send(&c, WS_OP_TEXT, sub, strlen(sub));
-    cr_assert_eq(wsc_recv(&c, &f, 5000), 0); /* ack */
-    wsc_frame_free(&f);
+    ws_open(&c);
+    ws_request(&c, "{\"op\":\"sub\",\"topic\":\"lobby:1\",\"presence\":{\"info\":{\"n\":\"ann\"}}}",
+               "\"type\":\"ack\"");
 
     cJSON *j;
     cr_assert_eq(get_json("/api/presence?topic=lobby%3A1", &j), 200); /* percent-decoded */
@@ -274,19 +281,9 @@ Test(api, metrics_are_present_and_move)
 Test(api, unused_topics_are_swept)
 {
     struct wsc c;
-    char head[2048];
-    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
-    struct wsc_frame f;
-    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
-    wsc_frame_free(&f);
-    const char *reqs[] = {"{\"op\":\"sub\",\"topic\":\"gone.soon\"}",
-                          "{\"op\":\"unsub\",\"topic\":\"gone.soon\"}"};
-    for (int i = 0; i < 2; i++) {
-        wsc_send(&c, WS_OP_TEXT, reqs[i], strlen(reqs[i]));
-        cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
-        cr_assert_not_null(strstr((char *)f.data, "\"type\":\"ack\""), "%s", f.data);
-        wsc_frame_free(&f);
-    }
+    ws_open(&c);
+    ws_request(&c, "{\"op\":\"sub\",\"topic\":\"gone.soon\"}", "\"type\":\"ack\"");
+    ws_request(&c, "{\"op\":\"unsub\",\"topic\":\"gone.soon\"}", "\"type\":\"ack\"");
     wsc_close(&c);
     struct http_resp r;
     double removed = 0;
@@ -303,21 +300,10 @@ Test(api, unused_topics_are_swept)
 Test(api, client_publish_patterns_limit_websocket_publishers)
 {
     struct wsc c;
-    char head[2048];
-    cr_assert_eq(wsc_connect(&c, srv.port, "/ws", NULL, head, sizeof(head)), 101);
-    struct wsc_frame f;
-    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
-    wsc_frame_free(&f);
-    const char *ok = "{\"op\":\"pub\",\"topic\":\"chat.room\",\"data\":1}";
-    wsc_send(&c, WS_OP_TEXT, ok, strlen(ok));
-    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
-    cr_assert_not_null(strstr((char *)f.data, "\"type\":\"ack\""), "%s", f.data);
-    wsc_frame_free(&f);
-    const char *no = "{\"op\":\"pub\",\"topic\":\"admin.reset\",\"data\":1}";
-    wsc_send(&c, WS_OP_TEXT, no, strlen(no));
-    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
-    cr_assert_not_null(strstr((char *)f.data, "\"code\":\"forbidden\""), "%s", f.data);
-    wsc_frame_free(&f);
+    ws_open(&c);
+    ws_request(&c, "{\"op\":\"pub\",\"topic\":\"chat.room\",\"data\":1}", "\"type\":\"ack\"");
+    ws_request(&c, "{\"op\":\"pub\",\"topic\":\"admin.reset\",\"data\":1}",
+               "\"code\":\"forbidden\"");
     wsc_close(&c);
 }
 
