@@ -89,6 +89,10 @@ struct ws_decoder {
 void ws_decoder_init(struct ws_decoder *d, bool require_mask, bool allow_rsv1,
                      uint64_t max_message);
 
+/* ws_decoder_idle - true between messages: no frame header or payload half-read, no fragmented
+ * message open, no error. A decoder in this state may be thrown away and made anew. */
+bool ws_decoder_idle(const struct ws_decoder *d);
+
 /*
  * ws_decode - consumes input up to the next event. Sets *consumed (bytes used from `in`) and
  * returns one of WS_DEC_* or a negative close code. Call in a loop with the rest of the input until

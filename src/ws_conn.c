@@ -21,19 +21,25 @@
 /* Messages up to this size are copied into one buffer with their header rather than moved. */
 #define SMALL_FRAME 1024
 
+/* What matters only while frames arrive: made on the first byte and freed once the connection is
+ * between messages again, since most connections of a broker are idle most of the time. */
+struct ws_rx {
+    struct ws_decoder dec;
+    struct dmsg msg;                      /* the data message being received */
+    struct utf8_state utf8;               /* its validation state, for text */
+    size_t validated;                     /* bytes of msg already validated (compressed text) */
+    uint8_t ctrl[WS_MAX_CONTROL_PAYLOAD]; /* the control frame being received */
+    uint8_t ctrl_len;
+};
+
 struct ws_conn {
     const struct ws_endpoint *ep;
-    struct ws_decoder dec;
-    struct dmsg msg;        /* the data message being received */
-    struct utf8_state utf8; /* its validation state, for text */
-    size_t validated;       /* bytes of msg already validated (compressed text) */
-    bool deflate;           /* permessage-deflate negotiated */
+    struct ws_rx *rx; /* while a message or frame is being received */
+    bool deflate;     /* permessage-deflate negotiated */
     struct ws_deflate_params params;
-    struct ws_inflater *inf; /* with deflate only */
-    uint8_t *ctrl;           /* the control frame being received (125 bytes, while it arrives) */
-    uint8_t ctrl_len;
-    bool close_sent;    /* our close frame is queued: read nothing more */
-    bool awaiting_pong; /* a keepalive ping is unanswered */
+    struct ws_inflater *inf; /* with deflate only (its window may outlive a message) */
+    bool close_sent;         /* our close frame is queued: read nothing more */
+    bool awaiting_pong;      /* a keepalive ping is unanswered */
 };
 
 static uint64_t ms(unsigned seconds)
@@ -70,8 +76,6 @@ int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct w
     ws->ep = ep;
     ws->deflate = hs->deflate;
     ws->params = hs->params;
-    ws_decoder_init(&ws->dec, true, hs->deflate, cfg->max_message);
-    dmsg_init(&ws->msg, cfg->max_message);
     if (inf) {
         ws->inf = inf;
         ws_inflater_init(inf, &ws->params);
@@ -102,12 +106,14 @@ void ws_conn_free(struct conn *c)
         return;
     if (ws->ep->on_close)
         ws->ep->on_close(c);
-    dmsg_deinit(&ws->msg);
+    if (ws->rx) {
+        dmsg_deinit(&ws->rx->msg);
+        free(ws->rx);
+    }
     if (ws->inf) {
         ws_inflater_deinit(ws->inf);
         free(ws->inf);
     }
-    free(ws->ctrl);
     free(ws);
     c->ws = NULL;
 }
@@ -257,16 +263,16 @@ int ws_send(struct conn *c, uint8_t opcode, const void *data, size_t len)
 static int on_control(struct conn *c)
 {
     struct ws_conn *ws = c->ws;
-    switch (ws->dec.frame.opcode) {
+    switch (ws->rx->dec.frame.opcode) {
     case WS_OP_PING:
-        return queue_frame(c, false, WS_OP_PONG, ws->ctrl, ws->ctrl_len) < 0 ? -1 : 0;
+        return queue_frame(c, false, WS_OP_PONG, ws->rx->ctrl, ws->rx->ctrl_len) < 0 ? -1 : 0;
     case WS_OP_PONG:
         return 0; /* liveness was noted on input; unsolicited pongs are fine */
     default: {
         unsigned code;
         const uint8_t *reason;
         size_t rlen;
-        if (ws_close_parse(ws->ctrl, ws->ctrl_len, &code, &reason, &rlen) < 0) {
+        if (ws_close_parse(ws->rx->ctrl, ws->rx->ctrl_len, &code, &reason, &rlen) < 0) {
             fail(c, WS_CLOSE_PROTOCOL, "invalid close frame");
             return 0;
         }
@@ -281,11 +287,11 @@ static int on_control(struct conn *c)
 static int validate_new_text(struct ws_conn *ws)
 {
     struct iovec iov[64];
-    int n = dmsg_iov(&ws->msg, ws->validated, iov, 64);
+    int n = dmsg_iov(&ws->rx->msg, ws->rx->validated, iov, 64);
     for (int i = 0; i < n; i++) {
-        if (utf8_feed(&ws->utf8, iov[i].iov_base, iov[i].iov_len, NULL) == UTF8_INVALID)
+        if (utf8_feed(&ws->rx->utf8, iov[i].iov_base, iov[i].iov_len, NULL) == UTF8_INVALID)
             return -WS_CLOSE_INVALID_DATA;
-        ws->validated += iov[i].iov_len;
+        ws->rx->validated += iov[i].iov_len;
     }
     return 0;
 }
@@ -293,37 +299,37 @@ static int validate_new_text(struct ws_conn *ws)
 /* Payload bytes of a data frame: into the message, inflated if compressed, validated if text. */
 static int on_data_payload(struct ws_conn *ws, uint8_t *p, size_t n, uint64_t max)
 {
-    bool text = ws->dec.message_opcode == WS_OP_TEXT;
-    if (ws->dec.message_rsv1) {
-        int rc = ws_inflate(ws->inf, p, n, false, &ws->msg, max);
+    bool text = ws->rx->dec.message_opcode == WS_OP_TEXT;
+    if (ws->rx->dec.message_rsv1) {
+        int rc = ws_inflate(ws->inf, p, n, false, &ws->rx->msg, max);
         if (rc < 0)
             return rc;
         return text ? validate_new_text(ws) : 0;
     }
-    if (text && utf8_feed(&ws->utf8, p, n, NULL) == UTF8_INVALID)
+    if (text && utf8_feed(&ws->rx->utf8, p, n, NULL) == UTF8_INVALID)
         return -WS_CLOSE_INVALID_DATA;
     /* The decoder has already refused messages over the limit, so this fits. */
-    return dmsg_append(&ws->msg, p, n) == 0 ? 0 : -WS_CLOSE_INTERNAL;
+    return dmsg_append(&ws->rx->msg, p, n) == 0 ? 0 : -WS_CLOSE_INTERNAL;
 }
 
 /* The last frame of a data message ended: finish it and hand it to the endpoint. */
 static int on_message_end(struct conn *c)
 {
     struct ws_conn *ws = c->ws;
-    bool text = ws->dec.message_opcode == WS_OP_TEXT;
-    if (ws->dec.message_rsv1) {
-        int rc = ws_inflate(ws->inf, NULL, 0, true, &ws->msg, c->env->cfg->max_message);
+    bool text = ws->rx->dec.message_opcode == WS_OP_TEXT;
+    if (ws->rx->dec.message_rsv1) {
+        int rc = ws_inflate(ws->inf, NULL, 0, true, &ws->rx->msg, c->env->cfg->max_message);
         if (rc < 0)
             return rc;
         if (text && validate_new_text(ws) < 0)
             return -WS_CLOSE_INVALID_DATA;
     }
-    if (text && ws->utf8.state != 0)
+    if (text && ws->rx->utf8.state != 0)
         return -WS_CLOSE_INVALID_DATA; /* ended inside a character */
-    int rc = ws->ep->on_message(c, ws->dec.message_opcode, &ws->msg);
-    dmsg_deinit(&ws->msg); /* whatever the handler left; the struct is ready for the next */
-    utf8_init(&ws->utf8);
-    ws->validated = 0;
+    int rc = ws->ep->on_message(c, ws->rx->dec.message_opcode, &ws->rx->msg);
+    dmsg_deinit(&ws->rx->msg); /* whatever the handler left; the struct is ready for the next */
+    utf8_init(&ws->rx->utf8);
+    ws->rx->validated = 0;
     return rc > 0 ? -rc : 0;
 }
 
@@ -337,7 +343,7 @@ static const char *close_reason(int code, const struct ws_conn *ws)
     case WS_CLOSE_INTERNAL:
         return "internal error";
     default:
-        return ws->dec.reason ? ws->dec.reason : "protocol error";
+        return ws->rx->dec.reason ? ws->rx->dec.reason : "protocol error";
     }
 }
 
@@ -345,40 +351,53 @@ static const char *close_reason(int code, const struct ws_conn *ws)
 static int on_event(struct conn *c, int ev, uint8_t *p, size_t n)
 {
     struct ws_conn *ws = c->ws;
-    bool control = ws->dec.frame.opcode >= WS_OP_CLOSE;
+    bool control = ws->rx->dec.frame.opcode >= WS_OP_CLOSE;
     switch (ev) {
     case WS_DEC_HEADER:
-        if (control) {
-            /* Held only while a control frame arrives: idle connections keep no such buffer. */
-            if (!ws->ctrl && !(ws->ctrl = malloc(WS_MAX_CONTROL_PAYLOAD)))
-                return -WS_CLOSE_INTERNAL;
-            ws->ctrl_len = 0;
-        } else if (ws->dec.frame.opcode != WS_OP_CONT)
-            utf8_init(&ws->utf8); /* a new message */
+        if (control)
+            ws->rx->ctrl_len = 0;
+        else if (ws->rx->dec.frame.opcode != WS_OP_CONT)
+            utf8_init(&ws->rx->utf8); /* a new message */
         return 0;
     case WS_DEC_PAYLOAD:
         if (control) {
-            memcpy(ws->ctrl + ws->ctrl_len, p, n); /* the decoder caps control payloads */
-            ws->ctrl_len = (uint8_t)(ws->ctrl_len + n);
+            memcpy(ws->rx->ctrl + ws->rx->ctrl_len, p, n); /* the decoder caps control payloads */
+            ws->rx->ctrl_len = (uint8_t)(ws->rx->ctrl_len + n);
             return 0;
         }
         return on_data_payload(ws, p, n, c->env->cfg->max_message);
     case WS_DEC_END:
-        if (control) {
-            int rc = on_control(c);
-            free(ws->ctrl);
-            ws->ctrl = NULL;
-            return rc < 0 ? -WS_CLOSE_INTERNAL : 0;
-        }
-        return ws->dec.frame.fin ? on_message_end(c) : 0;
+        if (control)
+            return on_control(c) < 0 ? -WS_CLOSE_INTERNAL : 0;
+        return ws->rx->dec.frame.fin ? on_message_end(c) : 0;
     default:
         return 0;
     }
 }
 
+/* The receive state, made when frames start to arrive. NULL when out of memory. */
+static struct ws_rx *rx_get(struct conn *c)
+{
+    struct ws_conn *ws = c->ws;
+    if (!ws->rx && (ws->rx = malloc(sizeof(*ws->rx)))) {
+        uint64_t max = c->env->cfg->max_message;
+        ws_decoder_init(&ws->rx->dec, true, ws->deflate, max);
+        dmsg_init(&ws->rx->msg, max);
+        utf8_init(&ws->rx->utf8);
+        ws->rx->validated = 0;
+        ws->rx->ctrl_len = 0;
+    }
+    return ws->rx;
+}
+
 int ws_conn_process(struct conn *c)
 {
     struct ws_conn *ws = c->ws;
+    if (dmsg_len(&c->in) > 0 && !ws->close_sent && !rx_get(c)) {
+        fail(c, WS_CLOSE_INTERNAL, "internal error");
+        dmsg_consume(&c->in, dmsg_len(&c->in));
+        return 0;
+    }
     while (dmsg_len(&c->in) > 0 && !ws->close_sent) {
         struct iovec iov[1];
         dmsg_iov(&c->in, 0, iov, 1);
@@ -389,7 +408,7 @@ int ws_conn_process(struct conn *c)
         while (!ws->close_sent) {
             size_t k = 0, n = 0;
             uint8_t *p = NULL;
-            int ev = ws_decode(&ws->dec, in + used, len - used, &k, &p, &n);
+            int ev = ws_decode(&ws->rx->dec, in + used, len - used, &k, &p, &n);
             used += k;
             if (ev == WS_DEC_AGAIN)
                 break;
@@ -405,6 +424,12 @@ int ws_conn_process(struct conn *c)
     }
     if (ws->close_sent) /* after a close nothing more is read */
         dmsg_consume(&c->in, dmsg_len(&c->in));
+    /* Between messages the receive state goes: the next frame makes it anew. */
+    if (ws->rx && ws_decoder_idle(&ws->rx->dec) && dmsg_len(&ws->rx->msg) == 0) {
+        dmsg_deinit(&ws->rx->msg);
+        free(ws->rx);
+        ws->rx = NULL;
+    }
     return 0;
 }
 

@@ -35,6 +35,11 @@ void ws_decoder_init(struct ws_decoder *d, bool require_mask, bool allow_rsv1, u
     d->hdr_need = 2;
 }
 
+bool ws_decoder_idle(const struct ws_decoder *d)
+{
+    return d->state == ST_HEADER && d->hdr_len == 0 && !d->in_message;
+}
+
 /* Records an error; the decoder keeps returning it. */
 static int fail(struct ws_decoder *d, int code, const char *why)
 {
