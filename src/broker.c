@@ -39,21 +39,27 @@ struct slot {
 
 struct topic;
 
+/* A session's membership of a topic (presence), apart from the entry: few subscriptions have one.
+ */
+struct membership {
+    size_t midx;      /* index in t->members (topic's lock) */
+    uint64_t pcursor; /* next presence event to deliver (session's and topic's lock) */
+    size_t len;
+    char json[]; /* the member JSON, as given */
+};
+
 /* One session's interest in one topic, shared by every subscription (exact or wildcard) of the
  * session that covers the topic, so a message is delivered once however many of them match. */
 struct entry {
     struct broker_session *s;
     struct topic *t;
-    struct entry *snext; /* in the session's list */
-    uint64_t cursor;     /* next offset to deliver (session's lock) */
-    atomic_int dirty;    /* new messages since the last pull */
-    unsigned reasons;    /* subscriptions covering it (session's lock) */
-    bool exact;          /* one of them is the exact name */
-    size_t tidx;         /* index in t->entries (topic's lock) */
-    char *member;        /* presence: the member JSON, or NULL when not a member */
-    size_t member_len;
-    size_t midx;      /* index in t->members (topic's lock) */
-    uint64_t pcursor; /* next presence event to deliver (session's lock) */
+    struct entry *snext;  /* in the session's list */
+    uint64_t cursor;      /* next offset to deliver (session's lock) */
+    atomic_int dirty;     /* new messages since the last pull */
+    unsigned reasons;     /* subscriptions covering it (session's lock) */
+    bool exact;           /* one of them is the exact name */
+    size_t tidx;          /* index in t->entries (topic's lock) */
+    struct membership *m; /* presence: set while the session is a member of the topic */
 };
 
 struct topic {
@@ -370,7 +376,7 @@ static void member_leave(struct broker *b, struct entry *e, struct wake_list *w)
 /* Drops one reason; the entry goes with the last. Membership goes with the exact subscription. */
 static void entry_detach(struct broker_session *s, struct entry *e, bool exact, struct wake_list *w)
 {
-    if ((exact || e->reasons == 1) && e->member)
+    if ((exact || e->reasons == 1) && e->m)
         member_leave(s->b, e, w);
     if (exact)
         e->exact = false;
@@ -460,7 +466,7 @@ static void pring_push(struct topic *t, struct obuf *f)
 static void presence_event(struct broker *b, struct topic *t, const char *type,
                            const struct entry *self, struct wake_list *w)
 {
-    pring_push(t, event_frame(type, t, self->member, self->member_len));
+    pring_push(t, event_frame(type, t, self->m->json, self->m->len));
     for (size_t i = 0; i < t->n_members; i++)
         if (t->members[i] != self)
             wake_entry(b, t->members[i], w);
@@ -470,28 +476,28 @@ static int member_join(struct broker *b, struct entry *e, const char *member, si
                        struct wake_list *w)
 {
     struct topic *t = e->t;
-    char *copy = malloc(len);
-    if (!copy)
+    struct membership *m = malloc(sizeof(*m) + len);
+    if (!m)
         return BROKER_ENOMEM;
-    memcpy(copy, member, len);
+    m->len = len;
+    memcpy(m->json, member, len);
     pthread_mutex_lock(&t->lock);
     if (t->n_members == t->cap_members) {
         size_t ncap = t->cap_members ? t->cap_members * 2 : 4;
         struct entry **nm = realloc(t->members, ncap * sizeof(*nm));
         if (!nm) {
             pthread_mutex_unlock(&t->lock);
-            free(copy);
+            free(m);
             return BROKER_ENOMEM;
         }
         t->members = nm;
         t->cap_members = ncap;
     }
-    e->member = copy;
-    e->member_len = len;
-    e->midx = t->n_members;
+    e->m = m;
+    m->midx = t->n_members;
     t->members[t->n_members++] = e;
     presence_event(b, t, "join", e, w);
-    e->pcursor = t->phead + 1; /* a member does not hear its own join */
+    m->pcursor = t->phead + 1; /* a member does not hear its own join */
     pthread_mutex_unlock(&t->lock);
     atomic_fetch_add(&b->members, 1);
     return 0;
@@ -502,12 +508,12 @@ static void member_leave(struct broker *b, struct entry *e, struct wake_list *w)
     struct topic *t = e->t;
     pthread_mutex_lock(&t->lock);
     struct entry *last = t->members[--t->n_members];
-    t->members[e->midx] = last;
-    last->midx = e->midx;
+    t->members[e->m->midx] = last;
+    last->m->midx = e->m->midx;
     presence_event(b, t, "leave", e, w);
     pthread_mutex_unlock(&t->lock);
-    free(e->member);
-    e->member = NULL;
+    free(e->m);
+    e->m = NULL;
     atomic_fetch_sub(&b->members, 1);
 }
 
@@ -517,18 +523,18 @@ static size_t pull_presence(struct entry *e, struct outq *out)
     struct topic *t = e->t;
     size_t bytes = 0;
     uint64_t oldest = t->phead - t->pcount + 1;
-    bool lost = e->pcursor < oldest;
-    for (uint64_t n = e->pcursor > oldest ? e->pcursor : oldest; n <= t->phead; n++)
+    bool lost = e->m->pcursor < oldest;
+    for (uint64_t n = e->m->pcursor > oldest ? e->m->pcursor : oldest; n <= t->phead; n++)
         lost |= t->pring[n % t->pcap] == NULL;
     if (lost) { /* a gap: the member is told to ask again, and then gets what is still there */
         struct obuf *f = event_frame("presence_lost", t, NULL, 0);
         if (f && outq_push_take(out, f) == 0)
             bytes += f->len - f->start;
-        if (e->pcursor < oldest)
-            e->pcursor = oldest;
+        if (e->m->pcursor < oldest)
+            e->m->pcursor = oldest;
     }
-    for (; e->pcursor <= t->phead; e->pcursor++) {
-        struct obuf *f = t->pring[e->pcursor % t->pcap];
+    for (; e->m->pcursor <= t->phead; e->m->pcursor++) {
+        struct obuf *f = t->pring[e->m->pcursor % t->pcap];
         if (!f)
             continue;
         if (outq_push_take(out, obuf_ref(f)) < 0)
@@ -549,7 +555,7 @@ size_t broker_presence(struct broker *b, const char *topic, size_t len, size_t l
     pthread_mutex_lock(&t->lock);
     size_t count = t->n_members;
     for (size_t i = 0; i < count && i < limit; i++)
-        fn(t->members[i]->member, t->members[i]->member_len, ctx);
+        fn(t->members[i]->m->json, t->members[i]->m->len, ctx);
     pthread_mutex_unlock(&t->lock);
     topic_put(t);
     return count;
@@ -711,7 +717,7 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
         if ((rc = entry_attach(s, t, true, &e)) == 0)
             place_cursor(b, e, opts, fresh || replay, res);
     }
-    if (rc == 0 && presence && !e->member &&
+    if (rc == 0 && presence && !e->m &&
         (rc = member_join(b, e, opts->member, opts->member_len, &w)) < 0) {
         if (!res->existed)
             entry_detach(s, e, true, &w); /* all or nothing */
@@ -958,7 +964,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     struct topic *t = e->t;
     size_t bytes = 0;
     pthread_mutex_lock(&t->lock);
-    if (e->member && e->pcursor <= t->phead)
+    if (e->m && e->m->pcursor <= t->phead)
         bytes += pull_presence(e, out);
     uint64_t oldest = t->head - t->count + 1;
     if (e->cursor < oldest) {
