@@ -87,16 +87,14 @@ struct conn {
     struct twheel_entry tw; /* first member: the wheel's entry pointer is the connection's */
     struct reclaim_item rc; /* for deferred freeing after close */
     atomic_uint refs;       /* 1 while open or retired, plus one per wake batch holding it */
-    int fd;
     const struct conn_env *env;
+    int fd;
 
     /* Shared between threads: guarded by `lock` (see the rules above). */
     pthread_mutex_t lock;
-    uint8_t busy;   /* a thread runs the connection */
-    uint8_t again;  /* events or wakes arrived while it ran: run once more */
-    uint8_t closed; /* closed: drop any event or wake */
-    /* (owned by the running thread, placed here to fill the padding: memory per connection) */
-    uint8_t more_pending;    /* the endpoint has output it could not queue yet (set by on_run) */
+    uint8_t busy;            /* a thread runs the connection */
+    uint8_t again;           /* events or wakes arrived while it ran: run once more */
+    uint8_t closed;          /* closed: drop any event or wake */
     uint32_t pending_events; /* epoll events not handled yet */
     uint32_t pending_wake;   /* CONN_WAKE_* not handled yet */
     uint32_t armed;          /* the epoll interest armed now; 0 once an event has disarmed it */
@@ -113,8 +111,9 @@ struct conn {
     struct conn_http *h; /* while the connection speaks HTTP: freed at the upgrade */
     struct dmsg in;
     struct outq out;
-    struct ws_conn *ws; /* after the WebSocket upgrade */
-    void *app;          /* the endpoint's per-connection state (the broker's session) */
+    struct ws_conn *ws;   /* after the WebSocket upgrade */
+    void *app;            /* the endpoint's per-connection state (the broker's session) */
+    uint8_t more_pending; /* the endpoint has output it could not queue yet (set by on_run) */
 };
 
 /*
