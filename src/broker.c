@@ -323,6 +323,21 @@ static void topic_put(struct topic *t)
 
 /* ---- entries (caller holds the session's lock) ---- */
 
+/* Room for one more pointer in a topic's array of entries (all subscribers, or the presence
+ * members), doubling it. Returns 0 or -1. Under the topic's lock. */
+static int entries_reserve(struct entry ***arr, size_t n, size_t *cap)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 4;
+    struct entry **na = realloc(*arr, ncap * sizeof(*na));
+    if (!na)
+        return -1;
+    *arr = na;
+    *cap = ncap;
+    return 0;
+}
+
 static struct entry *find_entry(struct broker_session *s, struct topic *t)
 {
     for (struct entry *e = s->entries; e; e = e->snext)
@@ -343,16 +358,10 @@ static int entry_attach(struct broker_session *s, struct topic *t, bool exact, s
         e->t = t;
         atomic_init(&e->dirty, 0);
         pthread_mutex_lock(&t->lock);
-        if (t->n_entries == t->cap_entries) {
-            size_t ncap = t->cap_entries ? t->cap_entries * 2 : 4;
-            struct entry **ne = realloc(t->entries, ncap * sizeof(*ne));
-            if (!ne) {
-                pthread_mutex_unlock(&t->lock);
-                free(e);
-                return BROKER_ENOMEM;
-            }
-            t->entries = ne;
-            t->cap_entries = ncap;
+        if (entries_reserve(&t->entries, t->n_entries, &t->cap_entries) < 0) {
+            pthread_mutex_unlock(&t->lock);
+            free(e);
+            return BROKER_ENOMEM;
         }
         e->tidx = t->n_entries;
         t->entries[t->n_entries++] = e;
@@ -482,16 +491,10 @@ static int member_join(struct broker *b, struct entry *e, const char *member, si
     m->len = len;
     memcpy(m->json, member, len);
     pthread_mutex_lock(&t->lock);
-    if (t->n_members == t->cap_members) {
-        size_t ncap = t->cap_members ? t->cap_members * 2 : 4;
-        struct entry **nm = realloc(t->members, ncap * sizeof(*nm));
-        if (!nm) {
-            pthread_mutex_unlock(&t->lock);
-            free(m);
-            return BROKER_ENOMEM;
-        }
-        t->members = nm;
-        t->cap_members = ncap;
+    if (entries_reserve(&t->members, t->n_members, &t->cap_members) < 0) {
+        pthread_mutex_unlock(&t->lock);
+        free(m);
+        return BROKER_ENOMEM;
     }
     e->m = m;
     m->midx = t->n_members;
