@@ -58,7 +58,7 @@ struct entry {
     atomic_int dirty;     /* new messages since the last pull */
     unsigned reasons;     /* subscriptions covering it (session's lock) */
     bool exact;           /* one of them is the exact name */
-    size_t tidx;          /* index in t->entries (topic's lock) */
+    size_t tidx;          /* index in t->entries; below t->n_idle: caught up (topic's lock) */
     struct membership *m; /* presence: set while the session is a member of the topic */
 };
 
@@ -74,8 +74,11 @@ struct topic {
     uint64_t head;     /* last offset, 0 before the first message */
     struct slot *ring; /* offsets head-count+1 .. head, at (offset % cap) */
     size_t cap, count;
+    /* Every subscriber's entry. The first n_idle have received everything and wait for the next
+     * publish, which wakes just those and makes them busy; the others have a pull coming that
+     * will read the new head anyway. So a publish costs the subscribers it must wake, not all. */
     struct entry **entries;
-    size_t n_entries, cap_entries;
+    size_t n_entries, cap_entries, n_idle;
     struct entry **members; /* presence members, a subset of entries */
     size_t n_members, cap_members;
     struct obuf **pring; /* join/leave frames phead-pcount+1 .. phead, at (n % pcap); NULL:
@@ -210,6 +213,22 @@ void broker_free(struct broker *b)
     free(b);
 }
 
+/* Room for n more owners in w. Returns false when there is none. */
+static bool wake_reserve(struct wake_list *w, size_t n)
+{
+    if (w->cap - w->n >= n)
+        return true;
+    size_t ncap = w->cap ? w->cap : 64;
+    while (ncap - w->n < n)
+        ncap *= 2;
+    void **nv = realloc(w->v, ncap * sizeof(*nv));
+    if (!nv)
+        return false;
+    w->v = nv;
+    w->cap = ncap;
+    return true;
+}
+
 /* Marks e dirty and lists its owner for a wake unless one is on its way already. Under the lock
  * of e's topic, which keeps e's session alive (sessions detach their entries under it). */
 static void wake_entry(struct broker *b, struct entry *e, struct wake_list *w)
@@ -217,15 +236,9 @@ static void wake_entry(struct broker *b, struct entry *e, struct wake_list *w)
     atomic_store(&e->dirty, 1);
     if (atomic_exchange(&e->s->wake_pending, 1))
         return; /* a wake is already on its way and will find this message too */
-    if (w->n == w->cap) {
-        size_t ncap = w->cap ? w->cap * 2 : 64;
-        void **nv = realloc(w->v, ncap * sizeof(*nv));
-        if (!nv) {
-            atomic_store(&e->s->wake_pending, 0); /* nobody comes: the next publish tries */
-            return;
-        }
-        w->v = nv;
-        w->cap = ncap;
+    if (!wake_reserve(w, 1)) {
+        atomic_store(&e->s->wake_pending, 0); /* nobody comes: the next publish tries */
+        return;
     }
     b->hooks.ref(e->s->owner);
     w->v[w->n++] = e->s->owner;
@@ -338,6 +351,28 @@ static int entries_reserve(struct entry ***arr, size_t n, size_t *cap)
     return 0;
 }
 
+/* The idle partition of t->entries (see struct topic). Under the topic's lock. */
+static void entry_swap(struct topic *t, size_t i, size_t j)
+{
+    struct entry *a = t->entries[i];
+    t->entries[i] = t->entries[j];
+    t->entries[i]->tidx = i;
+    t->entries[j] = a;
+    a->tidx = j;
+}
+
+static void entry_set_idle(struct topic *t, struct entry *e)
+{
+    if (e->tidx >= t->n_idle)
+        entry_swap(t, e->tidx, t->n_idle++);
+}
+
+static void entry_set_busy(struct topic *t, struct entry *e)
+{
+    if (e->tidx < t->n_idle)
+        entry_swap(t, e->tidx, --t->n_idle);
+}
+
 static struct entry *find_entry(struct broker_session *s, struct topic *t)
 {
     for (struct entry *e = s->entries; e; e = e->snext)
@@ -368,6 +403,7 @@ static int entry_attach(struct broker_session *s, struct topic *t, bool exact, s
         if (s->deflate)
             atomic_fetch_add(&t->n_deflate, 1);
         e->cursor = t->head + 1;
+        entry_set_idle(t, e); /* nothing to deliver yet: the next publish wakes it */
         pthread_mutex_unlock(&t->lock);
         e->snext = s->entries;
         s->entries = e;
@@ -393,6 +429,7 @@ static void entry_detach(struct broker_session *s, struct entry *e, bool exact, 
         return;
     struct topic *t = e->t;
     pthread_mutex_lock(&t->lock);
+    entry_set_busy(t, e);
     struct entry *last = t->entries[--t->n_entries];
     t->entries[e->tidx] = last;
     last->tidx = e->tidx;
@@ -677,8 +714,10 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
     res->replay = t->head + 1 - start;
     res->offset = t->head;
     snprintf(res->epoch, sizeof(res->epoch), "%s", t->epoch);
-    if (res->replay > 0)
+    if (res->replay > 0) {
+        entry_set_busy(t, e);
         atomic_store(&e->dirty, 1); /* the caller pulls right after the ack */
+    }
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -874,12 +913,17 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct o
     return 0;
 }
 
-/* Marks every subscription dirty and lists the owners that need a wake. Under the topic lock,
- * which also keeps every entry's session alive (sessions detach their entries under it). */
+/* Wakes the subscribers that had received everything (the idle ones) and makes them busy: the
+ * busy ones have a pull coming, which reads the new head. Under the topic lock, which also keeps
+ * every entry's session alive (sessions detach their entries under it). Without memory for the
+ * wake list nobody is woken and the entries stay idle: the next publish tries again. */
 static void collect_wakes(struct broker *b, struct topic *t, struct wake_list *w)
 {
-    for (size_t i = 0; i < t->n_entries; i++)
+    if (!wake_reserve(w, t->n_idle))
+        return;
+    for (size_t i = 0; i < t->n_idle; i++)
         wake_entry(b, t->entries[i], w);
+    t->n_idle = 0;
 }
 
 static void dispatch(struct broker *b, struct wake_list *w)
@@ -974,6 +1018,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
         *lost = true; /* the history moved past this subscriber: it cannot keep up */
         e->cursor = oldest;
     }
+    uint64_t from = e->cursor;
     while (e->cursor <= t->head && (bytes < budget || bytes == 0)) {
         const struct slot *sl = &t->ring[e->cursor % t->cap];
         struct obuf *f = e->s->deflate && sl->zframe ? sl->zframe : sl->frame;
@@ -981,14 +1026,17 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
             break;
         bytes += f->len - f->start;
         e->cursor++;
-        atomic_fetch_add_explicit(&b->delivered, 1, memory_order_relaxed);
     }
     if (e->cursor <= t->head) {
         *more = true;
         atomic_store(&e->dirty, 1); /* the backlog waits for the next pull */
+    } else {
+        entry_set_idle(t, e); /* the next publish wakes it */
     }
     pthread_mutex_unlock(&t->lock);
-    atomic_fetch_add(&b->delivered_bytes, bytes);
+    /* Once per pull, not per message: every worker adds to these. */
+    atomic_fetch_add_explicit(&b->delivered, e->cursor - from, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->delivered_bytes, bytes, memory_order_relaxed);
     return bytes;
 }
 
