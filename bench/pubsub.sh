@@ -21,7 +21,9 @@
 #               one topic; "each": each to its own; "one each": both), then idle CONNECT_IDLE (2) s:
 #               connections/s and the server's RSS growth per idle subscribed connection (KiB, from
 #               /proc/PID/status VmRSS before the first connect and after the idle time; every
-#               connect run starts the server afresh and lets it idle CONNECT_SETTLE (2) s first)
+#               connect run starts the server afresh, lets it idle CONNECT_SETTLE (2) s, then opens
+#               and closes one warm-up connection before the baseline, so that what a server
+#               touches once on its first connection is not counted per connection)
 # Peers (PEERS, default "bun node nats nchan"; a peer that is not installed is skipped with a
 # warning): bun (bench/peers/node_modules/.bin/bun, `npm ci` in bench/peers), node (node and ws from
 # bench/peers/node_modules), nats (nats-server, Debian), nchan (nginx with libnginx-mod-nchan,
@@ -404,6 +406,14 @@ measure() { # round scenario name
 		stop_server "$name"
 		start_one "$name"
 		sleep "$CONNECT_SETTLE" # let a garbage-collected runtime shrink after its start
+		# One connection opened, subscribed and closed first, for every server alike: what a fresh
+		# server touches once, on its first connection (OpenSSL's SHA-1 code and tables, a
+		# runtime's compiled handlers), is not charged to the connections measured.
+		proto_args "$name"
+		timeout -k 2 30 "$WSLOAD" --scenario connect "${PROTO[@]}" -c 1 --topic "bench.warm.r$round" \
+			-d 1 --warmup 0 --settle 0 --connect-timeout 5 >"$TMP/$name.warm" 2>&1 ||
+			warn "$name: the warm-up connection failed: $(tail -n1 "$TMP/$name.warm")"
+		sleep 1
 		dur=$CONNECT_IDLE
 		warm=1
 	fi

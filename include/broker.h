@@ -10,9 +10,11 @@
  * per-subscriber copy, however many threads publish at once; a subscriber woken late takes many
  * messages in one write; and recovery after a reconnect is the same pull from an older cursor.
  *
- * Waking: a publish marks each subscription "dirty" and, only for sessions without a wake on its
- * way already, hands their owners to the dispatch hook in batches, which the server spreads over
- * its workers; so a busy session costs one wake however many messages and topics pile up. A pull
+ * Waking: a publish marks dirty each subscription that has pulled since it was last woken (the
+ * others have a pull coming, which will read the new head) and, only for sessions without a wake
+ * on its way already, hands their owners to the dispatch hook in batches, which the server spreads
+ * over its workers; so a busy session costs one wake however many messages and topics pile up,
+ * and a publish touches only the subscribers it wakes. A pull
  * clears the session's wake flag before it reads any head, so no message is left without a wake,
  * and a session left with a backlog (budget reached) is woken by the next publish again, which is
  * how its owner notices a subscriber that stopped reading.
@@ -84,6 +86,8 @@ void broker_free(struct broker *b);
 
 /* broker_session_new - subscriptions of one connection (`owner`, passed to the hooks). */
 struct broker_session *broker_session_new(struct broker *b, void *owner);
+/* broker_session_id - the session's number: 1, 2, ... in the order sessions were made. */
+uint64_t broker_session_id(const struct broker_session *s);
 /* broker_session_set_compression - the session's connection takes compressed deliveries (see
  * above). Only before its first subscription; ignored after. */
 void broker_session_set_compression(struct broker_session *s, bool on);

@@ -24,8 +24,7 @@
 struct broker_ws {
     struct broker *broker;
     const struct herald_config *cfg;
-    char boot[17];                 /* session ids: <boot>-<n> */
-    atomic_uint_fast64_t sessions; /* sessions opened so far */
+    char boot[17]; /* session ids: <boot>-<broker session id> */
     atomic_uint_fast64_t slow_consumers;
     atomic_uint_fast64_t recovery_hits, recovery_misses;
 };

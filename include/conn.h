@@ -87,8 +87,8 @@ struct conn {
     struct twheel_entry tw; /* first member: the wheel's entry pointer is the connection's */
     struct reclaim_item rc; /* for deferred freeing after close */
     atomic_uint refs;       /* 1 while open or retired, plus one per wake batch holding it */
-    const struct conn_env *env;
     int fd;
+    const struct conn_env *env;
 
     /* Shared between threads: guarded by `lock` (see the rules above). */
     pthread_mutex_t lock;
@@ -111,9 +111,8 @@ struct conn {
     struct conn_http *h; /* while the connection speaks HTTP: freed at the upgrade */
     struct dmsg in;
     struct outq out;
-    struct ws_conn *ws;   /* after the WebSocket upgrade */
-    void *app;            /* the endpoint's per-connection state (the broker's session) */
-    uint8_t more_pending; /* the endpoint has output it could not queue yet (set by on_run) */
+    struct ws_conn *ws; /* after the WebSocket upgrade */
+    void *app;          /* the endpoint's per-connection state (the broker's session) */
 };
 
 /*

@@ -37,8 +37,10 @@ struct ws_endpoint {
      * or -1 to refuse (the connection closes with 1011). Optional. */
     int (*on_open)(struct conn *c, void *ctx);
     /* on_run - called on every turn of the connection after input was handled and before output
-     * is flushed (the broker pulls deliveries here). Returns 0 or a close code. Optional. */
-    int (*on_run)(struct conn *c);
+     * is flushed (the broker pulls deliveries here). *more holds what the last turn left in it
+     * and is set to whether output is still waiting that could not be queued yet (the connection
+     * then runs again once it has sent). Returns 0 or a close code. Optional. */
+    int (*on_run)(struct conn *c, bool *more);
     /* on_close - the connection is closing; release what on_open made. Optional. */
     void (*on_close)(struct conn *c);
     void *ctx; /* passed to on_open */
@@ -60,8 +62,8 @@ int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct w
 int ws_conn_process(struct conn *c);
 
 /* ws_conn_run - gives the endpoint its turn (on_run) after input was handled: the broker queues
- * deliveries here. Returns 0. */
-int ws_conn_run(struct conn *c);
+ * deliveries here. Returns whether the endpoint has more output waiting to be queued. */
+bool ws_conn_run(struct conn *c);
 
 /* ws_conn_on_input - the peer sent something: it is alive (moves the keepalive deadline). */
 void ws_conn_on_input(struct conn *c);
@@ -76,6 +78,9 @@ int ws_send(struct conn *c, uint8_t opcode, const void *data, size_t len);
 /* ws_send_dmsg - queues the unconsumed bytes of msg as one message, taking its buffers (no copy
  * unless it is compressed). Returns 0 or -ENOMEM. */
 int ws_send_dmsg(struct conn *c, uint8_t opcode, struct dmsg *msg);
+
+/* ws_conn_ctx - the ctx of the endpoint c was upgraded on. */
+void *ws_conn_ctx(const struct conn *c);
 
 /* ws_conn_shared_deflate - true when c negotiated permessage-deflate in a form that lets it take
  * frames compressed once for many receivers: no server context (always so) and the full 15-bit

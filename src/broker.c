@@ -55,11 +55,13 @@ struct entry {
     struct topic *t;
     struct entry *snext;  /* in the session's list */
     uint64_t cursor;      /* next offset to deliver (session's lock) */
+    struct membership *m; /* presence: set while the session is a member of the topic */
     atomic_int dirty;     /* new messages since the last pull */
     unsigned reasons;     /* subscriptions covering it (session's lock) */
-    bool exact;           /* one of them is the exact name */
-    size_t tidx;          /* index in t->entries; below t->n_idle: caught up (topic's lock) */
-    struct membership *m; /* presence: set while the session is a member of the topic */
+    /* index in t->entries; below t->n_idle: idle (topic's lock). 32 bits keep the entry at 56
+     * bytes (a 64-byte malloc chunk): one per subscription. */
+    uint32_t tidx;
+    bool exact; /* one of them is the exact name */
 };
 
 struct topic {
@@ -74,9 +76,9 @@ struct topic {
     uint64_t head;     /* last offset, 0 before the first message */
     struct slot *ring; /* offsets head-count+1 .. head, at (offset % cap) */
     size_t cap, count;
-    /* Every subscriber's entry. The first n_idle have received everything and wait for the next
-     * publish, which wakes just those and makes them busy; the others have a pull coming that
-     * will read the new head anyway. So a publish costs the subscribers it must wake, not all. */
+    /* Every subscriber's entry. The first n_idle have pulled since their last wake; a publish
+     * wakes just those and makes them busy. The busy ones have a wake on its way, whose pull will
+     * read the new head anyway. So a publish costs the wakes it sends, not one per subscriber. */
     struct entry **entries;
     size_t n_entries, cap_entries, n_idle;
     struct entry **members; /* presence members, a subset of entries */
@@ -95,15 +97,17 @@ struct pattern {
     char text[];
 };
 
+/* One per connection, so packed: 88 bytes, the whole allocation (a 96-byte malloc chunk). */
 struct broker_session {
     struct broker *b;
     void *owner;
-    atomic_int wake_pending; /* a wake is on its way: publishes need not send another */
-    bool deflate;            /* takes compressed deliveries (set before subscribing) */
+    uint64_t id;
     pthread_mutex_t lock;
     struct entry *entries;
     struct pattern *patterns;
     unsigned n_subs;
+    atomic_uchar wake_pending; /* a wake is on its way: publishes need not send another */
+    bool deflate;              /* takes compressed deliveries (set before subscribing) */
 };
 
 struct broker {
@@ -115,7 +119,8 @@ struct broker {
     struct pattern *patterns;
     char boot[17];
     atomic_uint_fast64_t topic_seq, published, subscriptions, delivered, delivered_bytes, members;
-    atomic_size_t history_bytes; /* memory of every topic's kept messages */
+    atomic_uint_fast64_t sessions; /* made so far: the last session id */
+    atomic_size_t history_bytes;   /* memory of every topic's kept messages */
     atomic_uint_fast64_t topics_removed;
     size_t sweep_pos; /* next bucket broker_sweep looks at (registry's write lock) */
 };
@@ -356,9 +361,9 @@ static void entry_swap(struct topic *t, size_t i, size_t j)
 {
     struct entry *a = t->entries[i];
     t->entries[i] = t->entries[j];
-    t->entries[i]->tidx = i;
+    t->entries[i]->tidx = (uint32_t)i;
     t->entries[j] = a;
-    a->tidx = j;
+    a->tidx = (uint32_t)j;
 }
 
 static void entry_set_idle(struct topic *t, struct entry *e)
@@ -393,12 +398,13 @@ static int entry_attach(struct broker_session *s, struct topic *t, bool exact, s
         e->t = t;
         atomic_init(&e->dirty, 0);
         pthread_mutex_lock(&t->lock);
-        if (entries_reserve(&t->entries, t->n_entries, &t->cap_entries) < 0) {
+        if (t->n_entries >= UINT32_MAX ||
+            entries_reserve(&t->entries, t->n_entries, &t->cap_entries) < 0) {
             pthread_mutex_unlock(&t->lock);
             free(e);
             return BROKER_ENOMEM;
         }
-        e->tidx = t->n_entries;
+        e->tidx = (uint32_t)t->n_entries;
         t->entries[t->n_entries++] = e;
         if (s->deflate)
             atomic_fetch_add(&t->n_deflate, 1);
@@ -610,8 +616,14 @@ struct broker_session *broker_session_new(struct broker *b, void *owner)
         return NULL;
     s->b = b;
     s->owner = owner;
+    s->id = atomic_fetch_add(&b->sessions, 1) + 1;
     pthread_mutex_init(&s->lock, NULL);
     return s;
+}
+
+uint64_t broker_session_id(const struct broker_session *s)
+{
+    return s->id;
 }
 
 void broker_session_set_compression(struct broker_session *s, bool on)
@@ -714,10 +726,8 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
     res->replay = t->head + 1 - start;
     res->offset = t->head;
     snprintf(res->epoch, sizeof(res->epoch), "%s", t->epoch);
-    if (res->replay > 0) {
-        entry_set_busy(t, e);
+    if (res->replay > 0)
         atomic_store(&e->dirty, 1); /* the caller pulls right after the ack */
-    }
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -913,7 +923,7 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct o
     return 0;
 }
 
-/* Wakes the subscribers that had received everything (the idle ones) and makes them busy: the
+/* Wakes the subscribers that pulled since their last wake (the idle ones) and makes them busy: the
  * busy ones have a pull coming, which reads the new head. Under the topic lock, which also keeps
  * every entry's session alive (sessions detach their entries under it). Without memory for the
  * wake list nobody is woken and the entries stay idle: the next publish tries again. */
@@ -1030,9 +1040,10 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     if (e->cursor <= t->head) {
         *more = true;
         atomic_store(&e->dirty, 1); /* the backlog waits for the next pull */
-    } else {
-        entry_set_idle(t, e); /* the next publish wakes it */
     }
+    /* The next publish wakes it, also with a backlog: that is how a subscriber that stopped
+     * reading is noticed (broker.h). */
+    entry_set_idle(t, e);
     pthread_mutex_unlock(&t->lock);
     /* Once per pull, not per message: every worker adds to these. */
     atomic_fetch_add_explicit(&b->delivered, e->cursor - from, memory_order_relaxed);

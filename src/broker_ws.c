@@ -21,11 +21,17 @@
 
 static const char *const protocols[] = {PROTO_VERSION, NULL};
 
+/* A connection's view of the endpoint: the shared state and its broker session (c->app). Made on
+ * the stack per call, so that a connection carries no allocation of its own for it. */
 struct session {
     struct broker_ws *bw;
     struct broker_session *bs;
-    uint64_t n; /* the session id is "<boot>-<n>" (welcome, presence) */
 };
+
+static struct session session_of(struct conn *c)
+{
+    return (struct session){.bw = ws_conn_ctx(c), .bs = c->app};
+}
 
 void broker_ws_init(struct broker_ws *bw, struct broker *b, const struct herald_config *cfg)
 {
@@ -56,37 +62,26 @@ static void send_error(struct conn *c, const struct proto_request *req, const ch
 
 static const char *session_id(const struct session *s, char *out)
 {
-    snprintf(out, SESSION_ID_MAX, "%s-%llu", s->bw->boot, (unsigned long long)s->n);
+    snprintf(out, SESSION_ID_MAX, "%s-%llu", s->bw->boot,
+             (unsigned long long)broker_session_id(s->bs));
     return out;
 }
 
 static int on_open(struct conn *c, void *ctx)
 {
-    struct broker_ws *bw = ctx;
-    struct session *s = calloc(1, sizeof(*s));
-    if (!s)
+    struct session s = {.bw = ctx, .bs = broker_session_new(s.bw->broker, c)};
+    if (!s.bs)
         return -1;
-    s->bw = bw;
-    s->bs = broker_session_new(bw->broker, c);
-    if (!s->bs) {
-        free(s);
-        return -1;
-    }
-    broker_session_set_compression(s->bs, ws_conn_shared_deflate(c));
-    c->app = s;
+    broker_session_set_compression(s.bs, ws_conn_shared_deflate(c));
+    c->app = s.bs;
     char out[REPLY_CAP], id[SESSION_ID_MAX];
-    s->n = atomic_fetch_add(&bw->sessions, 1) + 1;
-    reply(c, out, proto_welcome(out, sizeof(out), session_id(s, id)));
+    reply(c, out, proto_welcome(out, sizeof(out), session_id(&s, id)));
     return 0;
 }
 
 static void on_close(struct conn *c)
 {
-    struct session *s = c->app;
-    if (!s)
-        return;
-    broker_session_free(s->bs);
-    free(s);
+    broker_session_free(c->app);
     c->app = NULL;
 }
 
@@ -243,7 +238,7 @@ static void handle_request(struct conn *c, struct session *s, const char *text, 
 
 static int on_message(struct conn *c, uint8_t opcode, struct dmsg *msg)
 {
-    struct session *s = c->app;
+    struct session view = session_of(c), *s = &view;
     STATS_COUNT(ws_messages_in, 1);
     if (opcode != WS_OP_TEXT) {
         send_error(c, NULL, PROTO_E_BINARY, "requests are JSON text frames");
@@ -267,20 +262,20 @@ static int on_message(struct conn *c, uint8_t opcode, struct dmsg *msg)
 }
 
 /* Queues waiting deliveries; decides when a connection is a slow consumer. */
-static int on_run(struct conn *c)
+static int on_run(struct conn *c, bool *pending)
 {
-    struct session *s = c->app;
-    if (!s)
+    struct session view = session_of(c), *s = &view;
+    if (!s->bs)
         return 0;
     size_t max = s->bw->cfg->max_outbound, queued = outq_cost(&c->out);
     bool more = false, lost = false;
     if (queued < max)
         broker_pull(s->bs, &c->out, max - queued, &more, &lost);
-    else if (!c->more_pending && !broker_pending(s->bs))
+    else if (!*pending && !broker_pending(s->bs))
         return 0; /* at the bound, but nothing is waiting: fine */
     else
         more = true; /* at the bound with messages waiting: the client is not keeping up */
-    c->more_pending = more;
+    *pending = more;
     if (!lost && !(more && queued >= max))
         return 0;
     atomic_fetch_add(&s->bw->slow_consumers, 1);
@@ -289,7 +284,7 @@ static int on_run(struct conn *c)
                 lost ? "fell behind the history" : "send queue full");
     /* What has not started to go out is dropped, so the close frame is next in line. */
     outq_drop_unsent(&c->out);
-    c->more_pending = 0;
+    *pending = false;
     return WS_CLOSE_SLOW_CONSUMER;
 }
 

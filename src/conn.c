@@ -511,16 +511,14 @@ static int on_io(struct conn *c, uint32_t events)
     /* Parse, answer and flush until the input is used up or the socket is full. */
     for (;;) {
         process_input(c);
-        if (c->state == CONN_WS)
-            ws_conn_run(c);
+        bool more = c->state == CONN_WS && ws_conn_run(c);
         size_t sent = 0;
         int rc = outq_flush(&c->out, c->fd, &sent);
         progress |= sent > 0;
         STATS_COUNT(bytes_out, sent);
         if (rc < 0 && rc != -EAGAIN)
             return CLOSE; /* EPIPE, ECONNRESET: close and free at once */
-        if (rc == -EAGAIN || c->close_after || sent == 0 ||
-            (dmsg_len(&c->in) == 0 && !c->more_pending))
+        if (rc == -EAGAIN || c->close_after || sent == 0 || (dmsg_len(&c->in) == 0 && !more))
             break;
     }
     if (outq_bytes(&c->out) == 0 && (c->close_after || c->peer_eof)) {

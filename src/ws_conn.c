@@ -39,6 +39,7 @@ struct ws_conn {
     struct ws_deflate_params params;
     struct ws_inflater *inf; /* with deflate only (its window may outlive a message) */
     bool close_sent;         /* our close frame is queued: read nothing more */
+    bool more;               /* the endpoint has output it could not queue yet (on_run) */
     bool awaiting_pong;      /* a keepalive ping is unanswered */
 };
 
@@ -88,15 +89,22 @@ int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct w
     return 0;
 }
 
-int ws_conn_run(struct conn *c)
+void *ws_conn_ctx(const struct conn *c)
+{
+    return c->ws->ep->ctx;
+}
+
+bool ws_conn_run(struct conn *c)
 {
     struct ws_conn *ws = c->ws;
     if (ws->close_sent || !ws->ep->on_run)
-        return 0;
-    int code = ws->ep->on_run(c);
-    if (code > 0)
+        return false;
+    int code = ws->ep->on_run(c, &ws->more);
+    if (code > 0) {
+        ws->more = false;
         ws_close(c, (unsigned)code, code == 4008 ? "slow consumer" : "closing");
-    return 0;
+    }
+    return ws->more;
 }
 
 void ws_conn_free(struct conn *c)
