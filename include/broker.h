@@ -152,12 +152,14 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
 
 /*
  * broker_pull - queues on `out` the messages the session has not received yet, in offset order per
- * topic, up to about `budget` bytes (at least one message when any is pending). Returns the bytes
- * queued; sets *more when messages were left for a later pull (budget reached) and *lost when a
- * subscription fell behind the history (messages are gone: a slow consumer).
+ * topic, up to about `budget` bytes (at least one message when any is pending and budget > 0;
+ * none with 0). Returns the bytes queued; sets *more when messages were left for a later pull
+ * (budget reached), *left to their bytes (plain frames; what is left stays in the topics' logs,
+ * taking no memory of the session's), and *lost when a subscription fell behind the history
+ * (messages are gone: a slow consumer).
  */
 size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bool *more,
-                   bool *lost);
+                   bool *lost, size_t *left);
 
 /*
  * broker_presence - the members of an exact topic: calls fn with the member JSON of at most
@@ -166,9 +168,6 @@ size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bo
  */
 size_t broker_presence(struct broker *b, const char *topic, size_t len, size_t limit,
                        void (*fn)(const char *member, size_t len, void *ctx), void *ctx);
-
-/* broker_pending - true when messages wait for the session (a pull would queue something). */
-bool broker_pending(struct broker_session *s);
 
 struct broker_stats {
     uint64_t topics, subscriptions, published, delivered, delivered_bytes, members;

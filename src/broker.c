@@ -35,6 +35,7 @@ struct slot {
     struct obuf *frame;
     struct obuf *zframe; /* the same message compressed (permessage-deflate), or NULL */
     uint64_t ms;         /* when it was published (monotonic), for the TTL */
+    uint64_t before;     /* t->bytes when it came: what a subscriber at it still has to take */
 };
 
 struct topic;
@@ -74,6 +75,7 @@ struct topic {
     atomic_uint refs;      /* threads using it outside the registry lock (get_topic) */
     pthread_mutex_t lock;
     uint64_t head;     /* last offset, 0 before the first message */
+    uint64_t bytes;    /* of every delivery frame so far (plain), for subscribers' backlogs */
     struct slot *ring; /* offsets head-count+1 .. head, at (offset % cap) */
     size_t cap, count;
     /* Every subscriber's entry. The first n_idle have pulled since their last wake; a publish
@@ -917,7 +919,9 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct o
         drop_oldest(b, t); /* the oldest gives way */
     uint64_t off = t->head + 1;
     t->count++;
-    t->ring[off % t->cap] = (struct slot){.frame = f, .zframe = z, .ms = now_ms()};
+    t->ring[off % t->cap] =
+        (struct slot){.frame = f, .zframe = z, .ms = now_ms(), .before = t->bytes};
+    t->bytes += f->len - f->start;
     atomic_fetch_add(&b->history_bytes, slot_bytes(&t->ring[off % t->cap]));
     t->head = off;
     return 0;
@@ -1014,9 +1018,10 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
 
 /* ---- delivery ---- */
 
-/* Queues what e has not received, up to the budget. Under the session's lock. */
+/* Queues what e has not received, up to the budget (0: nothing), and adds to *left the bytes
+ * still waiting for it. Under the session's lock. */
 static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, size_t budget,
-                         bool *more, bool *lost)
+                         bool *more, bool *lost, size_t *left)
 {
     struct topic *t = e->t;
     size_t bytes = 0;
@@ -1029,7 +1034,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
         e->cursor = oldest;
     }
     uint64_t from = e->cursor;
-    while (e->cursor <= t->head && (bytes < budget || bytes == 0)) {
+    while (e->cursor <= t->head && budget > 0 && (bytes < budget || bytes == 0)) {
         const struct slot *sl = &t->ring[e->cursor % t->cap];
         struct obuf *f = e->s->deflate && sl->zframe ? sl->zframe : sl->frame;
         if (outq_push_take(out, obuf_ref(f)) < 0)
@@ -1039,6 +1044,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     }
     if (e->cursor <= t->head) {
         *more = true;
+        *left += t->bytes - t->ring[e->cursor % t->cap].before;
         atomic_store(&e->dirty, 1); /* the backlog waits for the next pull */
     }
     /* The next publish wakes it, also with a backlog: that is how a subscriber that stopped
@@ -1052,10 +1058,11 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
 }
 
 size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bool *more,
-                   bool *lost)
+                   bool *lost, size_t *left)
 {
     size_t total = 0;
     *more = *lost = false;
+    *left = 0;
     /* Cleared before any head is read: a publish after this point wakes the session again, also
      * when it already has a backlog (that is how a stuck subscriber gets noticed). */
     atomic_store(&s->wake_pending, 0);
@@ -1063,25 +1070,11 @@ size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bo
     for (struct entry *e = s->entries; e; e = e->snext) {
         if (!atomic_exchange(&e->dirty, 0))
             continue;
-        if (total >= budget) {
-            atomic_store(&e->dirty, 1);
-            *more = true;
-            continue;
-        }
-        total += pull_entry(s->b, e, out, budget - total, more, lost);
+        /* Past the budget it still counts what waits (and notices a lost subscription). */
+        total += pull_entry(s->b, e, out, total < budget ? budget - total : 0, more, lost, left);
     }
     pthread_mutex_unlock(&s->lock);
     return total;
-}
-
-bool broker_pending(struct broker_session *s)
-{
-    bool any = false;
-    pthread_mutex_lock(&s->lock);
-    for (struct entry *e = s->entries; e && !any; e = e->snext)
-        any = atomic_load(&e->dirty) != 0;
-    pthread_mutex_unlock(&s->lock);
-    return any;
 }
 
 /* Drops messages past the TTL (they can no longer be recovered). Under the topic's lock. */

@@ -18,6 +18,9 @@
 #define REPLY_CAP 2048
 /* An id longer than this is not echoed (the reply would not fit). */
 #define ID_MAX 256
+/* Bytes of deliveries (as outq_cost counts them) a connection's send queue takes at a time: a
+ * few writes' worth, so a full socket costs a bounded queue, not --max-outbound of references. */
+#define PULL_WINDOW (64 * 1024)
 
 static const char *const protocols[] = {PROTO_VERSION, NULL};
 
@@ -261,23 +264,22 @@ static int on_message(struct conn *c, uint8_t opcode, struct dmsg *msg)
     return 0;
 }
 
-/* Queues waiting deliveries; decides when a connection is a slow consumer. */
+/* Queues waiting deliveries, at most PULL_WINDOW bytes of them in the send queue at a time (the
+ * rest waits in the topics' logs, shared, instead of as references in every slow connection's
+ * queue); decides when a connection is a slow consumer: when what waits for it, queued or still in
+ * the logs, reaches --max-outbound, or when the history moved past it. */
 static int on_run(struct conn *c, bool *pending)
 {
     struct session view = session_of(c), *s = &view;
     if (!s->bs)
         return 0;
-    size_t max = s->bw->cfg->max_outbound, queued = outq_cost(&c->out);
-    bool more = false, lost = false;
-    if (queued < max)
-        broker_pull(s->bs, &c->out, max - queued, &more, &lost);
-    else if (!*pending && !broker_pending(s->bs))
-        return 0; /* at the bound, but nothing is waiting: fine */
-    else
-        more = true; /* at the bound with messages waiting: the client is not keeping up */
-    *pending = more;
-    if (!lost && !(more && queued >= max))
-        return 0;
+    size_t max = s->bw->cfg->max_outbound, window = max < PULL_WINDOW ? max : PULL_WINDOW;
+    size_t queued = outq_cost(&c->out), left = 0;
+    bool lost = false;
+    broker_pull(s->bs, &c->out, queued < window ? window - queued : 0, pending, &lost, &left);
+    queued = outq_cost(&c->out);
+    if (!lost && !(left > 0 && queued + left >= max))
+        return 0; /* (at the bound with nothing waiting is fine: replies are not deliveries) */
     atomic_fetch_add(&s->bw->slow_consumers, 1);
     if (log_enabled(LOG_INFO))
         log_msg(LOG_INFO, "fd %d: slow consumer disconnected (%s)", c->fd,

@@ -69,7 +69,8 @@ static char *pull_all(struct broker_session *s, bool *lost)
     struct outq q;
     outq_init(&q);
     bool more, l;
-    broker_pull(s, &q, 1 << 20, &more, &l);
+    size_t left;
+    broker_pull(s, &q, 1 << 20, &more, &l, &left);
     if (lost)
         *lost = l;
     size_t cap = 65536, len = 0;
@@ -508,7 +509,8 @@ static void pull_into(struct broker_session *s, struct outq *q)
 {
     outq_init(q);
     bool more, lost;
-    broker_pull(s, q, 1 << 20, &more, &lost);
+    size_t left;
+    broker_pull(s, q, 1 << 20, &more, &lost, &left);
 }
 
 static struct obuf *seg(struct outq *q, uint32_t i)
@@ -801,7 +803,8 @@ static unsigned pull_checked(struct broker_session *s, size_t budget, uint64_t *
     struct outq q;
     outq_init(&q);
     bool lost;
-    broker_pull(s, &q, budget, more, &lost);
+    size_t left;
+    broker_pull(s, &q, budget, more, &lost, &left);
     cr_assert_not(lost);
     for (uint32_t i = 0; i < q.count; i++) {
         struct obuf *f = q.segs[(q.head + i) % q.cap].buf.b;
@@ -884,5 +887,45 @@ Test(broker, sessions_are_numbered_in_the_order_they_are_made)
     cr_assert_eq(broker_session_id(s3), 3, "a number is never given twice");
     broker_session_free(s2);
     broker_session_free(s3);
+    broker_free(b);
+}
+
+/* What a pull leaves in the topic's log is counted in *left (the frames' bytes), and a budget of 0
+ * queues nothing but still reports it: the endpoint judges a slow consumer by queued + left. */
+Test(broker, a_pull_reports_the_bytes_it_left_waiting)
+{
+    struct broker *b = mk(100);
+    struct owner oa = {0}, ob = {0};
+    struct broker_session *a = broker_session_new(b, &oa), *c = broker_session_new(b, &ob);
+    cr_assert_eq(sub(a, "t", NULL), 0);
+    cr_assert_eq(sub(c, "t", NULL), 0);
+    pub(b, "t", "1", NULL);
+    pub(b, "t", "\"a longer message\"", NULL);
+    pub(b, "t", "[3,3,3]", NULL);
+    struct outq q;
+    outq_init(&q);
+    bool more, lost;
+    size_t left, size[3];
+    cr_assert_gt(broker_pull(a, &q, 1 << 20, &more, &lost, &left), 0);
+    cr_assert_eq(q.count, 3);
+    for (uint32_t i = 0; i < 3; i++) {
+        struct obuf *f = q.segs[(q.head + i) % q.cap].buf.b;
+        size[i] = f->len - f->start;
+    }
+    cr_assert(!more && left == 0);
+    outq_deinit(&q);
+
+    outq_init(&q);
+    cr_assert_eq(broker_pull(c, &q, 0, &more, &lost, &left), 0, "budget 0 queues nothing");
+    cr_assert(more && !lost && q.count == 0);
+    cr_assert_eq(left, size[0] + size[1] + size[2]);
+    cr_assert_eq(broker_pull(c, &q, 1, &more, &lost, &left), size[0], "at least one message");
+    cr_assert(more);
+    cr_assert_eq(left, size[1] + size[2]);
+    cr_assert_eq(broker_pull(c, &q, 1 << 20, &more, &lost, &left), size[1] + size[2]);
+    cr_assert(!more && left == 0);
+    outq_deinit(&q);
+    broker_session_free(a);
+    broker_session_free(c);
     broker_free(b);
 }
