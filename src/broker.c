@@ -43,7 +43,7 @@ struct topic;
 /* A session's membership of a topic (presence), apart from the entry: few subscriptions have one.
  */
 struct membership {
-    size_t midx;      /* index in t->members (topic's lock) */
+    size_t midx;      /* index in t->p->members (topic's lock) */
     uint64_t pcursor; /* next presence event to deliver (session's and topic's lock) */
     size_t len;
     char json[]; /* the member JSON, as given */
@@ -65,12 +65,21 @@ struct entry {
     bool exact; /* one of them is the exact name */
 };
 
+/* A topic's presence: its members and the log of their joins and leaves. */
+struct presence {
+    struct entry **members; /* presence members, a subset of the topic's entries */
+    size_t n_members, cap_members;
+    struct obuf **pring; /* join/leave frames phead-pcount+1 .. phead, at (n % pcap); NULL:
+                          * an event that could not be built (its readers get presence_lost) */
+    size_t pcap, pcount;
+    uint64_t phead;
+};
+
 struct topic {
     struct topic *next; /* hash chain */
     uint64_t hash;
-    char *name;
     size_t len;
-    char epoch[32];
+    uint64_t seq;          /* the epoch is "<boot>-<seq>" (topic_epoch) */
     atomic_uint n_deflate; /* entries of sessions that take compressed frames */
     atomic_uint refs;      /* threads using it outside the registry lock (get_topic) */
     pthread_mutex_t lock;
@@ -83,12 +92,8 @@ struct topic {
      * read the new head anyway. So a publish costs the wakes it sends, not one per subscriber. */
     struct entry **entries;
     size_t n_entries, cap_entries, n_idle;
-    struct entry **members; /* presence members, a subset of entries */
-    size_t n_members, cap_members;
-    struct obuf **pring; /* join/leave frames phead-pcount+1 .. phead, at (n % pcap); NULL:
-                          * an event that could not be built (its readers get presence_lost) */
-    size_t pcap, pcount;
-    uint64_t phead;
+    struct presence *p; /* made at the first join: most topics never have a member */
+    char name[];        /* NUL-terminated, len bytes */
 };
 
 struct pattern {
@@ -195,12 +200,14 @@ static void topic_free(struct broker *b, struct topic *t)
     while (t->count)
         drop_oldest(b, t);
     free(t->ring);
-    for (size_t i = 0; i < t->pcount; i++)
-        obuf_unref(t->pring[(t->phead - i) % t->pcap]);
-    free(t->pring);
-    free(t->members);
+    if (t->p) {
+        for (size_t i = 0; i < t->p->pcount; i++)
+            obuf_unref(t->p->pring[(t->p->phead - i) % t->p->pcap]);
+        free(t->p->pring);
+        free(t->p->members);
+        free(t->p);
+    }
     free(t->entries);
-    free(t->name);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -284,13 +291,17 @@ static void grow_table(struct broker *b)
 static int entry_attach(struct broker_session *s, struct topic *t, bool exact, struct entry **out);
 
 /* Creates a topic and gives it to every wildcard subscription that matches it (write lock). */
+/* The topic's epoch, into out (32 bytes): made on demand, so a topic does not carry it. */
+static void topic_epoch(const struct broker *b, const struct topic *t, char *out)
+{
+    snprintf(out, 32, "%s-%llu", b->boot, (unsigned long long)t->seq);
+}
+
 static struct topic *create_topic(struct broker *b, const char *name, size_t len, uint64_t h)
 {
-    struct topic *t = calloc(1, sizeof(*t));
-    if (!t || !(t->name = malloc(len + 1))) {
-        free(t);
+    struct topic *t = calloc(1, sizeof(*t) + len + 1);
+    if (!t)
         return NULL;
-    }
     memcpy(t->name, name, len);
     t->name[len] = '\0';
     t->len = len;
@@ -302,8 +313,7 @@ static struct topic *create_topic(struct broker *b, const char *name, size_t len
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
     pthread_mutex_init(&t->lock, &ma);
     pthread_mutexattr_destroy(&ma);
-    snprintf(t->epoch, sizeof(t->epoch), "%s-%llu", b->boot,
-             (unsigned long long)atomic_fetch_add(&b->topic_seq, 1) + 1);
+    t->seq = atomic_fetch_add(&b->topic_seq, 1) + 1;
     if (b->ntopics >= b->nbuckets)
         grow_table(b);
     t->next = b->buckets[h % b->nbuckets];
@@ -355,7 +365,7 @@ static int entries_reserve(struct entry ***arr, size_t n, size_t *cap)
 {
     if (n < *cap)
         return 0;
-    size_t ncap = *cap ? *cap * 2 : 4;
+    size_t ncap = *cap ? *cap * 2 : 1; /* many topics have one subscriber (a user's own) */
     struct entry **na = realloc(*arr, ncap * sizeof(*na));
     if (!na)
         return -1;
@@ -495,41 +505,42 @@ static struct obuf *event_frame(const char *type, const struct topic *t, const c
 }
 
 /* Appends an event (or NULL: a lost one) to the topic's presence log, the oldest giving way. */
-static void pring_push(struct topic *t, struct obuf *f)
+static void pring_push(struct presence *p, struct obuf *f)
 {
-    if (t->pcount == t->pcap && t->pcap < PRESENCE_EVENTS) {
-        size_t ncap = t->pcap ? t->pcap * 2 : RING_MIN;
+    if (p->pcount == p->pcap && p->pcap < PRESENCE_EVENTS) {
+        size_t ncap = p->pcap ? p->pcap * 2 : RING_MIN;
         struct obuf **nr = malloc(ncap * sizeof(*nr));
         if (nr) {
-            for (uint64_t n = t->phead - t->pcount + 1; n <= t->phead; n++)
-                nr[n % ncap] = t->pring[n % t->pcap];
-            free(t->pring);
-            t->pring = nr;
-            t->pcap = ncap;
+            for (uint64_t n = p->phead - p->pcount + 1; n <= p->phead; n++)
+                nr[n % ncap] = p->pring[n % p->pcap];
+            free(p->pring);
+            p->pring = nr;
+            p->pcap = ncap;
         }
     }
-    if (t->pcap == 0) { /* not even the first ring: readers find the gap and get presence_lost */
+    if (p->pcap == 0) { /* not even the first ring: readers find the gap and get presence_lost */
         obuf_unref(f);
-        t->phead++;
+        p->phead++;
         return;
     }
-    uint64_t n = t->phead + 1;
-    if (t->pcount == t->pcap)
-        obuf_unref(t->pring[n % t->pcap]);
+    uint64_t n = p->phead + 1;
+    if (p->pcount == p->pcap)
+        obuf_unref(p->pring[n % p->pcap]);
     else
-        t->pcount++;
-    t->pring[n % t->pcap] = f;
-    t->phead = n;
+        p->pcount++;
+    p->pring[n % p->pcap] = f;
+    p->phead = n;
 }
 
 /* Records an event and wakes every member except `self`. Under the topic's lock. */
 static void presence_event(struct broker *b, struct topic *t, const char *type,
                            const struct entry *self, struct wake_list *w)
 {
-    pring_push(t, event_frame(type, t, self->m->json, self->m->len));
-    for (size_t i = 0; i < t->n_members; i++)
-        if (t->members[i] != self)
-            wake_entry(b, t->members[i], w);
+    struct presence *p = t->p;
+    pring_push(p, event_frame(type, t, self->m->json, self->m->len));
+    for (size_t i = 0; i < p->n_members; i++)
+        if (p->members[i] != self)
+            wake_entry(b, p->members[i], w);
 }
 
 static int member_join(struct broker *b, struct entry *e, const char *member, size_t len,
@@ -542,16 +553,19 @@ static int member_join(struct broker *b, struct entry *e, const char *member, si
     m->len = len;
     memcpy(m->json, member, len);
     pthread_mutex_lock(&t->lock);
-    if (entries_reserve(&t->members, t->n_members, &t->cap_members) < 0) {
+    if (!t->p)
+        t->p = calloc(1, sizeof(*t->p));
+    struct presence *p = t->p;
+    if (!p || entries_reserve(&p->members, p->n_members, &p->cap_members) < 0) {
         pthread_mutex_unlock(&t->lock);
         free(m);
         return BROKER_ENOMEM;
     }
     e->m = m;
-    m->midx = t->n_members;
-    t->members[t->n_members++] = e;
+    m->midx = p->n_members;
+    p->members[p->n_members++] = e;
     presence_event(b, t, "join", e, w);
-    m->pcursor = t->phead + 1; /* a member does not hear its own join */
+    m->pcursor = p->phead + 1; /* a member does not hear its own join */
     pthread_mutex_unlock(&t->lock);
     atomic_fetch_add(&b->members, 1);
     return 0;
@@ -561,8 +575,9 @@ static void member_leave(struct broker *b, struct entry *e, struct wake_list *w)
 {
     struct topic *t = e->t;
     pthread_mutex_lock(&t->lock);
-    struct entry *last = t->members[--t->n_members];
-    t->members[e->m->midx] = last;
+    struct presence *p = t->p; /* made by the join */
+    struct entry *last = p->members[--p->n_members];
+    p->members[e->m->midx] = last;
     last->m->midx = e->m->midx;
     presence_event(b, t, "leave", e, w);
     pthread_mutex_unlock(&t->lock);
@@ -575,11 +590,12 @@ static void member_leave(struct broker *b, struct entry *e, struct wake_list *w)
 static size_t pull_presence(struct entry *e, struct outq *out)
 {
     struct topic *t = e->t;
+    struct presence *p = t->p; /* made by the join */
     size_t bytes = 0;
-    uint64_t oldest = t->phead - t->pcount + 1;
+    uint64_t oldest = p->phead - p->pcount + 1;
     bool lost = e->m->pcursor < oldest;
-    for (uint64_t n = e->m->pcursor > oldest ? e->m->pcursor : oldest; n <= t->phead; n++)
-        lost |= t->pring[n % t->pcap] == NULL;
+    for (uint64_t n = e->m->pcursor > oldest ? e->m->pcursor : oldest; n <= p->phead; n++)
+        lost |= p->pring[n % p->pcap] == NULL;
     if (lost) { /* a gap: the member is told to ask again, and then gets what is still there */
         struct obuf *f = event_frame("presence_lost", t, NULL, 0);
         if (f && outq_push_take(out, f) == 0)
@@ -587,8 +603,8 @@ static size_t pull_presence(struct entry *e, struct outq *out)
         if (e->m->pcursor < oldest)
             e->m->pcursor = oldest;
     }
-    for (; e->m->pcursor <= t->phead; e->m->pcursor++) {
-        struct obuf *f = t->pring[e->m->pcursor % t->pcap];
+    for (; e->m->pcursor <= p->phead; e->m->pcursor++) {
+        struct obuf *f = p->pring[e->m->pcursor % p->pcap];
         if (!f)
             continue;
         if (outq_push_take(out, obuf_ref(f)) < 0)
@@ -607,9 +623,10 @@ size_t broker_presence(struct broker *b, const char *topic, size_t len, size_t l
     if (!t)
         return 0;
     pthread_mutex_lock(&t->lock);
-    size_t count = t->n_members;
+    struct presence *p = t->p;
+    size_t count = p ? p->n_members : 0;
     for (size_t i = 0; i < count && i < limit; i++)
-        fn(t->members[i]->m->json, t->members[i]->m->len, ctx);
+        fn(p->members[i]->m->json, p->members[i]->m->len, ctx);
     pthread_mutex_unlock(&t->lock);
     topic_put(t);
     return count;
@@ -717,7 +734,9 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
     uint64_t oldest = t->head - t->count + 1; /* == head + 1 when nothing is kept */
     uint64_t start = t->head + 1;
     if (o && o->recover) {
-        bool same = o->epoch && strcmp(o->epoch, t->epoch) == 0;
+        char epoch[32];
+        topic_epoch(b, t, epoch);
+        bool same = o->epoch && strcmp(o->epoch, epoch) == 0;
         uint64_t from = o->offset + 1;
         bool fresh = true;
         if (same && from >= oldest && from <= t->head && b->cfg.history_ttl)
@@ -733,7 +752,7 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
     e->cursor = start;
     res->replay = t->head + 1 - start;
     res->offset = t->head;
-    snprintf(res->epoch, sizeof(res->epoch), "%s", t->epoch);
+    topic_epoch(b, t, res->epoch);
     if (res->replay > 0)
         atomic_store(&e->dirty, 1); /* the caller pulls right after the ack */
     pthread_mutex_unlock(&t->lock);
@@ -1032,7 +1051,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     struct topic *t = e->t;
     size_t bytes = 0;
     pthread_mutex_lock(&t->lock);
-    if (e->m && e->m->pcursor <= t->phead)
+    if (e->m && e->m->pcursor <= t->p->phead) /* a member: t->p exists */
         bytes += pull_presence(e, out);
     uint64_t oldest = t->head - t->count + 1;
     if (e->cursor < oldest) {
@@ -1159,7 +1178,7 @@ size_t broker_topics(struct broker *b, void (*fn)(const struct broker_topic_info
                                              .len = t->len,
                                              .offset = t->head,
                                              .subscribers = t->n_entries,
-                                             .members = t->n_members};
+                                             .members = t->p ? t->p->n_members : 0};
             pthread_mutex_unlock(&t->lock);
             fn(&info, ctx);
         }

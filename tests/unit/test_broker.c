@@ -415,6 +415,9 @@ Test(broker, presence_join_leave_and_count)
     cr_assert_eq(none.n, 0);
     cr_assert_eq(broker_presence(b, "nowhere", 7, 10, list_member, &none), 0);
     cr_assert_eq(broker_presence(b, "bad topic", 9, 10, list_member, &none), 0);
+    cr_assert_eq(sub(c, "plain", NULL), 0); /* subscribers, but no member ever joined */
+    cr_assert_eq(broker_presence(b, "plain", 5, 10, list_member, &none), 0);
+    cr_assert_eq(none.n, 0);
 
     /* again with presence: nothing changes, no second join */
     cr_assert_eq(sub_member(bb, "room", "{\"session\":\"b2\"}"), 0);
