@@ -290,12 +290,13 @@ static void grow_table(struct broker *b)
 
 static int entry_attach(struct broker_session *s, struct topic *t, bool exact, struct entry **out);
 
-/* Creates a topic and gives it to every wildcard subscription that matches it (write lock). */
 /* The topic's epoch, into out (32 bytes): made on demand, so a topic does not carry it. */
 static void topic_epoch(const struct broker *b, const struct topic *t, char *out)
 {
     snprintf(out, 32, "%s-%llu", b->boot, (unsigned long long)t->seq);
 }
+
+/* Creates a topic and gives it to every wildcard subscription that matches it (write lock). */
 
 static struct topic *create_topic(struct broker *b, const char *name, size_t len, uint64_t h)
 {

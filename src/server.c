@@ -182,41 +182,49 @@ static void owner_unref(void *owner)
     conn_unref(owner);
 }
 
+/* A batch nobody will serve: its references go, and the batch. */
+static void batch_drop(struct broker_batch *batch)
+{
+    for (unsigned i = 0; i < batch->n; i++)
+        conn_unref(batch->owners[i]);
+    free(batch);
+}
+
+/* Room for one more batch in the queue, doubling its ring. Returns 0 or -1. Under f->lock. */
+static int fanout_reserve(struct fanout *f)
+{
+    if (f->n < f->cap)
+        return 0;
+    size_t ncap = f->cap ? f->cap * 2 : 64;
+    struct broker_batch **nq = malloc(ncap * sizeof(*nq));
+    if (!nq)
+        return -1;
+    for (size_t i = 0; i < f->n; i++)
+        nq[i] = f->q[(f->head + i) % f->cap];
+    free(f->q);
+    f->q = nq;
+    f->cap = ncap;
+    f->head = 0;
+    return 0;
+}
+
 /* Queues a batch; its count on the eventfd wakes one worker per batch, so the subscribers of a
  * large topic are served by every worker, not by the publisher's. */
 static void fanout_dispatch(struct broker_batch *batch, void *ctx)
 {
     struct fanout *f = ctx;
     pthread_mutex_lock(&f->lock);
-    if (f->closed) {
-        /* Destroying connections at shutdown frees sessions, whose presence leaves wake the
-         * other members: nobody will serve them, and those owners are destroyed next. */
-        pthread_mutex_unlock(&f->lock);
-        for (unsigned i = 0; i < batch->n; i++)
-            conn_unref(batch->owners[i]);
-        free(batch);
-        return;
-    }
-    if (f->n == f->cap) {
-        size_t ncap = f->cap ? f->cap * 2 : 64;
-        struct broker_batch **nq = malloc(ncap * sizeof(*nq));
-        if (!nq) {
-            pthread_mutex_unlock(&f->lock);
-            for (unsigned i = 0; i < batch->n; i++)
-                conn_unref(batch->owners[i]); /* their next publish will wake them */
-            free(batch);
-            return;
-        }
-        for (size_t i = 0; i < f->n; i++)
-            nq[i] = f->q[(f->head + i) % f->cap];
-        free(f->q);
-        f->q = nq;
-        f->cap = ncap;
-        f->head = 0;
-    }
-    f->q[(f->head + f->n++) % f->cap] = batch;
+    /* Closed: destroying connections at shutdown frees sessions, whose presence leaves wake the
+     * other members; nobody will serve them, and those owners are destroyed next. Out of memory:
+     * the owners' next publish wakes them. */
+    bool queued = !f->closed && fanout_reserve(f) == 0;
+    if (queued)
+        f->q[(f->head + f->n++) % f->cap] = batch;
     pthread_mutex_unlock(&f->lock);
-    eventfd_write(f->efd, 1);
+    if (queued)
+        eventfd_write(f->efd, 1);
+    else
+        batch_drop(batch);
 }
 
 static struct broker_batch *fanout_pop(struct fanout *f)
@@ -532,11 +540,8 @@ int server_run(struct server *srv)
     srv->fanout.closed = true;
     pthread_mutex_unlock(&srv->fanout.lock);
     struct broker_batch *b;
-    while ((b = fanout_pop(&srv->fanout))) {
-        for (unsigned i = 0; i < b->n; i++)
-            conn_unref(b->owners[i]);
-        free(b);
-    }
+    while ((b = fanout_pop(&srv->fanout)))
+        batch_drop(b);
     /* The wheel holds every remaining connection. */
     struct twheel_entry *e;
     while ((e = twheel_drain(&srv->wheel)))

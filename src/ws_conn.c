@@ -48,6 +48,16 @@ static uint64_t ms(unsigned seconds)
     return seconds * 1000ull;
 }
 
+/* Frees the receive state (made again by rx_get when frames arrive). */
+static void rx_put(struct ws_conn *ws)
+{
+    if (!ws->rx)
+        return;
+    dmsg_deinit(&ws->rx->msg);
+    free(ws->rx);
+    ws->rx = NULL;
+}
+
 int ws_conn_upgrade(struct conn *c, const struct ws_endpoint *ep, const struct ws_handshake *hs)
 {
     /* Everything is allocated before the 101 is queued: after a failure the caller answers 500,
@@ -114,10 +124,7 @@ void ws_conn_free(struct conn *c)
         return;
     if (ws->ep->on_close)
         ws->ep->on_close(c);
-    if (ws->rx) {
-        dmsg_deinit(&ws->rx->msg);
-        free(ws->rx);
-    }
+    rx_put(ws);
     if (ws->inf) {
         ws_inflater_deinit(ws->inf);
         free(ws->inf);
@@ -433,11 +440,8 @@ int ws_conn_process(struct conn *c)
     if (ws->close_sent) /* after a close nothing more is read */
         dmsg_consume(&c->in, dmsg_len(&c->in));
     /* Between messages the receive state goes: the next frame makes it anew. */
-    if (ws->rx && ws_decoder_idle(&ws->rx->dec) && dmsg_len(&ws->rx->msg) == 0) {
-        dmsg_deinit(&ws->rx->msg);
-        free(ws->rx);
-        ws->rx = NULL;
-    }
+    if (ws->rx && ws_decoder_idle(&ws->rx->dec) && dmsg_len(&ws->rx->msg) == 0)
+        rx_put(ws);
     return 0;
 }
 
