@@ -92,8 +92,10 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(LIB) -o $@ $(LDFLAGS) $(LDLIBS) -lcriterion
 
-# The C client's wire helpers are pure code, tested as a unit with the codecs they build on.
-$(BUILD)/tests/test_wsc_wire: tests/unit/test_wsc_wire.c clients/c/wsc_wire.c $(LIB)
+# The C client's wire helpers are pure code, tested as a unit with the codecs they build on; the
+# broker's tests use them to read what it frames (inflating a compressed delivery).
+WIRE_UNIT_BIN := $(BUILD)/tests/test_wsc_wire $(BUILD)/tests/test_broker
+$(WIRE_UNIT_BIN): $(BUILD)/tests/test_%: tests/unit/test_%.c clients/c/wsc_wire.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Iclients/c $< clients/c/wsc_wire.c $(LIB) -o $@ $(LDFLAGS) $(LDLIBS) \
 	  -lcriterion
