@@ -55,6 +55,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integ_%)
+# Suites run a second time with --ws-oneshot: WebSocket connections on the one-shot epoll mode.
+WS_ONESHOT_BIN := $(BUILD)/tests/integ_test_ws $(BUILD)/tests/integ_test_broker
 # The integration tests' own helpers, the C client, and the pure codecs the client uses.
 INTEG_LIB_SRC := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)) \
                  $(wildcard clients/c/*.c) src/ws_frame.c src/utf8.c
@@ -124,6 +126,9 @@ endif
 integration: $(BIN) $(INTEG_BIN)
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) $$t $(CRITERION_FLAGS); done
+	@set -e; for t in $(WS_ONESHOT_BIN); do echo "== $$t --ws-oneshot"; \
+	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) HERALD_EXTRA_ARGS=--ws-oneshot \
+	  $$t $(CRITERION_FLAGS); done
 	@echo "== node tests (ws, wscat) against $(BIN)"
 	@test -d tests/node/node_modules || { echo "tests/node: run scripts/install-deps first"; exit 1; }
 	HERALD_BIN=$(abspath $(BIN)) node --test tests/node/

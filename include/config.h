@@ -34,6 +34,7 @@ struct herald_config {
     unsigned ping_interval; /* seconds of silence before the server pings */
     unsigned pong_timeout;  /* seconds to wait for the answer before closing */
     int compression;        /* offer permessage-deflate (default 1) */
+    int ws_oneshot;         /* keep upgraded connections on EPOLLONESHOT (default 0: EPOLLET) */
     const char *allowed_origins[CONFIG_MAX_ORIGINS + 1]; /* NULL-terminated; empty: any */
 
     /* Broker */

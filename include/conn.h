@@ -6,14 +6,19 @@
  *  - A connection's fd is in the shared epoll set with EPOLLONESHOT. At most one thread at a
  *    time runs a connection: the one that set `busy` under the connection's mutex. A worker that
  *    receives an event, or another thread that wakes the connection (conn_wake: the timeout
- *    sweep now, the broker's fan-out later), tries to set `busy`; if another thread already runs
- *    it, the newcomer only records its events or wake reasons and sets `again`, and the running
- *    thread loops once more before it lets go. Letting go (re-arming the fd with EPOLL_CTL_MOD and
- *    clearing `busy`) happens under the mutex, and nothing is touched afterwards.
- *  - A wake re-arms the fd (adding EPOLLOUT, which fires at once on a writable socket) when the
- *    connection is idle, or is taken over by the waking thread directly; either way an epoll
- *    event may still be in flight to another worker. That is harmless: the event's worker finds
- *    `busy` set (and adds `again`) or `closed` set (and drops it).
+ *    sweep, the broker's fan-out), tries to set `busy`; if another thread already runs it, the
+ *    newcomer only records its events or wake reasons and sets `again`, and the running thread
+ *    loops once more before it lets go. Letting go (re-arming the fd with EPOLL_CTL_MOD when the
+ *    interest changed, and clearing `busy`) happens under the mutex, and nothing is touched
+ *    afterwards.
+ *  - So `busy`, not EPOLLONESHOT, is what keeps a connection on one thread: a wake takes the
+ *    connection over while its fd stays armed, and an event that fires meanwhile finds `busy` set
+ *    (and adds `again`) or `closed` set (and drops it). That is why an upgraded WebSocket
+ *    connection may stay armed edge-triggered (EPOLLET without EPOLLONESHOT) between messages
+ *    and save the EPOLL_CTL_MOD per event that one-shot costs (--ws-oneshot keeps one-shot):
+ *    events that reach a second worker while it runs are folded into the running thread's loop.
+ *    It is edge-triggered only while it wants input and its last read emptied the socket; with
+ *    input left behind or under back-pressure it is one-shot and level-triggered (see interest()).
  *  - So a pointer to a connection may outlive its close for the rest of some worker's batch. A
  *    closed connection (closed flag set under the mutex, out of the wheel, fd closed so no new
  *    events) is therefore not freed but retired to reclaim.h, which frees it once every worker has
@@ -100,15 +105,16 @@ struct conn {
     uint32_t armed;          /* the epoll interest armed now; 0 once an event has disarmed it */
 
     /* Owned by the thread that runs the connection. */
-    uint8_t state;       /* enum conn_state */
-    uint8_t peer_eof;    /* a read returned 0: the peer sends nothing more */
-    uint8_t close_after; /* close once the queued output is sent */
-    uint8_t linger;      /* ...after lingering: an error reply may leave unread input */
-    uint8_t in_request;  /* bytes of a request have arrived and its response is not queued yet */
-    uint8_t keep_alive;  /* the current request keeps the connection open */
-    uint8_t chunked;     /* the current body is chunked */
-    uint8_t keep_body;   /* the current body is kept in `body` (the API reads it) */
-    struct conn_http *h; /* while the connection speaks HTTP: freed at the upgrade */
+    uint8_t state;         /* enum conn_state */
+    uint8_t peer_eof;      /* a read returned 0: the peer sends nothing more */
+    uint8_t close_after;   /* close once the queued output is sent */
+    uint8_t linger;        /* ...after lingering: an error reply may leave unread input */
+    uint8_t in_request;    /* bytes of a request have arrived and its response is not queued yet */
+    uint8_t keep_alive;    /* the current request keeps the connection open */
+    uint8_t chunked;       /* the current body is chunked */
+    uint8_t keep_body : 1; /* the current body is kept in `body` (the API reads it) */
+    uint8_t drained : 1;   /* the last read emptied the socket (EAGAIN, short read or EOF) */
+    struct conn_http *h;   /* while the connection speaks HTTP: freed at the upgrade */
     struct dmsg in;
     struct outq out;
     struct ws_conn *ws; /* after the WebSocket upgrade */

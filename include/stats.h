@@ -17,6 +17,7 @@ struct worker_stats {
     atomic_uint_fast64_t bytes_out;           /* written to clients */
     atomic_uint_fast64_t ws_messages_in;      /* WebSocket messages received */
     atomic_uint_fast64_t http_requests;       /* HTTP requests answered */
+    atomic_uint_fast64_t epoll_rearms;        /* EPOLL_CTL_MOD calls on connections */
 };
 
 /* The calling worker's counters (NULL outside workers). Set by the worker at start. */

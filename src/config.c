@@ -70,6 +70,8 @@ void config_usage(FILE *out)
             "  --ping-interval SEC     ping a connection silent this long (default 25)\n"
             "  --pong-timeout SEC      close it if no pong comes this long after (default 10)\n"
             "  --no-compression        do not negotiate permessage-deflate\n"
+            "  --ws-oneshot            keep WebSocket connections on EPOLLONESHOT, re-armed\n"
+            "                          after every event (default: edge-triggered once upgraded)\n"
             "  --allowed-origin ORIGIN accept upgrades only from this Origin (repeatable;\n"
             "                          default: any origin)\n"
             "\nBroker:\n"
@@ -143,6 +145,7 @@ enum {
     OPT_LISTEN = 256,
     OPT_THREADS,
     OPT_NO_PIN,
+    OPT_WS_ONESHOT,
     OPT_ROOT,
     OPT_IDLE,
     OPT_HEADER,
@@ -182,6 +185,7 @@ static const struct option long_opts[] = {
     {"ping-interval", required_argument, NULL, OPT_PING},
     {"pong-timeout", required_argument, NULL, OPT_PONG},
     {"no-compression", no_argument, NULL, OPT_NO_COMPRESSION},
+    {"ws-oneshot", no_argument, NULL, OPT_WS_ONESHOT},
     {"allowed-origin", required_argument, NULL, OPT_ORIGIN},
     {"ws-path", required_argument, NULL, OPT_WS_PATH},
     {"history-size", required_argument, NULL, OPT_HIST_SIZE},
@@ -255,6 +259,9 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         return 0;
     case OPT_NO_COMPRESSION:
         cfg->compression = 0;
+        return 0;
+    case OPT_WS_ONESHOT:
+        cfg->ws_oneshot = 1;
         return 0;
     case OPT_ORIGIN:
         return add_to(cfg->allowed_origins, arg);

@@ -166,6 +166,7 @@ static ssize_t read_input(struct conn *c)
      * would otherwise cost two reads). */
     static __thread char spill[16384];
     ssize_t total = 0;
+    c->drained = 0; /* until a read proves the socket empty */
     for (int i = 0; i < READS_PER_EVENT; i++) {
         struct iovec iov[5];
         int n = dmsg_space(&c->in, iov, 4);
@@ -185,14 +186,17 @@ static ssize_t read_input(struct conn *c)
         size_t offered = room + iov[n].iov_len;
         ssize_t r = readv(c->fd, iov, n + (iov[n].iov_len > 0));
         if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->drained = 1;
                 break;
+            }
             if (errno == EINTR)
                 continue;
             return -errno;
         }
         if (r == 0) {
             c->peer_eof = 1;
+            c->drained = 1;
             break;
         }
         size_t in_place = (size_t)r < room ? (size_t)r : room;
@@ -201,8 +205,10 @@ static ssize_t read_input(struct conn *c)
             return -ENOMEM; /* within the limit by construction: only memory can fail */
         total += r;
         STATS_COUNT(bytes_in, (uint64_t)r);
-        if ((size_t)r < offered)
-            break; /* the socket is drained */
+        if ((size_t)r < offered) {
+            c->drained = 1; /* a stream socket's short read took everything it had */
+            break;
+        }
     }
     return total;
 }
@@ -451,9 +457,16 @@ static bool want_input(const struct conn *c)
 }
 
 /* The epoll interest for what the connection waits for. EPOLLHUP and EPOLLERR are always
- * reported, so a vanished peer is noticed even with no interest set. */
+ * reported, so a vanished peer is noticed even with no interest set.
+ * An upgraded connection that wants input and has read its socket empty stays armed,
+ * edge-triggered, so that a message costs no epoll_ctl (conn.h says why that is safe). Anything
+ * else (HTTP, back-pressure, input left in the socket, closing) is one-shot and level-triggered:
+ * an edge would not fire again for input already waiting. Switching back with EPOLL_CTL_MOD
+ * reports whatever is ready at that moment, so no edge is lost between the modes. */
 static uint32_t interest(const struct conn *c)
 {
+    if (c->state == CONN_WS && c->drained && !c->env->cfg->ws_oneshot && want_input(c))
+        return EPOLLET | EPOLLIN | EPOLLRDHUP | EPOLLOUT;
     uint32_t ev = EPOLLONESHOT;
     if (want_input(c))
         ev |= EPOLLIN | EPOLLRDHUP;
@@ -558,7 +571,7 @@ static int acquire(struct conn *c, uint32_t events, uint32_t wake)
     if (!c->closed) {
         c->pending_events |= events;
         c->pending_wake |= wake;
-        if (events)
+        if (events && (c->armed & EPOLLONESHOT))
             c->armed = 0; /* a one-shot event was delivered: the fd is disarmed */
         if (c->busy)
             c->again = 1;
@@ -602,8 +615,11 @@ static void run(struct conn *c, int worker)
          * which saves a system call per delivery. */
         struct epoll_event e = {.events = interest(c), .data.ptr = c};
         int rc = 0;
-        if (c->armed != e.events && (rc = epoll_ctl(c->env->epfd, EPOLL_CTL_MOD, c->fd, &e)) == 0)
-            c->armed = e.events;
+        if (c->armed != e.events) {
+            STATS_COUNT(epoll_rearms, 1);
+            if ((rc = epoll_ctl(c->env->epfd, EPOLL_CTL_MOD, c->fd, &e)) == 0)
+                c->armed = e.events;
+        }
         if (rc == 0)
             c->busy = 0;
         pthread_mutex_unlock(&c->lock);

@@ -310,6 +310,9 @@ static int handle_metrics(const struct http_api *api, int keep_alive, struct out
            sum(api, offsetof(struct worker_stats, bytes_out)));
     metric(&t, "herald_http_requests_total", "counter", "HTTP requests answered.",
            sum(api, offsetof(struct worker_stats, http_requests)));
+    metric(&t, "herald_epoll_rearms_total", "counter",
+           "EPOLL_CTL_MOD calls that re-armed or changed a connection's epoll interest.",
+           sum(api, offsetof(struct worker_stats, epoll_rearms)));
     metric(&t, "herald_ws_messages_received_total", "counter", "WebSocket messages received.",
            sum(api, offsetof(struct worker_stats, ws_messages_in)));
     metric(&t, "herald_slow_consumer_disconnects_total", "counter",

@@ -65,6 +65,14 @@ void herald_start(struct herald_proc *p, const char *const *args)
     int argc = 3;
     for (int i = 0; args && args[i] && argc < 62; i++)
         argv[argc++] = args[i];
+    /* HERALD_EXTRA_ARGS (space-separated) runs a whole suite in another mode (the Makefile runs
+     * some suites again with --ws-oneshot). */
+    static char extra[256];
+    snprintf(extra, sizeof(extra), "%s",
+             getenv("HERALD_EXTRA_ARGS") ? getenv("HERALD_EXTRA_ARGS") : "");
+    for (char *save = NULL, *tok = strtok_r(extra, " ", &save); tok && argc < 62;
+         tok = strtok_r(NULL, " ", &save))
+        argv[argc++] = tok;
     argv[argc] = NULL;
     p->pid = fork();
     cr_assert_geq(p->pid, 0);
@@ -309,4 +317,23 @@ void write_file(const char *dir, const char *name, const char *text, size_t n)
             fputc('a' + (int)(i % 26), f);
     }
     fclose(f);
+}
+
+double metric_value(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; (p = strstr(p, name)); p += n)
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return atof(p + n + 1);
+    return -1;
+}
+
+double scrape_metric(int port, const char *name)
+{
+    struct http_resp r;
+    cr_assert_eq(http_once(port, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 200);
+    double v = metric_value(r.body, name);
+    resp_free(&r);
+    return v;
 }

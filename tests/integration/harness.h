@@ -61,6 +61,11 @@ int resp_header(const struct http_resp *r, const char *name, char *out, size_t c
 /* Sends `req` on a fresh connection and reads one response. */
 int http_once(int port, const char *req, struct http_resp *r);
 
+/* The value of the metric line "name value" (name may carry {labels}) in a /metrics text, or -1. */
+double metric_value(const char *text, const char *name);
+/* GET /metrics on port and the value of one metric; fails the test if the scrape fails. */
+double scrape_metric(int port, const char *name);
+
 /* Reads until EOF or timeout; returns bytes read, or -1 if the timeout came first. */
 ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms);
 

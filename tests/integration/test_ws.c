@@ -162,6 +162,37 @@ Test(ws, echoes_every_length_form)
     wsc_close(&c);
 }
 
+/* Between messages an upgraded connection stays armed edge-triggered, so a round trip costs no
+ * EPOLL_CTL_MOD. With --ws-oneshot (the Makefile runs this suite a second time with it) every
+ * event re-arms the fd. /metrics counts the re-arms; each scrape is a new HTTP connection and
+ * adds a few of its own. */
+Test(ws, round_trips_rearm_the_fd_only_in_oneshot_mode)
+{
+    const char *extra = getenv("HERALD_EXTRA_ARGS");
+    int oneshot = extra && strstr(extra, "--ws-oneshot");
+    struct wsc c;
+    ws_open(&c, NULL);
+    wsc_send(&c, WS_OP_TEXT, "warm", 4);
+    expect_message(&c, WS_OP_TEXT, "warm", 4);
+    double before = scrape_metric(srv.port, "herald_epoll_rearms_total");
+    cr_assert_geq(before, 0, "herald_epoll_rearms_total missing");
+    enum { ROUND_TRIPS = 300 };
+    for (int i = 0; i < ROUND_TRIPS; i++) {
+        char msg[16];
+        int n = snprintf(msg, sizeof(msg), "m%d", i);
+        cr_assert_eq(wsc_send(&c, WS_OP_TEXT, msg, (size_t)n), 0);
+        expect_message(&c, WS_OP_TEXT, msg, (size_t)n);
+    }
+    double rearms = scrape_metric(srv.port, "herald_epoll_rearms_total") - before;
+    if (oneshot)
+        cr_assert_geq(rearms, ROUND_TRIPS, "one-shot: %.0f re-arms for %d round trips", rearms,
+                      ROUND_TRIPS);
+    else
+        cr_assert_lt(rearms, 20, "edge-triggered: %.0f re-arms for %d round trips", rearms,
+                     ROUND_TRIPS);
+    wsc_close(&c);
+}
+
 Test(ws, ping_gets_pong_with_same_payload_and_pongs_are_ignored)
 {
     struct wsc c;
