@@ -4,6 +4,7 @@
  * fragmentation, UTF-8, close handling, limits, compression, keepalive.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +379,55 @@ static void send_in_frames(struct wsc *c, const uint8_t *data, size_t len, size_
                                     data + off, n, true),
                      0);
     }
+}
+
+/* Sends n messages of len bytes, each starting with its number (a thread: the test reads). */
+struct flood {
+    struct wsc *c;
+    int n;
+    size_t len;
+    int rc;
+};
+
+static void *flood_send(void *arg)
+{
+    struct flood *fl = arg;
+    uint8_t *msg = malloc(fl->len);
+    for (int i = 0; i < fl->n && fl->rc == 0; i++) {
+        memset(msg, 'a' + i % 26, fl->len);
+        memcpy(msg, &i, sizeof(i));
+        fl->rc = wsc_send(fl->c, WS_OP_BINARY, msg, fl->len);
+    }
+    free(msg);
+    return NULL;
+}
+
+/* A client that sends far more than it reads: the server stops reading while its send queue is
+ * over the high-water mark (leaving edge-triggered mode), the socket buffers fill, and everything
+ * resumes when the client reads, with input waiting in the socket that no new edge announces.
+ * Every message must come back, in order. */
+Test(ws, a_client_that_stops_reading_gets_every_echo_once_it_reads)
+{
+    struct wsc c;
+    ws_open(&c, NULL);
+    struct flood fl = {.c = &c, .n = 2000, .len = 8192};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, flood_send, &fl), 0);
+    usleep(1000 * 1000); /* 16 MB cannot all be in flight: the sender is blocked by now */
+    for (int i = 0; i < fl.n; i++) {
+        struct wsc_frame f;
+        int rc = wsc_recv_message(&c, &f, 20000);
+        cr_assert_eq(rc, 0, "message %d: rc %d", i, rc);
+        cr_assert_eq(f.len, fl.len, "message %d: %zu bytes", i, f.len);
+        int k;
+        memcpy(&k, f.data, sizeof(k));
+        cr_assert_eq(k, i, "message %d came back as %d", i, k);
+        cr_assert_eq(f.data[fl.len - 1], 'a' + i % 26);
+        wsc_frame_free(&f);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(fl.rc, 0, "send failed");
+    wsc_close(&c);
 }
 
 Test(ws, large_messages_in_many_frame_sizes)
