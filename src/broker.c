@@ -1,5 +1,7 @@
 /*
- * broker.c - topics as logs, subscriptions as cursors, wake batches (see broker.h).
+ * broker.c - topics as logs, subscriptions as cursors, wake batches (see broker.h). Sessions and
+ * subscribing are in broker_session.c, presence in broker_presence.c, what they share in
+ * broker_internal.h.
  *
  * Locks, outermost first: the registry's rwlock (topic table and the list of wildcard
  * subscriptions), a session's mutex, a topic's mutex. A thread may take a later lock while holding
@@ -8,10 +10,11 @@
  *
  * Topic lifetime: a topic is removed by broker_sweep (under the registry's write lock) once it has
  * no subscribers, no kept messages and no references. A topic pointer is used outside the
- * registry lock only while holding a reference (get_topic/topic_put) or through an entry (an
- * entry keeps its topic: a topic with entries is never removed).
+ * registry lock only while holding a reference (broker__get_topic/broker__topic_put) or through an
+ * entry (an entry keeps its topic: a topic with entries is never removed).
  */
 #include "broker.h"
+#include "broker_internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,132 +28,8 @@
 #include "ws_deflate.h"
 #include "ws_frame.h"
 
-#define RING_MIN    16
-#define HEADER_ROOM 10 /* the largest server frame header */
-#define TAIL_ROOM   32 /* ,"offset":<20 digits>} */
 /* Deliveries shorter than this are not compressed: deflate would barely shrink them. */
 #define ZFRAME_MIN 128
-
-struct slot {
-    struct obuf *frame;
-    struct obuf *zframe; /* the same message compressed (permessage-deflate), or NULL */
-    uint64_t ms;         /* when it was published (monotonic), for the TTL */
-    uint64_t before;     /* t->bytes when it came: what a subscriber at it still has to take */
-};
-
-struct topic;
-
-/* A session's membership of a topic (presence), apart from the entry: few subscriptions have one.
- */
-struct membership {
-    size_t midx;      /* index in t->p->members (topic's lock) */
-    uint64_t pcursor; /* next presence event to deliver (session's and topic's lock) */
-    size_t len;
-    char json[]; /* the member JSON, as given */
-};
-
-/* One session's interest in one topic, shared by every subscription (exact or wildcard) of the
- * session that covers the topic, so a message is delivered once however many of them match. */
-struct entry {
-    struct broker_session *s;
-    struct topic *t;
-    struct entry *snext;  /* in the session's list */
-    uint64_t cursor;      /* next offset to deliver (session's lock) */
-    struct membership *m; /* presence: set while the session is a member of the topic */
-    atomic_int dirty;     /* new messages since the last pull */
-    unsigned reasons;     /* subscriptions covering it (session's lock) */
-    /* index in t->entries; below t->n_idle: idle (topic's lock). 32 bits keep the entry at 56
-     * bytes (a 64-byte malloc chunk): one per subscription. */
-    uint32_t tidx;
-    bool exact; /* one of them is the exact name */
-};
-
-/* A topic's presence: its members and the log of their joins and leaves. */
-struct presence {
-    struct entry **members; /* presence members, a subset of the topic's entries */
-    size_t n_members, cap_members;
-    struct obuf **pring; /* join/leave frames phead-pcount+1 .. phead, at (n % pcap); NULL:
-                          * an event that could not be built (its readers get presence_lost) */
-    size_t pcap, pcount;
-    uint64_t phead;
-};
-
-struct topic {
-    struct topic *next; /* hash chain */
-    uint64_t hash;
-    size_t len;
-    uint64_t seq;          /* the epoch is "<boot>-<seq>" (topic_epoch) */
-    atomic_uint n_deflate; /* entries of sessions that take compressed frames */
-    atomic_uint refs;      /* threads using it outside the registry lock (get_topic) */
-    pthread_mutex_t lock;
-    uint64_t head;     /* last offset, 0 before the first message */
-    uint64_t bytes;    /* of every delivery frame so far (plain), for subscribers' backlogs */
-    struct slot *ring; /* offsets head-count+1 .. head, at (offset % cap) */
-    size_t cap, count;
-    /* Every subscriber's entry. The first n_idle have pulled since their last wake; a publish
-     * wakes just those and makes them busy. The busy ones have a wake on its way, whose pull will
-     * read the new head anyway. So a publish costs the wakes it sends, not one per subscriber. */
-    struct entry **entries;
-    size_t n_entries, cap_entries, n_idle;
-    struct presence *p; /* made at the first join: most topics never have a member */
-    char name[];        /* NUL-terminated, len bytes */
-};
-
-struct pattern {
-    struct pattern *next;  /* in the registry's list */
-    struct pattern *snext; /* in the session's list */
-    struct broker_session *s;
-    size_t len;
-    char text[];
-};
-
-/* One per connection, so packed: 88 bytes, the whole allocation (a 96-byte malloc chunk). */
-struct broker_session {
-    struct broker *b;
-    void *owner;
-    uint64_t id;
-    pthread_mutex_t lock;
-    struct entry *entries;
-    struct pattern *patterns;
-    unsigned n_subs;
-    atomic_uchar wake_pending; /* a wake is on its way: publishes need not send another */
-    bool deflate;              /* takes compressed deliveries (set before subscribing) */
-};
-
-struct broker {
-    struct broker_config cfg;
-    struct broker_hooks hooks;
-    pthread_rwlock_t lock;
-    struct topic **buckets;
-    size_t nbuckets, ntopics;
-    struct pattern *patterns;
-    char boot[17];
-    atomic_uint_fast64_t topic_seq, published, subscriptions, delivered, delivered_bytes, members;
-    atomic_uint_fast64_t sessions; /* made so far: the last session id */
-    atomic_size_t history_bytes;   /* memory of every topic's kept messages */
-    atomic_uint_fast64_t topics_removed;
-    size_t sweep_pos; /* next bucket broker_sweep looks at (registry's write lock) */
-};
-
-struct wake_list {
-    void **v;
-    size_t n, cap;
-};
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t hash_name(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
-}
 
 struct broker *broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks)
 {
@@ -172,7 +51,7 @@ struct broker *broker_new(const struct broker_config *cfg, const struct broker_h
     pthread_rwlock_init(&b->lock, NULL);
     uint64_t r = 0;
     if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-        r = (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)b;
+        r = (uint64_t)broker__now_ms() ^ (uint64_t)(uintptr_t)b;
     snprintf(b->boot, sizeof(b->boot), "%016llx", (unsigned long long)r);
     return b;
 }
@@ -245,7 +124,7 @@ static bool wake_reserve(struct wake_list *w, size_t n)
 
 /* Marks e dirty and lists its owner for a wake unless one is on its way already. Under the lock
  * of e's topic, which keeps e's session alive (sessions detach their entries under it). */
-static void wake_entry(struct broker *b, struct entry *e, struct wake_list *w)
+void broker__wake_entry(struct broker *b, struct entry *e, struct wake_list *w)
 {
     atomic_store(&e->dirty, 1);
     if (atomic_exchange(&e->s->wake_pending, 1))
@@ -258,11 +137,9 @@ static void wake_entry(struct broker *b, struct entry *e, struct wake_list *w)
     w->v[w->n++] = e->s->owner;
 }
 
-static void dispatch(struct broker *b, struct wake_list *w);
-
 /* ---- registry (caller holds b->lock) ---- */
 
-static struct topic *find_topic(struct broker *b, const char *name, size_t len, uint64_t h)
+struct topic *broker__find_topic(struct broker *b, const char *name, size_t len, uint64_t h)
 {
     for (struct topic *t = b->buckets[h % b->nbuckets]; t; t = t->next)
         if (t->hash == h && t->len == len && memcmp(t->name, name, len) == 0)
@@ -288,10 +165,8 @@ static void grow_table(struct broker *b)
     b->nbuckets = n;
 }
 
-static int entry_attach(struct broker_session *s, struct topic *t, bool exact, struct entry **out);
-
 /* The topic's epoch, into out (32 bytes): made on demand, so a topic does not carry it. */
-static void topic_epoch(const struct broker *b, const struct topic *t, char *out)
+void broker__topic_epoch(const struct broker *b, const struct topic *t, char *out)
 {
     snprintf(out, 32, "%s-%llu", b->boot, (unsigned long long)t->seq);
 }
@@ -324,7 +199,7 @@ static struct topic *create_topic(struct broker *b, const char *name, size_t len
         if (!pattern_match(p->text, p->len, name, len))
             continue;
         pthread_mutex_lock(&p->s->lock);
-        entry_attach(p->s, t, false, NULL);
+        broker__entry_attach(p->s, t, false, NULL);
         pthread_mutex_unlock(&p->s->lock);
     }
     return t;
@@ -332,18 +207,18 @@ static struct topic *create_topic(struct broker *b, const char *name, size_t len
 
 /* The topic named `name`, created if needed when `create`, with a reference the caller drops
  * with topic_put. Takes and releases the registry lock. */
-static struct topic *get_topic(struct broker *b, const char *name, size_t len, bool create)
+struct topic *broker__get_topic(struct broker *b, const char *name, size_t len, bool create)
 {
-    uint64_t h = hash_name(name, len);
+    uint64_t h = broker__hash_name(name, len);
     pthread_rwlock_rdlock(&b->lock);
-    struct topic *t = find_topic(b, name, len, h);
+    struct topic *t = broker__find_topic(b, name, len, h);
     if (t)
         atomic_fetch_add(&t->refs, 1);
     pthread_rwlock_unlock(&b->lock);
     if (t || !create)
         return t;
     pthread_rwlock_wrlock(&b->lock);
-    t = find_topic(b, name, len, h);
+    t = broker__find_topic(b, name, len, h);
     if (!t)
         t = create_topic(b, name, len, h);
     if (t)
@@ -352,7 +227,7 @@ static struct topic *get_topic(struct broker *b, const char *name, size_t len, b
     return t;
 }
 
-static void topic_put(struct topic *t)
+void broker__topic_put(struct topic *t)
 {
     if (t)
         atomic_fetch_sub(&t->refs, 1);
@@ -362,7 +237,7 @@ static void topic_put(struct topic *t)
 
 /* Room for one more pointer in a topic's array of entries (all subscribers, or the presence
  * members), doubling it. Returns 0 or -1. Under the topic's lock. */
-static int entries_reserve(struct entry ***arr, size_t n, size_t *cap)
+int broker__entries_reserve(struct entry ***arr, size_t n, size_t *cap)
 {
     if (n < *cap)
         return 0;
@@ -397,7 +272,7 @@ static void entry_set_busy(struct topic *t, struct entry *e)
         entry_swap(t, e->tidx, --t->n_idle);
 }
 
-static struct entry *find_entry(struct broker_session *s, struct topic *t)
+struct entry *broker__find_entry(struct broker_session *s, struct topic *t)
 {
     for (struct entry *e = s->entries; e; e = e->snext)
         if (e->t == t)
@@ -406,9 +281,9 @@ static struct entry *find_entry(struct broker_session *s, struct topic *t)
 }
 
 /* Adds one reason for s to follow t, creating the entry (cursor at the next new message). */
-static int entry_attach(struct broker_session *s, struct topic *t, bool exact, struct entry **out)
+int broker__entry_attach(struct broker_session *s, struct topic *t, bool exact, struct entry **out)
 {
-    struct entry *e = find_entry(s, t);
+    struct entry *e = broker__find_entry(s, t);
     if (!e) {
         e = calloc(1, sizeof(*e));
         if (!e)
@@ -418,7 +293,7 @@ static int entry_attach(struct broker_session *s, struct topic *t, bool exact, s
         atomic_init(&e->dirty, 0);
         pthread_mutex_lock(&t->lock);
         if (t->n_entries >= UINT32_MAX ||
-            entries_reserve(&t->entries, t->n_entries, &t->cap_entries) < 0) {
+            broker__entries_reserve(&t->entries, t->n_entries, &t->cap_entries) < 0) {
             pthread_mutex_unlock(&t->lock);
             free(e);
             return BROKER_ENOMEM;
@@ -441,13 +316,12 @@ static int entry_attach(struct broker_session *s, struct topic *t, bool exact, s
     return 0;
 }
 
-static void member_leave(struct broker *b, struct entry *e, struct wake_list *w);
-
 /* Drops one reason; the entry goes with the last. Membership goes with the exact subscription. */
-static void entry_detach(struct broker_session *s, struct entry *e, bool exact, struct wake_list *w)
+void broker__entry_detach(struct broker_session *s, struct entry *e, bool exact,
+                          struct wake_list *w)
 {
     if ((exact || e->reasons == 1) && e->m)
-        member_leave(s->b, e, w);
+        broker__member_leave(s->b, e, w);
     if (exact)
         e->exact = false;
     if (--e->reasons > 0)
@@ -470,11 +344,11 @@ static void entry_detach(struct broker_session *s, struct entry *e, bool exact, 
     free(e);
 }
 
-/* ---- presence (caller holds the session's lock; these take the topic's) ---- */
+/* ---- publishing ---- */
 
 /* Finishes a frame built from HEADER_ROOM on: puts the WebSocket header in front (RSV1 for a
  * compressed payload). */
-static void frame_seal(struct obuf *f, bool compressed)
+void broker__frame_seal(struct obuf *f, bool compressed)
 {
     uint8_t hdr[HEADER_ROOM];
     size_t payload = f->len - HEADER_ROOM;
@@ -482,384 +356,6 @@ static void frame_seal(struct obuf *f, bool compressed)
     f->start = (uint32_t)(HEADER_ROOM - hl);
     memcpy(f->data + f->start, hdr, hl);
 }
-
-/* {"type":"<type>","topic":"<t>"[,"member":<member>]} as one text frame, or NULL. */
-static struct obuf *event_frame(const char *type, const struct topic *t, const char *member,
-                                size_t mlen)
-{
-    struct obuf *f = obuf_new(HEADER_ROOM + 48 + strlen(type) + t->len + mlen);
-    if (!f)
-        return NULL;
-    f->start = f->len = HEADER_ROOM;
-    obuf_puts(f, "{\"type\":\"");
-    obuf_puts(f, type);
-    obuf_puts(f, "\",\"topic\":\"");
-    obuf_put(f, t->name, t->len);
-    obuf_puts(f, "\"");
-    if (member) {
-        obuf_puts(f, ",\"member\":");
-        obuf_put(f, member, mlen);
-    }
-    obuf_puts(f, "}");
-    frame_seal(f, false);
-    return f;
-}
-
-/* Appends an event (or NULL: a lost one) to the topic's presence log, the oldest giving way. */
-static void pring_push(struct presence *p, struct obuf *f)
-{
-    if (p->pcount == p->pcap && p->pcap < PRESENCE_EVENTS) {
-        size_t ncap = p->pcap ? p->pcap * 2 : RING_MIN;
-        struct obuf **nr = malloc(ncap * sizeof(*nr));
-        if (nr) {
-            for (uint64_t n = p->phead - p->pcount + 1; n <= p->phead; n++)
-                nr[n % ncap] = p->pring[n % p->pcap];
-            free(p->pring);
-            p->pring = nr;
-            p->pcap = ncap;
-        }
-    }
-    if (p->pcap == 0) { /* not even the first ring: readers find the gap and get presence_lost */
-        obuf_unref(f);
-        p->phead++;
-        return;
-    }
-    uint64_t n = p->phead + 1;
-    if (p->pcount == p->pcap)
-        obuf_unref(p->pring[n % p->pcap]);
-    else
-        p->pcount++;
-    p->pring[n % p->pcap] = f;
-    p->phead = n;
-}
-
-/* Records an event and wakes every member except `self`. Under the topic's lock. */
-static void presence_event(struct broker *b, struct topic *t, const char *type,
-                           const struct entry *self, struct wake_list *w)
-{
-    struct presence *p = t->p;
-    pring_push(p, event_frame(type, t, self->m->json, self->m->len));
-    for (size_t i = 0; i < p->n_members; i++)
-        if (p->members[i] != self)
-            wake_entry(b, p->members[i], w);
-}
-
-static int member_join(struct broker *b, struct entry *e, const char *member, size_t len,
-                       struct wake_list *w)
-{
-    struct topic *t = e->t;
-    struct membership *m = malloc(sizeof(*m) + len);
-    if (!m)
-        return BROKER_ENOMEM;
-    m->len = len;
-    memcpy(m->json, member, len);
-    pthread_mutex_lock(&t->lock);
-    if (!t->p)
-        t->p = calloc(1, sizeof(*t->p));
-    struct presence *p = t->p;
-    if (!p || entries_reserve(&p->members, p->n_members, &p->cap_members) < 0) {
-        pthread_mutex_unlock(&t->lock);
-        free(m);
-        return BROKER_ENOMEM;
-    }
-    e->m = m;
-    m->midx = p->n_members;
-    p->members[p->n_members++] = e;
-    presence_event(b, t, "join", e, w);
-    m->pcursor = p->phead + 1; /* a member does not hear its own join */
-    pthread_mutex_unlock(&t->lock);
-    atomic_fetch_add(&b->members, 1);
-    return 0;
-}
-
-static void member_leave(struct broker *b, struct entry *e, struct wake_list *w)
-{
-    struct topic *t = e->t;
-    pthread_mutex_lock(&t->lock);
-    struct presence *p = t->p; /* made by the join */
-    struct entry *last = p->members[--p->n_members];
-    p->members[e->m->midx] = last;
-    last->m->midx = e->m->midx;
-    presence_event(b, t, "leave", e, w);
-    pthread_mutex_unlock(&t->lock);
-    free(e->m);
-    e->m = NULL;
-    atomic_fetch_sub(&b->members, 1);
-}
-
-/* Queues the join and leave events e has not seen. Under the session's and the topic's lock. */
-static size_t pull_presence(struct entry *e, struct outq *out)
-{
-    struct topic *t = e->t;
-    struct presence *p = t->p; /* made by the join */
-    size_t bytes = 0;
-    uint64_t oldest = p->phead - p->pcount + 1;
-    bool lost = e->m->pcursor < oldest;
-    for (uint64_t n = e->m->pcursor > oldest ? e->m->pcursor : oldest; n <= p->phead; n++)
-        lost |= p->pring[n % p->pcap] == NULL;
-    if (lost) { /* a gap: the member is told to ask again, and then gets what is still there */
-        struct obuf *f = event_frame("presence_lost", t, NULL, 0);
-        if (f && outq_push_take(out, f) == 0)
-            bytes += f->len - f->start;
-        if (e->m->pcursor < oldest)
-            e->m->pcursor = oldest;
-    }
-    for (; e->m->pcursor <= p->phead; e->m->pcursor++) {
-        struct obuf *f = p->pring[e->m->pcursor % p->pcap];
-        if (!f)
-            continue;
-        if (outq_push_take(out, obuf_ref(f)) < 0)
-            break;
-        bytes += f->len - f->start;
-    }
-    return bytes;
-}
-
-size_t broker_presence(struct broker *b, const char *topic, size_t len, size_t limit,
-                       void (*fn)(const char *member, size_t len, void *ctx), void *ctx)
-{
-    if (topic_check(topic, len))
-        return 0;
-    struct topic *t = get_topic(b, topic, len, false);
-    if (!t)
-        return 0;
-    pthread_mutex_lock(&t->lock);
-    struct presence *p = t->p;
-    size_t count = p ? p->n_members : 0;
-    for (size_t i = 0; i < count && i < limit; i++)
-        fn(p->members[i]->m->json, p->members[i]->m->len, ctx);
-    pthread_mutex_unlock(&t->lock);
-    topic_put(t);
-    return count;
-}
-
-/* ---- sessions ---- */
-
-struct broker_session *broker_session_new(struct broker *b, void *owner)
-{
-    struct broker_session *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    s->b = b;
-    s->owner = owner;
-    s->id = atomic_fetch_add(&b->sessions, 1) + 1;
-    pthread_mutex_init(&s->lock, NULL);
-    return s;
-}
-
-uint64_t broker_session_id(const struct broker_session *s)
-{
-    return s->id;
-}
-
-void broker_session_set_compression(struct broker_session *s, bool on)
-{
-    pthread_mutex_lock(&s->lock);
-    s->deflate = on && !s->entries;
-    pthread_mutex_unlock(&s->lock);
-}
-
-static void unlink_pattern(struct broker *b, struct pattern *p)
-{
-    for (struct pattern **pp = &b->patterns; *pp; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            return;
-        }
-    }
-}
-
-void broker_session_free(struct broker_session *s)
-{
-    if (!s)
-        return;
-    struct broker *b = s->b;
-    struct wake_list w = {0};
-    pthread_rwlock_wrlock(&b->lock);
-    pthread_mutex_lock(&s->lock);
-    for (struct pattern *p = s->patterns, *next; p; p = next) {
-        next = p->snext;
-        unlink_pattern(b, p);
-        free(p);
-    }
-    while (s->entries) {
-        s->entries->reasons = 1;
-        entry_detach(s, s->entries, false, &w);
-    }
-    atomic_fetch_sub(&b->subscriptions, s->n_subs);
-    pthread_mutex_unlock(&s->lock);
-    pthread_rwlock_unlock(&b->lock);
-    dispatch(b, &w); /* the leaves of its memberships */
-    pthread_mutex_destroy(&s->lock);
-    free(s);
-}
-
-static struct pattern *find_pattern(struct broker_session *s, const char *text, size_t len)
-{
-    for (struct pattern *p = s->patterns; p; p = p->snext)
-        if (p->len == len && memcmp(p->text, text, len) == 0)
-            return p;
-    return NULL;
-}
-
-/* A wildcard subscription: every existing matching topic now, new ones as they are created. */
-static int subscribe_pattern(struct broker_session *s, const char *text, size_t len)
-{
-    struct broker *b = s->b;
-    struct pattern *p = malloc(sizeof(*p) + len);
-    if (!p)
-        return BROKER_ENOMEM;
-    memcpy(p->text, text, len);
-    p->len = len;
-    p->s = s;
-    p->next = b->patterns;
-    b->patterns = p;
-    p->snext = s->patterns;
-    s->patterns = p;
-    for (size_t i = 0; i < b->nbuckets; i++)
-        for (struct topic *t = b->buckets[i]; t; t = t->next)
-            if (pattern_match(text, len, t->name, t->len))
-                entry_attach(s, t, false, NULL);
-    return 0;
-}
-
-/* Sets where an exact subscription starts (recovery, the last N, or only new messages) when
- * `move`, and reports the topic's state either way. An entry that already delivers (through an
- * earlier subscription) keeps its cursor unless the client asks for a replay: moving it would
- * skip messages published but not yet delivered. */
-static void place_cursor(struct broker *b, struct entry *e, const struct broker_sub_opts *o,
-                         bool move, struct broker_sub_result *res)
-{
-    struct topic *t = e->t;
-    pthread_mutex_lock(&t->lock);
-    uint64_t oldest = t->head - t->count + 1; /* == head + 1 when nothing is kept */
-    uint64_t start = t->head + 1;
-    if (o && o->recover) {
-        char epoch[32];
-        topic_epoch(b, t, epoch);
-        bool same = o->epoch && strcmp(o->epoch, epoch) == 0;
-        uint64_t from = o->offset + 1;
-        bool fresh = true;
-        if (same && from >= oldest && from <= t->head && b->cfg.history_ttl)
-            fresh = t->ring[from % t->cap].ms + b->cfg.history_ttl * 1000ull >= now_ms();
-        res->recovered = same && o->offset <= t->head && from >= oldest && fresh;
-        if (res->recovered)
-            start = from;
-    } else if (o && o->last > 0) {
-        start = t->head + 1 >= oldest + o->last ? t->head + 1 - o->last : oldest;
-    }
-    if (!move)
-        start = e->cursor;
-    e->cursor = start;
-    res->replay = t->head + 1 - start;
-    res->offset = t->head;
-    topic_epoch(b, t, res->epoch);
-    if (res->replay > 0)
-        atomic_store(&e->dirty, 1); /* the caller pulls right after the ack */
-    pthread_mutex_unlock(&t->lock);
-}
-
-int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
-                     const struct broker_sub_opts *opts, struct broker_sub_result *res,
-                     const char **why)
-{
-    struct broker *b = s->b;
-    memset(res, 0, sizeof(*res));
-    bool wild = false;
-    if ((*why = pattern_check(pattern, len, &wild)))
-        return BROKER_EBADTOPIC;
-    bool presence = opts && opts->member;
-    if (wild && presence) {
-        *why = "presence needs an exact topic name";
-        return BROKER_EBADREQ;
-    }
-    /* Exact topics are created before the locks the attach needs (see the lock order). */
-    struct topic *t = wild ? NULL : get_topic(b, pattern, len, true);
-    if (!wild && !t)
-        return BROKER_ENOMEM;
-    int rc = 0;
-    struct wake_list w = {0};
-    pthread_rwlock_wrlock(&b->lock);
-    pthread_mutex_lock(&s->lock);
-    struct entry *e = t ? find_entry(s, t) : NULL;
-    bool replay = opts && (opts->recover || opts->last);
-    res->existed = wild ? find_pattern(s, pattern, len) != NULL : (e && e->exact);
-    if (res->existed) {
-        if (!wild) /* idempotent, but a resubscribe may still ask for a replay */
-            place_cursor(b, e, opts, replay, res);
-    } else if (s->n_subs >= b->cfg.max_subscriptions) {
-        *why = "too many subscriptions on this connection";
-        rc = BROKER_ETOOMANY;
-    } else if (wild) {
-        rc = subscribe_pattern(s, pattern, len);
-    } else {
-        bool fresh = e == NULL; /* else a wildcard already delivers this topic */
-        if ((rc = entry_attach(s, t, true, &e)) == 0)
-            place_cursor(b, e, opts, fresh || replay, res);
-    }
-    if (rc == 0 && presence && !e->m &&
-        (rc = member_join(b, e, opts->member, opts->member_len, &w)) < 0) {
-        if (!res->existed)
-            entry_detach(s, e, true, &w); /* all or nothing */
-        *why = "out of memory";
-    }
-    if (rc == 0 && !res->existed) {
-        s->n_subs++;
-        atomic_fetch_add(&b->subscriptions, 1);
-    }
-    pthread_mutex_unlock(&s->lock);
-    pthread_rwlock_unlock(&b->lock);
-    topic_put(t); /* the entry (if any) keeps it now */
-    dispatch(b, &w);
-    return rc;
-}
-
-int broker_unsubscribe(struct broker_session *s, const char *pattern, size_t len)
-{
-    struct broker *b = s->b;
-    bool wild;
-    if (pattern_check(pattern, len, &wild))
-        return BROKER_EBADTOPIC;
-    int rc = BROKER_ENOTSUB;
-    struct wake_list w = {0};
-    pthread_rwlock_wrlock(&b->lock);
-    pthread_mutex_lock(&s->lock);
-    if (wild) {
-        struct pattern *p = find_pattern(s, pattern, len);
-        if (p) {
-            for (struct pattern **pp = &s->patterns; *pp; pp = &(*pp)->snext)
-                if (*pp == p) {
-                    *pp = p->snext;
-                    break;
-                }
-            unlink_pattern(b, p);
-            for (struct entry *e = s->entries, *next; e; e = next) {
-                next = e->snext;
-                if (pattern_match(pattern, len, e->t->name, e->t->len))
-                    entry_detach(s, e, false, &w);
-            }
-            free(p);
-            rc = 0;
-        }
-    } else {
-        struct topic *t = find_topic(b, pattern, len, hash_name(pattern, len));
-        struct entry *e = t ? find_entry(s, t) : NULL;
-        if (e && e->exact) {
-            entry_detach(s, e, true, &w);
-            rc = 0;
-        }
-    }
-    if (rc == 0) {
-        s->n_subs--;
-        atomic_fetch_sub(&b->subscriptions, 1);
-    }
-    pthread_mutex_unlock(&s->lock);
-    pthread_rwlock_unlock(&b->lock);
-    dispatch(b, &w);
-    return rc;
-}
-
-/* ---- publishing ---- */
 
 /* The delivery frame, all but its offset: `{"type":"msg","topic":"<t>","data":<data>` with room
  * for the WebSocket header in front and the offset behind. */
@@ -882,7 +378,7 @@ static void frame_finish(struct obuf *f, uint64_t offset)
     obuf_puts(f, ",\"offset\":");
     obuf_putu(f, offset);
     obuf_puts(f, "}");
-    frame_seal(f, false);
+    broker__frame_seal(f, false);
 }
 
 /* The compressed twin of frame f, started before the topic's lock: everything but the offset is
@@ -920,7 +416,7 @@ static struct obuf *zframe_finish(struct obuf *z, const struct obuf *f, size_t f
         obuf_unref(z);
         return NULL;
     }
-    frame_seal(z, true);
+    broker__frame_seal(z, true);
     return z;
 }
 
@@ -946,7 +442,7 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct o
     uint64_t off = t->head + 1;
     t->count++;
     t->ring[off % t->cap] =
-        (struct slot){.frame = f, .zframe = z, .ms = now_ms(), .before = t->bytes};
+        (struct slot){.frame = f, .zframe = z, .ms = broker__now_ms(), .before = t->bytes};
     t->bytes += f->len - f->start;
     atomic_fetch_add(&b->history_bytes, slot_bytes(&t->ring[off % t->cap]));
     t->head = off;
@@ -962,11 +458,11 @@ static void collect_wakes(struct broker *b, struct topic *t, struct wake_list *w
     if (!wake_reserve(w, t->n_idle))
         return;
     for (size_t i = 0; i < t->n_idle; i++)
-        wake_entry(b, t->entries[i], w);
+        broker__wake_entry(b, t->entries[i], w);
     t->n_idle = 0;
 }
 
-static void dispatch(struct broker *b, struct wake_list *w)
+void broker__dispatch(struct broker *b, struct wake_list *w)
 {
     for (size_t i = 0; i < w->n;) {
         struct broker_batch *batch = malloc(sizeof(*batch));
@@ -1006,7 +502,7 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
     if ((*why = topic_check(topic, tlen)))
         return BROKER_EBADTOPIC;
     struct obuf *f = frame_start(topic, tlen, data, dlen);
-    struct topic *t = f ? get_topic(b, topic, tlen, true) : NULL;
+    struct topic *t = f ? broker__get_topic(b, topic, tlen, true) : NULL;
     if (!t) {
         obuf_unref(f);
         *why = "out of memory";
@@ -1030,7 +526,7 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
         trim_for_cap(b, t);
     }
     pthread_mutex_unlock(&t->lock);
-    topic_put(t);
+    broker__topic_put(t);
     if (rc < 0) {
         obuf_unref(f);
         obuf_unref(z);
@@ -1038,7 +534,7 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
         return rc;
     }
     atomic_fetch_add(&b->published, 1);
-    dispatch(b, &w);
+    broker__dispatch(b, &w);
     return 0;
 }
 
@@ -1053,7 +549,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     size_t bytes = 0;
     pthread_mutex_lock(&t->lock);
     if (e->m && e->m->pcursor <= t->p->phead) /* a member: t->p exists */
-        bytes += pull_presence(e, out);
+        bytes += broker__pull_presence(e, out);
     uint64_t oldest = t->head - t->count + 1;
     if (e->cursor < oldest) {
         *lost = true; /* the history moved past this subscriber: it cannot keep up */
@@ -1133,7 +629,7 @@ static bool topic_collect(struct broker *b, struct topic **link, uint64_t now)
 
 size_t broker_sweep(struct broker *b, size_t buckets)
 {
-    uint64_t now = now_ms();
+    uint64_t now = broker__now_ms();
     size_t removed = 0;
     pthread_rwlock_wrlock(&b->lock);
     if (buckets < b->nbuckets / 60)
