@@ -184,8 +184,8 @@ $(BUILD)/wsload: bench/wsload.c bench/wsload_pubsub.c bench/wsload.h clients/c/w
 # fuzz/<target>.dict. FUZZ_SECONDS bounds each run. Only the pure codecs are linked.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_LIB_SRC := src/err.c src/dmsg.c src/http_parse.c src/http_chunked.c src/utf8.c src/ws_frame.c \
-                src/proto.c src/ws_deflate.c
+FUZZ_LIB_SRC := src/err.c src/dmsg.c src/http_parse.c src/http_head.c src/http_chunked.c src/utf8.c \
+                src/ws_frame.c src/proto.c src/ws_deflate.c
 fuzz:
 	@mkdir -p build-fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -1,8 +1,11 @@
 /*
- * http_parse_internal.h - the byte classes shared by the request parser and the chunked decoder.
+ * http_parse_internal.h - what the request parser (http_parse.c), the interpretation of a finished
+ * head (http_head.c) and the chunked decoder (http_chunked.c) share.
  */
 #ifndef HERALD_HTTP_PARSE_INTERNAL_H
 #define HERALD_HTTP_PARSE_INTERNAL_H
+
+#include <stdbool.h>
 
 /* Character classes of the bytes the grammars care about (RFC 9110, RFC 3986). */
 #define K_TCHAR  0x01 /* token character */
@@ -20,5 +23,14 @@ static inline int http__is(unsigned char c, unsigned k)
 {
     return (http__cclass[c] & k) != 0;
 }
+
+struct http_request;
+
+/* http__interpret - checks and interprets the finished head in req: the request form against the
+ * method, Host (required in HTTP/1.1; a target with an authority overrides it when
+ * `target_authority`), Content-Length, Transfer-Encoding, Connection, Upgrade and Expect, and the
+ * body's framing; sets req's flags, host and content length. Returns 0, or -400 or -501 with
+ * *reason a short static explanation. */
+int http__interpret(struct http_request *req, bool target_authority, const char **reason);
 
 #endif
