@@ -208,11 +208,50 @@ static int fanout_reserve(struct fanout *f)
     return 0;
 }
 
-/* Queues a batch; its count on the eventfd wakes one worker per batch, so the subscribers of a
- * large topic are served by every worker, not by the publisher's. */
+/* Wake batches a worker keeps for itself: those of a publish it made (or of a leave its closes
+ * caused) small enough not to be worth spreading. Served right after the event that made them, so
+ * a small publish costs no eventfd write, no epoll_wait and no eventfd read, and the deliveries
+ * leave from a warm cache. Large batches go through the shared queue even with one worker: there
+ * they wait behind the events already taken, so the publisher's next messages are read first and
+ * each subscriber takes more of them per send (serving 10,000 subscribers at once after every
+ * publish cost 0.84 against 0.62 us per delivery in one of two A/B pairs; the same in the other).
+ */
+#define LOCAL_BATCH_OWNERS 16 /* at most this many owners in a batch kept */
+#define LOCAL_BATCHES      64 /* beyond this, batches go to the shared queue */
+
+struct local_fanout {
+    struct broker_batch *q[LOCAL_BATCHES];
+    unsigned n;
+};
+
+/* The calling worker's (NULL on other threads, which use the shared queue only). */
+static __thread struct local_fanout *local_fanout;
+
+/* Serves the batches kept by this worker, including those that serving them adds. */
+static void local_drain(struct local_fanout *lf, int worker)
+{
+    for (unsigned k = 0; k < lf->n; k++) {
+        struct broker_batch *b = lf->q[k];
+        for (unsigned i = 0; i < b->n; i++) {
+            conn_wake(b->owners[i], CONN_WAKE_DATA, worker);
+            conn_unref(b->owners[i]);
+        }
+        free(b);
+    }
+    lf->n = 0;
+}
+
+/* Keeps the batch on this worker (above), or queues it: its count on the eventfd wakes one worker
+ * per batch, so the subscribers of a large topic are served by every worker, not by the
+ * publisher's. */
 static void fanout_dispatch(struct broker_batch *batch, void *ctx)
 {
     struct fanout *f = ctx;
+    struct local_fanout *lf = local_fanout;
+    if (lf && batch->n <= LOCAL_BATCH_OWNERS && lf->n < LOCAL_BATCHES) {
+        lf->q[lf->n++] = batch;
+        return;
+    }
     pthread_mutex_lock(&f->lock);
     /* Closed: destroying connections at shutdown frees sessions, whose presence leaves wake the
      * other members; nobody will serve them, and those owners are destroyed next. Out of memory:
@@ -486,6 +525,8 @@ static void *worker_main(void *arg)
     stats_local = &srv->stats[w->index];
     struct epoll_event evs[EVENTS_PER_WAIT_ALONE];
     int per_wait = srv->nthreads == 1 ? EVENTS_PER_WAIT_ALONE : EVENTS_PER_WAIT;
+    struct local_fanout lf = {.n = 0};
+    local_fanout = &lf;
     for (int stop = 0; !stop;) {
         reclaim_enter_wait(&srv->reclaim, w->index);
         int n = epoll_wait(srv->epfd, evs, per_wait, IDLE_WAKE_MS);
@@ -506,9 +547,12 @@ static void *worker_main(void *arg)
                 stop = 1; /* finish this batch: its connections are owned by this thread */
             else
                 conn_on_event(tag, evs[i].events, w->index);
+            if (lf.n)
+                local_drain(&lf, w->index);
         }
         reclaim_poll(&srv->reclaim, w->index);
     }
+    local_fanout = NULL; /* worker 0 is the main thread, which goes on to shut down */
     ws_deflate_thread_cleanup();
     return NULL;
 }
