@@ -3,8 +3,9 @@
  * queue, and how threads share a connection and reclaim its memory safely.
  *
  * Ownership (the rule every other module relies on):
- *  - A connection's fd is in the shared epoll set with EPOLLONESHOT. At most one thread at a
- *    time runs a connection: the one that set `busy` under the connection's mutex. A worker that
+ *  - A connection's fd is in the shared epoll set, one-shot (an upgraded WebSocket connection
+ *    edge-triggered between messages, as explained below). At most one thread at a time runs a
+ *    connection: the one that set `busy` under the connection's mutex. A worker that
  *    receives an event, or another thread that wakes the connection (conn_wake: the timeout
  *    sweep, the broker's fan-out), tries to set `busy`; if another thread already runs it, the
  *    newcomer only records its events or wake reasons and sets `again`, and the running thread

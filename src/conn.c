@@ -157,8 +157,10 @@ static void touch(struct conn *c)
     twheel_set(c->env->wheel, &c->tw, deadline + DEADLINE_SLACK_MS);
 }
 
-/* Reads what the socket has, up to a budget. Returns bytes read (>= 0) or -errno. Sets peer_eof. */
-static ssize_t read_input(struct conn *c)
+/* Reads what the socket has, up to a budget. `events` are the epoll events that prompted the read
+ * (0: none). Returns bytes read (>= 0) or -errno. Sets peer_eof, and drained when it emptied the
+ * socket. */
+static ssize_t read_input(struct conn *c, uint32_t events)
 {
     /* Bytes beyond the dmsg's free space land in this per-thread buffer in the same readv and
      * are then appended: one read per wake-up even when a message is larger than the buffer
@@ -205,8 +207,11 @@ static ssize_t read_input(struct conn *c)
             return -ENOMEM; /* within the limit by construction: only memory can fail */
         total += r;
         STATS_COUNT(bytes_in, (uint64_t)r);
-        if ((size_t)r < offered) {
-            c->drained = 1; /* a stream socket's short read took everything it had */
+        /* A short read took everything the socket had, unless the peer's FIN or an error came
+         * with the data: the read stops before it, and with nothing more to arrive no edge would
+         * announce it, so read once more (it returns 0 or the error). */
+        if ((size_t)r < offered && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+            c->drained = 1;
             break;
         }
     }
@@ -462,11 +467,13 @@ static bool want_input(const struct conn *c)
  * edge-triggered, so that a message costs no epoll_ctl (conn.h says why that is safe). Anything
  * else (HTTP, back-pressure, input left in the socket, closing) is one-shot and level-triggered:
  * an edge would not fire again for input already waiting. Switching back with EPOLL_CTL_MOD
- * reports whatever is ready at that moment, so no edge is lost between the modes. */
+ * reports whatever is ready at that moment, so no edge is lost between the modes. EPOLLOUT is
+ * asked for only with output waiting: a socket is nearly always writable, and the switch would
+ * otherwise report it at once and send another worker to run the connection for nothing. */
 static uint32_t interest(const struct conn *c)
 {
     if (c->state == CONN_WS && c->drained && !c->env->cfg->ws_oneshot && want_input(c))
-        return EPOLLET | EPOLLIN | EPOLLRDHUP | EPOLLOUT;
+        return EPOLLET | EPOLLIN | EPOLLRDHUP | (outq_bytes(&c->out) > 0 ? EPOLLOUT : 0);
     uint32_t ev = EPOLLONESHOT;
     if (want_input(c))
         ev |= EPOLLIN | EPOLLRDHUP;
@@ -502,7 +509,7 @@ static int on_deadline(struct conn *c)
 
 static int on_linger_event(struct conn *c)
 {
-    if (read_input(c) < 0 || c->peer_eof)
+    if (read_input(c, 0) < 0 || c->peer_eof)
         return CLOSE;
     dmsg_consume(&c->in, dmsg_len(&c->in));
     return KEEP;
@@ -513,7 +520,7 @@ static int on_io(struct conn *c, uint32_t events)
 {
     int progress = 0;
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->peer_eof) {
-        ssize_t r = read_input(c);
+        ssize_t r = read_input(c, events);
         if (r < 0)
             return CLOSE; /* ECONNRESET and friends: nothing can be delivered */
         progress |= r > 0;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -379,6 +381,27 @@ static void send_in_frames(struct wsc *c, const uint8_t *data, size_t len, size_
                                     data + off, n, true),
                      0);
     }
+}
+
+/* A client's last frame and its FIN in one segment: the read that takes the frame is short, yet
+ * the socket is not drained (the end of stream is still to be read). The server must see the
+ * end at once, not at the next keepalive ping (25 s here), answer, and close. */
+Test(ws, last_frame_and_fin_in_one_segment_end_the_connection_at_once)
+{
+    struct wsc c;
+    ws_open(&c, NULL);
+    wsc_send(&c, WS_OP_TEXT, "warm", 4); /* settle into the steady (edge-triggered) state */
+    expect_message(&c, WS_OP_TEXT, "warm", 4);
+    int one = 1, zero = 0;
+    cr_assert_eq(setsockopt(c.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)), 0);
+    cr_assert_eq(wsc_send(&c, WS_OP_TEXT, "last", 4), 0);
+    cr_assert_eq(shutdown(c.fd, SHUT_WR), 0); /* sent with the corked frame */
+    setsockopt(c.fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
+    long long t0 = now_ms();
+    expect_message(&c, WS_OP_TEXT, "last", 4);
+    cr_assert(wsc_wait_eof(&c, 5000), "the server did not close within 5 s of the FIN");
+    cr_assert_lt(now_ms() - t0, 5000);
+    wsc_close(&c);
 }
 
 /* Sends n messages of len bytes, each starting with its number (a thread: the test reads). */
