@@ -102,8 +102,10 @@ $(WIRE_UNIT_BIN): $(BUILD)/tests/test_%: tests/unit/test_%.c clients/c/wsc_wire.
 	$(CC) $(ALL_CFLAGS) -Iclients/c $< clients/c/wsc_wire.c $(LIB) -o $@ $(LDFLAGS) $(LDLIBS) \
 	  -lcriterion
 
-# The upgrade under allocation failures: malloc is wrapped so that chosen sizes fail.
-$(BUILD)/tests/test_ws_upgrade_oom: tests/unit/test_ws_upgrade_oom.c $(LIB)
+# The upgrade and the broker's wakes under allocation failures: malloc is wrapped so that chosen
+# sizes fail.
+$(BUILD)/tests/test_ws_upgrade_oom $(BUILD)/tests/test_broker_oom: $(BUILD)/tests/test_%: \
+  tests/unit/test_%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(LIB) -o $@ $(LDFLAGS) -Wl,--wrap=malloc $(LDLIBS) -lcriterion
 

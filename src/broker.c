@@ -106,19 +106,25 @@ void broker_free(struct broker *b)
     free(b);
 }
 
-/* Room for n more owners in w. Returns false when there is none. */
+/* Room for n more owners in w: batches are added until they hold it. Returns false when memory
+ * runs out (what was added stays, for the owners that fit). */
 static bool wake_reserve(struct wake_list *w, size_t n)
 {
-    if (w->cap - w->n >= n)
-        return true;
-    size_t ncap = w->cap ? w->cap : 64;
-    while (ncap - w->n < n)
-        ncap *= 2;
-    void **nv = realloc(w->v, ncap * sizeof(*nv));
-    if (!nv)
-        return false;
-    w->v = nv;
-    w->cap = ncap;
+    while (w->nb * BROKER_BATCH_MAX < w->n + n) {
+        if (w->nb == w->capb) {
+            size_t ncap = w->capb ? w->capb * 2 : 4;
+            struct broker_batch **nv = realloc(w->b, ncap * sizeof(*nv));
+            if (!nv)
+                return false;
+            w->b = nv;
+            w->capb = ncap;
+        }
+        struct broker_batch *batch = malloc(sizeof(*batch));
+        if (!batch)
+            return false;
+        batch->n = 0;
+        w->b[w->nb++] = batch;
+    }
     return true;
 }
 
@@ -134,7 +140,8 @@ void broker__wake_entry(struct broker *b, struct entry *e, struct wake_list *w)
         return;
     }
     b->hooks.ref(e->s->owner);
-    w->v[w->n++] = e->s->owner;
+    struct broker_batch *batch = w->b[w->n++ / BROKER_BATCH_MAX];
+    batch->owners[batch->n++] = e->s->owner;
 }
 
 /* ---- registry (caller holds b->lock) ---- */
@@ -464,20 +471,13 @@ static void collect_wakes(struct broker *b, struct topic *t, struct wake_list *w
 
 void broker__dispatch(struct broker *b, struct wake_list *w)
 {
-    for (size_t i = 0; i < w->n;) {
-        struct broker_batch *batch = malloc(sizeof(*batch));
-        size_t n = w->n - i < BROKER_BATCH_MAX ? w->n - i : BROKER_BATCH_MAX;
-        if (!batch) {
-            for (size_t k = i; k < w->n; k++)
-                b->hooks.unref(w->v[k]);
-            break;
-        }
-        batch->n = (unsigned)n;
-        memcpy(batch->owners, w->v + i, n * sizeof(void *));
-        b->hooks.dispatch(batch, b->hooks.ctx);
-        i += n;
+    for (size_t i = 0; i < w->nb; i++) {
+        if (w->b[i]->n > 0)
+            b->hooks.dispatch(w->b[i], b->hooks.ctx);
+        else
+            free(w->b[i]);
     }
-    free(w->v);
+    free(w->b);
 }
 
 /* Over --history-memory: drops t's oldest messages, but never one a subscriber of t has not

@@ -124,9 +124,12 @@ struct broker {
     size_t sweep_pos; /* next bucket broker_sweep looks at (registry's write lock) */
 };
 
+/* Owners to wake, listed under the locks, dispatched after them. The batches are allocated while
+ * listing (wake_reserve), where a failure can still be undone, so dispatching allocates nothing. */
 struct wake_list {
-    void **v;
-    size_t n, cap;
+    struct broker_batch **b; /* each full but the last; nb of them, room for capb */
+    size_t nb, capb;
+    size_t n; /* owners listed */
 };
 
 /* ---- small helpers ---- */
@@ -151,7 +154,7 @@ static inline uint64_t broker__hash_name(const char *s, size_t n)
 /* Marks e dirty and lists its owner in w for a wake unless one is on its way already. Under the
  * lock of e's topic, which keeps e's session alive (sessions detach their entries under it). */
 void broker__wake_entry(struct broker *b, struct entry *e, struct wake_list *w);
-/* Hands the owners in w to hooks.dispatch in batches and frees w's array. With no lock held. */
+/* Hands w's batches to hooks.dispatch and frees the rest of w. With no lock held. Cannot fail. */
 void broker__dispatch(struct broker *b, struct wake_list *w);
 
 /* The topic with that name and hash, or NULL. Under the registry lock. */

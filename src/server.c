@@ -254,16 +254,21 @@ static void fanout_dispatch(struct broker_batch *batch, void *ctx)
     }
     pthread_mutex_lock(&f->lock);
     /* Closed: destroying connections at shutdown frees sessions, whose presence leaves wake the
-     * other members; nobody will serve them, and those owners are destroyed next. Out of memory:
-     * the owners' next publish wakes them. */
-    bool queued = !f->closed && fanout_reserve(f) == 0;
+     * other members; nobody will serve them, and those owners are destroyed next. */
+    bool closed = f->closed;
+    bool queued = !closed && fanout_reserve(f) == 0;
     if (queued)
         f->q[(f->head + f->n++) % f->cap] = batch;
     pthread_mutex_unlock(&f->lock);
-    if (queued)
+    if (queued) {
         eventfd_write(f->efd, 1);
-    else
+    } else if (!closed && lf && lf->n < LOCAL_BATCHES) {
+        lf->q[lf->n++] = batch; /* no memory to queue it: this worker serves it */
+    } else {
+        /* Out of memory off a worker or with this worker's queue full: the owners stay marked
+         * as woken until their own next input or keepalive pong makes them pull. */
         batch_drop(batch);
+    }
 }
 
 static struct broker_batch *fanout_pop(struct fanout *f)
