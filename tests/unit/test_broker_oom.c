@@ -10,17 +10,7 @@
 #include "broker.h"
 #include "outq.h"
 
-void *__real_malloc(size_t size);
-void *__wrap_malloc(size_t size);
-
-static size_t fail_size; /* 0: nothing fails */
-
-void *__wrap_malloc(size_t size)
-{
-    if (fail_size && size == fail_size)
-        return NULL;
-    return __real_malloc(size);
-}
+#include "malloc_fail.h"
 
 static int dispatched; /* owners handed to the dispatch hook */
 

@@ -18,17 +18,7 @@
 #include "ws_deflate.h"
 #include "ws_handshake.h"
 
-void *__real_malloc(size_t size);
-void *__wrap_malloc(size_t size);
-
-static size_t fail_size; /* 0: nothing fails */
-
-void *__wrap_malloc(size_t size)
-{
-    if (fail_size && size == fail_size)
-        return NULL;
-    return __real_malloc(size);
-}
+#include "malloc_fail.h"
 
 static void upgrade(size_t failing, bool deflate, int want_rc)
 {
