@@ -179,7 +179,6 @@ void broker__topic_epoch(const struct broker *b, const struct topic *t, char *ou
 }
 
 /* Creates a topic and gives it to every wildcard subscription that matches it (write lock). */
-
 static struct topic *create_topic(struct broker *b, const char *name, size_t len, uint64_t h)
 {
     struct topic *t = calloc(1, sizeof(*t) + len + 1);
@@ -213,7 +212,7 @@ static struct topic *create_topic(struct broker *b, const char *name, size_t len
 }
 
 /* The topic named `name`, created if needed when `create`, with a reference the caller drops
- * with topic_put. Takes and releases the registry lock. */
+ * with broker__topic_put. Takes and releases the registry lock. */
 struct topic *broker__get_topic(struct broker *b, const char *name, size_t len, bool create)
 {
     uint64_t h = broker__hash_name(name, len);

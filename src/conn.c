@@ -472,10 +472,11 @@ static bool want_input(const struct conn *c)
  * otherwise report it at once and send another worker to run the connection for nothing. */
 static uint32_t interest(const struct conn *c)
 {
-    if (c->state == CONN_WS && c->drained && !c->env->cfg->ws_oneshot && want_input(c))
+    bool in = want_input(c);
+    if (c->state == CONN_WS && c->drained && !c->env->cfg->ws_oneshot && in)
         return EPOLLET | EPOLLIN | EPOLLRDHUP | (outq_bytes(&c->out) > 0 ? EPOLLOUT : 0);
     uint32_t ev = EPOLLONESHOT;
-    if (want_input(c))
+    if (in)
         ev |= EPOLLIN | EPOLLRDHUP;
     if (outq_bytes(&c->out) > 0)
         ev |= EPOLLOUT;

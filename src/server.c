@@ -182,6 +182,16 @@ static void owner_unref(void *owner)
     conn_unref(owner);
 }
 
+/* Wakes every owner of the batch on this worker, then lets go of them and of the batch. */
+static void batch_serve(struct broker_batch *batch, int worker)
+{
+    for (unsigned i = 0; i < batch->n; i++) {
+        conn_wake(batch->owners[i], CONN_WAKE_DATA, worker);
+        conn_unref(batch->owners[i]);
+    }
+    free(batch);
+}
+
 /* A batch nobody will serve: its references go, and the batch. */
 static void batch_drop(struct broker_batch *batch)
 {
@@ -230,14 +240,8 @@ static __thread struct local_fanout *local_fanout;
 /* Serves the batches kept by this worker, including those that serving them adds. */
 static void local_drain(struct local_fanout *lf, int worker)
 {
-    for (unsigned k = 0; k < lf->n; k++) {
-        struct broker_batch *b = lf->q[k];
-        for (unsigned i = 0; i < b->n; i++) {
-            conn_wake(b->owners[i], CONN_WAKE_DATA, worker);
-            conn_unref(b->owners[i]);
-        }
-        free(b);
-    }
+    for (unsigned k = 0; k < lf->n; k++)
+        batch_serve(lf->q[k], worker);
     lf->n = 0;
 }
 
@@ -290,13 +294,8 @@ static void on_fanout(struct server *srv, int worker)
     if (eventfd_read(srv->fanout.efd, &one) < 0)
         return; /* another worker took this count */
     struct broker_batch *b = fanout_pop(&srv->fanout);
-    if (!b)
-        return;
-    for (unsigned i = 0; i < b->n; i++) {
-        conn_wake(b->owners[i], CONN_WAKE_DATA, worker);
-        conn_unref(b->owners[i]);
-    }
-    free(b);
+    if (b)
+        batch_serve(b, worker);
 }
 
 static int setup_broker(struct server *srv)
