@@ -125,7 +125,7 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t $(CRITERION_FLAGS); done
 endif
 
-integration: $(BIN) $(INTEG_BIN)
+integration: $(BIN) $(INTEG_BIN) $(BUILD)/wsload
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) $$t $(CRITERION_FLAGS); done
 	@set -e; for t in $(WS_ONESHOT_BIN); do echo "== $$t --ws-oneshot"; \
@@ -133,7 +133,7 @@ integration: $(BIN) $(INTEG_BIN)
 	  $$t $(CRITERION_FLAGS); done
 	@echo "== node tests (ws, wscat) against $(BIN)"
 	@test -d tests/node/node_modules || { echo "tests/node: run scripts/install-deps first"; exit 1; }
-	HERALD_BIN=$(abspath $(BIN)) node --test tests/node/
+	HERALD_BIN=$(abspath $(BIN)) WSLOAD_BIN=$(abspath $(BUILD)/wsload) node --test tests/node/
 
 # The chat demo in headless Chromium (tests/browser/). `make test` runs it in the plain build only:
 # the suite runs three times (plain, ASan, TSan) and is near its time budget.

@@ -144,7 +144,8 @@ struct client {
     unsigned topic_idx; /* rooms: its room */
     const char *topic;  /* its topic ({topic} in the URL path), or NULL */
     size_t topic_len;
-    uint8_t *big; /* --multi: the whole current message */
+    uint16_t marker_at; /* where the payload marker was in its last delivery */
+    uint8_t *big;       /* --multi: the whole current message */
     size_t big_cap;
 };
 

@@ -1,0 +1,97 @@
+// The benchmark's load generator (bench/wsload) against a real Herald, one short run per scenario:
+// every figure in README's benchmark tables comes from it, so what it counts must be right. Each
+// run must finish by itself, account for every message it was owed (nothing lost, out of order or
+// misrouted) and report what the scripts read from its JSON line.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startHerald } from './herald.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const wsload = process.env.WSLOAD_BIN || path.join(here, '../../build/wsload');
+const run = promisify(execFile);
+let herald;
+
+before(async () => {
+  herald = await startHerald(['--threads', '2', '--echo-path', '/echo', '--max-message', '4194304']);
+});
+after(async () => { await herald.stop(); });
+
+const pubsub = [
+  '--text', '--subprotocol', 'herald.v1', '--skip-first', '2',
+  '--sub-template', '{"op":"sub","topic":"{topic}"}',
+  '--pub-template', '{"op":"pub","topic":"{topic}","data":"{payload}"}',
+];
+
+// Runs wsload (bounded: its own duration plus the settle time, and a hard timeout) and returns the
+// parsed JSON line; a non-zero exit fails the test with wsload's output.
+async function load(args) {
+  const { stdout } = await run(wsload, ['--warmup', '0.3', '-d', '1', ...args], { timeout: 60000 });
+  const line = stdout.split('\n').find((l) => l.startsWith('JSON '));
+  assert.ok(line, `no JSON line in: ${stdout}`);
+  return JSON.parse(line.slice(5));
+}
+
+function assertClean(r) {
+  for (const k of ['errors', 'connect_errors', 'protocol_errors', 'closed']) assert.equal(r[k], 0, `${k}: ${JSON.stringify(r)}`);
+  assert.equal(r.open, r.conns, 'every connection open to the end');
+}
+
+test('echo: every connection gets its messages back unchanged', async () => {
+  const r = await load(['--scenario', 'echo', '--url', herald.url('/echo'), '-c', '20', '-w', '4']);
+  assertClean(r);
+  assert.equal(r.bad_echoes, 0);
+  assert.ok(r.messages > 100, `only ${r.messages} echoes in a second`);
+  assert.ok(r.p50_us > 0 && r.p50_us <= r.p99_us && r.p99_us <= r.max_us, 'percentiles in order');
+});
+
+test('echo of 1 MiB messages: reads that fill the receive buffer are followed by more reads', async () => {
+  // A message is larger than wsload's 256 KiB read buffer, so a read that fills it must be
+  // followed by another before waiting (the sockets are edge-triggered): otherwise the rest of
+  // the echo stays unread and the run stalls with no round trip.
+  const r = await load(['--scenario', 'echo', '--url', herald.url('/echo'), '-c', '4', '-b', '1048576']);
+  assertClean(r);
+  assert.equal(r.bad_echoes, 0);
+  assert.ok(r.messages >= 4, `only ${r.messages} echoes of 1 MiB in a second`);
+});
+
+test('fanout: every subscriber gets every publication, in order', async () => {
+  const r = await load(['--scenario', 'fanout', '--url', herald.url('/ws'), '-c', '100', '-w', '16',
+    '--settle', '5', '--server-pid', String(herald.proc.pid), ...pubsub]);
+  assertClean(r);
+  assert.equal(r.subscribers, 100);
+  assert.ok(r.published > 0);
+  assert.equal(r.expected, r.published * 100, 'each publication is owed to all 100 subscribers');
+  assert.equal(r.received, r.expected);
+  assert.equal(r.lost, 0);
+  assert.equal(r.out_of_order, 0);
+  assert.equal(r.misrouted, 0);
+  assert.ok(r.server_cpu_us_per_msg > 0, 'the server CPU per delivery is measured');
+});
+
+test('rooms: each client gets exactly its own room\'s messages', async () => {
+  const r = await load(['--scenario', 'rooms', '--url', herald.url('/ws'), '-c', '200', '--rooms', '20',
+    '--rate', '5', '--settle', '5', ...pubsub]);
+  assertClean(r);
+  assert.ok(r.published >= 200, `published ${r.published}`);
+  // Ten clients a room: each publication is owed to the ten, its publisher included.
+  assert.equal(r.expected, r.published * 10);
+  assert.equal(r.received, r.expected);
+  assert.equal(r.lost, 0);
+  assert.equal(r.misrouted, 0);
+  assert.equal(r.out_of_order, 0);
+});
+
+test('connect: connections are opened, subscribed, counted and measured', async () => {
+  const r = await load(['--scenario', 'connect', '--url', herald.url('/ws'), '-c', '300', '--own-topics',
+    '--skip-first', '2', '--sub-template', '{"op":"sub","topic":"{topic}"}',
+    '--server-pid', String(herald.proc.pid)]);
+  assertClean(r);
+  assert.equal(r.subscribers, 300);
+  assert.equal(r.unready, 0);
+  assert.ok(r.conns_per_s > 0);
+  assert.ok(r.server_rss_start_kib > 0 && r.server_rss_end_kib >= r.server_rss_start_kib, 'RSS read from /proc');
+});
