@@ -242,10 +242,12 @@ FAIL=0
 			rr = (br > 0) ? ar / br : 0; rp = (bp > 0) ? ap / bp : 0; rc = (bc > 0) ? ac / bc : 0
 			printf "%.3f %.3f %.3f %d\n", rr, rp, rc, (rr >= 1.0) }')
 		((ok)) || FAIL=1
-		printf '| **%s/%s** | | msgs/s **%s** (higher is better) | | p99 %s (lower is better) | | CPU us/msg %s (lower is better) | | |\n' \
-			"$A_NAME" "$B_NAME" "$r_rate" "$r_p99" "$r_cpu"
-		JSON_LINES+=("$(printf 'JSON {"bench":"ws-echo","ratio":"%s/%s","msgs_per_s":%s,"p99":%s,"cpu_us_per_msg":%s,"pin":%d,"rev":"%s"}' \
-			"$A_NAME" "$B_NAME" "$r_rate" "$r_p99" "$r_cpu" "$PIN" "$GIT_REV")")
+		read -r q_rate q_rmin q_rmax < <(pair_stats echo "$A_NAME" "$B_NAME" 4)
+		read -r q_cpu q_cmin q_cmax < <(pair_stats echo "$A_NAME" "$B_NAME" 8)
+		printf '| **%s/%s** | | msgs/s **%s** (higher is better; by round: %s, %s-%s) | | p99 %s (lower is better) | | CPU us/msg %s (lower is better; by round: %s, %s-%s) | | |\n' \
+			"$A_NAME" "$B_NAME" "$r_rate" "$q_rate" "$q_rmin" "$q_rmax" "$r_p99" "$r_cpu" "$q_cpu" "$q_cmin" "$q_cmax"
+		JSON_LINES+=("$(printf 'JSON {"bench":"ws-echo","ratio":"%s/%s","msgs_per_s":%s,"p99":%s,"cpu_us_per_msg":%s,"msgs_per_s_by_round":[%s,%s,%s],"cpu_us_per_msg_by_round":[%s,%s,%s],"pin":%d,"rev":"%s"}' \
+			"$A_NAME" "$B_NAME" "$r_rate" "$r_p99" "$r_cpu" "$q_rate" "$q_rmin" "$q_rmax" "$q_cpu" "$q_cmin" "$q_cmax" "$PIN" "$GIT_REV")")
 	fi
 	echo
 	echo "wsload runs on the same $(nproc) CPUs as the servers: its CPU column is what the load itself cost;" \

@@ -8,7 +8,7 @@
 # (port_open, pick_port), the temp dir and server lifecycle with bounded waits (bench_tmp,
 # bench_traps, start_server, wait_ready, stop_server; cleanup on exit fails the script when a server
 # process or port is left behind), wsload and bun discovery, and the report's arithmetic over the
-# script's TSV of runs (col_stats, sum_col, over_limit, noisy_note, save_results).
+# script's TSV of runs (col_stats, pair_stats, sum_col, over_limit, noisy_note, save_results).
 #
 # Globals it reads: BENCH_NAME, TMP, RES, KEEP_TMP, STARTUP_TIMEOUT, FOREIGN_WARN, RESULTS_DIR.
 # Globals it sets: REPO, PID[name], PORT[name], PIDS_SEEN[pid], REPLY (pick_port), IDLE_BUSY.
@@ -264,6 +264,23 @@ col_stats() {
 			if (NR == 0) { print "0 0 0"; exit }
 			med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 			printf "%.6f %.6f %.6f\n", med, v[1], v[NR]
+		}'
+}
+# pair_stats key1 serverA serverB column -> "median min max" of A's value over B's in the same
+# round (column 3), over the rounds both ran; "0 0 0" when there are none. The two runs of a round
+# are minutes apart, so each ratio is taken on the same machine state, while the ratio of the two
+# medians can pair a fast round of one with a slow round of the other (this machine's speed drifts
+# by up to 2x).
+pair_stats() {
+	awk -F'\t' -v k="$1" -v a="$2" -v b="$3" -v c="$4" '
+		$1 == k && $2 == a { va[$3] = $c }
+		$1 == k && $2 == b { vb[$3] = $c }
+		END { for (r in va) if ((r in vb) && vb[r] > 0) print va[r] / vb[r] }' "$RES" | sort -g |
+		awk '{ v[NR] = $1 }
+		END {
+			if (NR == 0) { print "0 0 0"; exit }
+			med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			printf "%.3f %.3f %.3f\n", med, v[1], v[NR]
 		}'
 }
 # sum_col key1 key2 column -> the sum of that column over the same rows.

@@ -591,13 +591,15 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 			r_rate=$(ratio "$a_rate" "$b_rate")
 			r_p99=$(ratio "$a_p99" "$b_p99")
 			r_cpu=$(ratio "$a_cpu" "$b_cpu")
+			read -r q_rate q_rmin q_rmax < <(pair_stats "$s" "$A_NAME" "$b" 4)
+			read -r q_cpu q_cmin q_cmax < <(pair_stats "$s" "$A_NAME" "$b" 8)
 			# rooms publish at a fixed rate: both servers deliver the same, so only fanout's
 			# deliveries/s is a throughput target.
 			[[ $s == rooms-* ]] || awk -v r="$r_rate" 'BEGIN { exit !(r >= 1.0) }' || FAIL=1
-			printf '| %s | **%s/%s** | **%s** | | | **%s** | | **%s** | | | | |\n' "$s" "$A_NAME" "$b" \
-				"$r_rate" "$r_p99" "$r_cpu"
-			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","ratio":"%s/%s","deliveries_per_s":%s,"p99":%s,"cpu_us_per_delivery":%s,"pin":%d,"rev":"%s"}' \
-				"$s" "$A_NAME" "$b" "$r_rate" "$r_p99" "$r_cpu" "$PIN" "$GIT_REV")")
+			printf '| %s | **%s/%s** | **%s** (by round: %s, %s-%s) | | | **%s** | | **%s** (by round: %s, %s-%s) | | | | |\n' \
+				"$s" "$A_NAME" "$b" "$r_rate" "$q_rate" "$q_rmin" "$q_rmax" "$r_p99" "$r_cpu" "$q_cpu" "$q_cmin" "$q_cmax"
+			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","ratio":"%s/%s","deliveries_per_s":%s,"p99":%s,"cpu_us_per_delivery":%s,"deliveries_per_s_by_round":[%s,%s,%s],"cpu_us_per_delivery_by_round":[%s,%s,%s],"pin":%d,"rev":"%s"}' \
+				"$s" "$A_NAME" "$b" "$r_rate" "$r_p99" "$r_cpu" "$q_rate" "$q_rmin" "$q_rmax" "$q_cpu" "$q_cmin" "$q_cmax" "$PIN" "$GIT_REV")")
 		done
 	done
 	if ((HAVE_CONNECT)); then
@@ -639,7 +641,9 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 	echo
 	echo "Ratio rows: deliveries/s and connections/s (higher is better; in rooms the rate is fixed, so" \
 		"it only shows whether both kept up), p99, CPU us/delivery and KiB per connection (lower is" \
-		"better). Herald answers every publication with an ack and wraps each delivery in its JSON" \
+		"better): the ratio of the medians first, then \"by round\": the median, min and max of the" \
+		"ratios of the two runs of each round, which are minutes apart and so see the same machine." \
+		"Herald answers every publication with an ack and wraps each delivery in its JSON" \
 		"envelope; the Bun and Node peers do neither, NATS wraps each in a MSG line, nchan sends the" \
 		"payload bare and also back to its publisher (nchan_pubsub). KiB per connection is the growth" \
 		"of the server's user-space RSS (VmRSS, summed over its processes) divided by the connections;" \
