@@ -180,6 +180,7 @@ bench-pubsub: $(BIN) $(BUILD)/wsload
 	bench/pubsub.sh
 $(BUILD)/wsload: bench/wsload.c bench/wsload_pubsub.c bench/wsload.h clients/c/wsc_wire.c \
                  clients/c/wsc_wire.h src/ws_frame.c src/utf8.c
+	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -Ibench -Iclients/c $(filter %.c,$^) -o $@ -lpthread -lz
 
 # libFuzzer targets (clang): fuzz/fuzz_<target>.c with fuzz/corpus/<target>/ and, if present,
