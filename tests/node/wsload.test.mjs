@@ -10,6 +10,7 @@ import net from 'node:net';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
 import { startHerald } from './herald.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -138,5 +139,51 @@ test('a server that sends its last message and closes at once is seen closing', 
     assert.equal(r.closed, 100, `connections seen closed by the server: ${JSON.stringify(r)}`);
   } finally {
     server.close();
+  }
+});
+
+// --multi, as the NATS peer needs it: a server that puts several deliveries in one WebSocket
+// message (NATS sends several MSG lines in one frame). A small broker with ws: "SUB t" answered
+// "OK SUB t"; "PUB t payload" queued, and on the next turn of the event loop each subscriber gets
+// everything queued since in one message, a line per delivery. Every delivery must be counted.
+test('--multi counts every delivery of a message that holds several', async () => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  const subs = new Set();
+  let queued = [];
+  let frames = 0;
+  const flush = () => {
+    const text = queued.map((p) => `MSG ${p}\r\n`).join('');
+    if (queued.length > 1) frames++;
+    queued = [];
+    for (const ws of subs) ws.send(text);
+  };
+  wss.on('connection', (ws) => {
+    ws.on('message', (data) => {
+      const msg = data.toString();
+      if (msg.startsWith('SUB ')) {
+        subs.add(ws);
+        ws.send(`OK ${msg}`);
+      } else if (msg.startsWith('PUB ')) {
+        if (queued.length === 0) setImmediate(flush);
+        queued.push(msg.slice(msg.indexOf(' ', 4) + 1));
+      }
+    });
+    ws.on('close', () => subs.delete(ws));
+  });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  try {
+    const r = await load(['--scenario', 'fanout', '--url', `ws://127.0.0.1:${wss.address().port}/`, '-c', '20',
+      '-w', '16', '--multi', '--text', '--skip-first', '1', '--settle', '5',
+      '--sub-template', 'SUB {topic}', '--pub-template', 'PUB {topic} {payload}']);
+    assertClean(r);
+    assert.ok(frames > 0, 'some messages held several deliveries');
+    assert.ok(r.published > 0);
+    assert.equal(r.expected, r.published * 20);
+    assert.equal(r.received, r.expected);
+    assert.equal(r.lost, 0);
+    assert.equal(r.out_of_order, 0);
+  } finally {
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise((resolve) => wss.close(resolve));
   }
 });
