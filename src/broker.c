@@ -29,7 +29,8 @@
 #include "ws_frame.h"
 
 /* Deliveries shorter than this are not compressed: deflate would barely shrink them. */
-#define ZFRAME_MIN 128
+#define ZFRAME_MIN     128
+#define IDLE_ORDER_MIN 64 /* fewer idle subscribers are woken in whatever order they stand */
 
 struct broker *broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks)
 {
@@ -455,6 +456,30 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct o
     return 0;
 }
 
+static int by_session(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)(*(struct entry *const *)a)->s;
+    uintptr_t y = (uintptr_t)(*(struct entry *const *)b)->s;
+    return x < y ? -1 : x > y;
+}
+
+/* Puts the idle entries in the order of their sessions' addresses. Why: every pull moves its entry
+ * to the idle front (entry_set_idle), so the idle ones stand in the order they last pulled; with
+ * several workers serving a fan-out that order changes from one wave to the next, and the wake
+ * batches with it, so each wave walks the subscribers' connections, sessions and sockets in a new
+ * random order. In a fixed order (the sessions' allocation order, mostly) the same subscribers
+ * share a batch and are visited the same way every wave: at 10,000 subscribers on two workers a
+ * send cost 8.8-10.8 us of server CPU against 10.3-11.9 without (3 A/B pairs). Small wakes skip
+ * it; a large one sorts once per wave, a small cost next to one send per subscriber. */
+static void order_idle(struct topic *t)
+{
+    if (t->n_idle <= IDLE_ORDER_MIN)
+        return;
+    qsort(t->entries, t->n_idle, sizeof(*t->entries), by_session);
+    for (size_t i = 0; i < t->n_idle; i++)
+        t->entries[i]->tidx = (uint32_t)i;
+}
+
 /* Wakes the subscribers that pulled since their last wake (the idle ones) and makes them busy: the
  * busy ones have a pull coming, which reads the new head. Under the topic lock, which also keeps
  * every entry's session alive (sessions detach their entries under it). Without memory for the
@@ -463,6 +488,7 @@ static void collect_wakes(struct broker *b, struct topic *t, struct wake_list *w
 {
     if (!wake_reserve(w, t->n_idle))
         return;
+    order_idle(t);
     for (size_t i = 0; i < t->n_idle; i++)
         broker__wake_entry(b, t->entries[i], w);
     t->n_idle = 0;

@@ -913,3 +913,63 @@ Test(broker, a_pull_reports_the_bytes_it_left_waiting)
     broker_session_free(c);
     broker_free(b);
 }
+
+/* Wake order: a dispatch hook that records the owners in the order they come. */
+static void *woken[1024];
+static size_t n_woken;
+
+static void record_dispatch(struct broker_batch *batch, void *ctx)
+{
+    (void)ctx;
+    for (unsigned i = 0; i < batch->n; i++) {
+        if (n_woken < sizeof(woken) / sizeof(woken[0]))
+            woken[n_woken++] = batch->owners[i];
+        o_unref(batch->owners[i]);
+    }
+    free(batch);
+}
+
+/* A large topic's subscribers are woken in the same order every wave, however they pulled in
+ * between (with several workers the pulls of a wave interleave differently each time). */
+Test(broker, a_large_topic_wakes_its_subscribers_in_one_order_whatever_order_they_pulled_in)
+{
+    enum { N = 300 };
+    struct broker_config cfg = {.history_size = 64, .max_subscriptions = 8};
+    struct broker_hooks hooks = {.ref = o_ref, .unref = o_unref, .dispatch = record_dispatch};
+    struct broker *b = broker_new(&cfg, &hooks);
+    cr_assert_not_null(b);
+    static struct owner o[N];
+    struct broker_session *s[N];
+    for (int i = 0; i < N; i++) {
+        s[i] = broker_session_new(b, &o[i]);
+        cr_assert_eq(sub(s[i], "big", NULL), 0);
+    }
+    void *first[N];
+    unsigned seed = 11;
+    for (int wave = 0; wave < 4; wave++) {
+        n_woken = 0;
+        pub(b, "big", "\"x\"", NULL);
+        cr_assert_eq(n_woken, N, "wave %d woke every subscriber once", wave);
+        if (wave == 0)
+            memcpy(first, woken, sizeof(first));
+        else
+            cr_assert_arr_eq(woken, first, sizeof(first), "wave %d woke them in another order",
+                             wave);
+        /* Pull back to front, then in a shuffled order. */
+        int order[N];
+        for (int i = 0; i < N; i++)
+            order[i] = N - 1 - i;
+        for (int i = N - 1; wave > 0 && i > 0; i--) {
+            int j = rand_r(&seed) % (i + 1), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (int i = 0; i < N; i++)
+            free(pull_all(s[order[i]], NULL));
+    }
+    for (int i = 0; i < N; i++) {
+        broker_session_free(s[i]);
+        cr_assert_eq(atomic_load(&o[i].refs), 0);
+    }
+    broker_free(b);
+}
