@@ -8,7 +8,7 @@
 # (port_open, pick_port), the temp dir and server lifecycle with bounded waits (bench_tmp,
 # bench_traps, start_server, wait_ready, stop_server; cleanup on exit fails the script when a server
 # process or port is left behind), wsload and bun discovery, and the report's arithmetic over the
-# script's TSV of runs (col_stats, pair_stats, sum_col, over_limit, noisy_note, save_results).
+# script's TSV of runs (col_stats, pair_stats and their med_min_max, sum_col, over_limit, noisy_note, save_results).
 #
 # Globals it reads: BENCH_NAME, TMP, RES, KEEP_TMP, STARTUP_TIMEOUT, FOREIGN_WARN, RESULTS_DIR.
 # Globals it sets: REPO, PID[name], PORT[name], PIDS_SEEN[pid], REPLY (pick_port), IDLE_BUSY.
@@ -255,16 +255,21 @@ git_rev() {
 json_field() { sed -n "s/^JSON .*\"$2\":\([^,}]*\).*/\1/p" "$1" | head -n1; }
 
 # ---- report ----------------------------------------------------------------------------------
-# col_stats key1 key2 column -> "median min max" of that column of $RES over the rows whose first
-# two columns are key1 and key2.
-col_stats() {
-	awk -F'\t' -v a="$1" -v b="$2" -v c="$3" '$1 == a && $2 == b { print $c }' "$RES" | sort -g |
-		awk '{ v[NR] = $1 }
+# med_min_max decimals -> "median min max" of the numbers on stdin, one per line, with that many
+# decimals; "0 0 0" when there are none.
+med_min_max() {
+	sort -g | awk -v d="$1" '{ v[NR] = $1 }
 		END {
 			if (NR == 0) { print "0 0 0"; exit }
 			med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			printf "%.6f %.6f %.6f\n", med, v[1], v[NR]
+			f = "%." d "f"
+			printf f " " f " " f "\n", med, v[1], v[NR]
 		}'
+}
+# col_stats key1 key2 column -> "median min max" of that column of $RES over the rows whose first
+# two columns are key1 and key2.
+col_stats() {
+	awk -F'\t' -v a="$1" -v b="$2" -v c="$3" '$1 == a && $2 == b { print $c }' "$RES" | med_min_max 6
 }
 # pair_stats key1 serverA serverB column -> "median min max" of A's value over B's in the same
 # round (column 3), over the rounds both ran; "0 0 0" when there are none. The two runs of a round
@@ -275,13 +280,7 @@ pair_stats() {
 	awk -F'\t' -v k="$1" -v a="$2" -v b="$3" -v c="$4" '
 		$1 == k && $2 == a { va[$3] = $c }
 		$1 == k && $2 == b { vb[$3] = $c }
-		END { for (r in va) if ((r in vb) && vb[r] > 0) print va[r] / vb[r] }' "$RES" | sort -g |
-		awk '{ v[NR] = $1 }
-		END {
-			if (NR == 0) { print "0 0 0"; exit }
-			med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			printf "%.3f %.3f %.3f\n", med, v[1], v[NR]
-		}'
+		END { for (r in va) if ((r in vb) && vb[r] > 0) print va[r] / vb[r] }' "$RES" | med_min_max 3
 }
 # sum_col key1 key2 column -> the sum of that column over the same rows.
 sum_col() { awk -F'\t' -v a="$1" -v b="$2" -v c="$3" '$1 == a && $2 == b { t += $c } END { printf "%.0f\n", t + 0 }' "$RES"; }
