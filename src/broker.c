@@ -469,7 +469,7 @@ static int by_session(const void *a, const void *b)
  * batches with it, so each wave walks the subscribers' connections, sessions and sockets in a new
  * random order. In a fixed order (the sessions' allocation order, mostly) the same subscribers
  * share a batch and are visited the same way every wave: at 10,000 subscribers on two workers a
- * send cost 8.8-10.8 us of server CPU against 10.3-11.9 without (3 A/B pairs). Small wakes skip
+ * send cost 8.8-11.0 us of server CPU against 10.3-12.8 without (6 A/B pairs). Small wakes skip
  * it; a large one sorts once per wave, a small cost next to one send per subscriber. */
 static void order_idle(struct topic *t)
 {
