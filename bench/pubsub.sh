@@ -40,7 +40,15 @@
 # scenario, or a delivery was lost), BUN_BIN, NODE_BIN, NATS_BIN, NGINX_BIN, NCHAN_MODULE, WSLOAD_BIN
 # (build/wsload, made with `make build/wsload`), HERALD_REV (the revision HERALD_BIN was built
 # from, for the report, when it is not this checkout's build/herald), BENCH_SELFTEST=1 (a second
-# Herald in the peers' place).
+# Herald in the peers' place: HERALD_B_BIN, by default HERALD_BIN; with SIDE=1 an A/B of two builds,
+# HERALD_B_REV naming the second).
+#
+# SIDE=1 (or --side): side by side instead of in turn. Herald (one worker) and exactly one peer
+# serve the same scenario at the same time, both confined to one CPU (SIDE_CPUS, "0 1": the first),
+# each with a wsload of its own, both wsloads on the other CPU. The two servers share their CPU over
+# the same seconds, so the ratio of their CPU per delivery does not move with the machine's speed,
+# which drifts by up to 2x between runs minutes apart here; throughput is each one's half of a core.
+# Fan-out and rooms scenarios only; "other load" then includes the other server and its wsload.
 #
 # Herald and wsload run from copies taken at the start, so a rebuild during the run changes
 # nothing. Only 127.0.0.1 is used (wsload spreads its connections over 127.0.0.1-127.0.0.N when
@@ -61,6 +69,7 @@ while (($#)); do
 	--workers) WORKERS=${2:?}; shift 2 ;;
 	--herald) HERALD_BIN=${2:?}; shift 2 ;;
 	--quick) QUICK=1; shift ;;
+	--side) SIDE=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
@@ -120,8 +129,22 @@ KEEP_TMP=${KEEP_TMP:-0}
 FOREIGN_WARN=${FOREIGN_WARN:-10}
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 PIN=${PIN:-1}
+SIDE=${SIDE:-0}
+SIDE_CPUS=${SIDE_CPUS:-0 1}
 
 [[ $PIN == 0 || $PIN == 1 ]] || die "PIN must be 0 or 1 (got '$PIN')"
+[[ $SIDE == 0 || $SIDE == 1 ]] || die "SIDE must be 0 or 1 (got '$SIDE')"
+SERVER_CPU='' GEN_CPU=''
+if ((SIDE)); then
+	read -r SERVER_CPU GEN_CPU _ <<<"$SIDE_CPUS"
+	[[ $SERVER_CPU =~ ^[0-9]+$ && $GEN_CPU =~ ^[0-9]+$ && $SERVER_CPU != "$GEN_CPU" ]] ||
+		die "SIDE_CPUS must name two different CPUs (got '$SIDE_CPUS')"
+	command -v taskset >/dev/null 2>&1 || die "SIDE=1 needs taskset (util-linux)"
+	taskset -c "$SERVER_CPU,$GEN_CPU" true 2>/dev/null || die "SIDE_CPUS '$SIDE_CPUS': not CPUs this process may use"
+	[[ ${WORKERS:-1} == 1 ]] || warn "SIDE=1: Herald runs with one worker (WORKERS=$WORKERS ignored)"
+	WORKERS=1
+	PIN=1
+fi
 [[ $WINDOW == all || $WINDOW == probe ]] || die "WINDOW must be all or probe (got '$WINDOW')"
 for v in ROUNDS FANOUT_SUBS INFLIGHT BYTES ROOMS_CLIENTS ROOMS THREADS WORKERS STARTUP_TIMEOUT CONNECT_TIMEOUT SETTLE PAUSE CONNECT_CONNS CONNECT_IDLE; do
 	is_uint "${!v}" || die "$v must be a positive integer (got '${!v}')"
@@ -145,7 +168,13 @@ for s in $SCENARIOS; do
 	fanout-big) ((FANOUT_BIG_SUBS == 0)) || RUN_SCEN+=(fanout-big) ;;
 	sweep) for n in $FANOUT_SWEEP; do RUN_SCEN+=("fanout-s$n"); done ;;
 	rooms) for r in $RATES; do RUN_SCEN+=("rooms-r$r"); done ;;
-	connect) for t in $CONNECT_TOPICS; do RUN_SCEN+=("connect-$t"); done ;;
+	connect)
+		if ((SIDE)); then
+			warn "SIDE=1: connect skipped (one server's RSS and connection rate, not a shared CPU's)"
+		else
+			for t in $CONNECT_TOPICS; do RUN_SCEN+=("connect-$t"); done
+		fi
+		;;
 	*) die "unknown scenario '$s' (fanout, fanout-big, sweep, rooms, connect)" ;;
 	esac
 done
@@ -246,6 +275,15 @@ else
 	done
 fi
 SERVERS=("$A_NAME" "${B_NAMES[@]}")
+if ((SIDE)); then
+	((${#B_NAMES[@]} == 1)) || die "SIDE=1 compares Herald with exactly one peer (PEERS=bun, for instance; available: ${B_NAMES[*]:-none})"
+fi
+# SIDE=1: servers on one CPU, the wsloads on the other (ON_CPU and GEN_ON prefix their commands).
+ON_CPU=() GEN_ON=()
+if ((SIDE)); then
+	ON_CPU=(taskset -c "$SERVER_CPU")
+	GEN_ON=(taskset -c "$GEN_CPU")
+fi
 ((${#B_NAMES[@]} > 0)) || warn "no peer available: Herald runs alone, no ratios"
 
 # ---- temp dir, cleanup -----------------------------------------------------------------------
@@ -254,8 +292,8 @@ mkdir -p "$TMP/runs" "$TMP/root" # root: Herald's document root, empty (not the 
 : >"$TMP/runs.jsonl"
 # Private copies: a rebuild of build/ during the run cannot swap the binaries under it.
 cp "$HERALD_BIN" "$TMP/herald"
+cp "${HERALD_B_BIN:-$HERALD_BIN}" "$TMP/herald-b"
 cp "$WSLOAD_BIN" "$TMP/wsload"
-HERALD="$TMP/herald"
 WSLOAD="$TMP/wsload"
 
 bench_traps
@@ -323,6 +361,7 @@ start_nchan() { # name
 	chmod 755 "$prefix"
 	if ((EUID == 0)); then user_line='user root;'; else user_line='# not root: no user directive'; fi
 	((PIN)) && affinity='worker_cpu_affinity auto;'
+	((SIDE)) && affinity='# confined by taskset (SIDE=1)'
 	conf="$prefix/nginx.conf"
 	sed -e "s|@USER_LINE@|$user_line|" -e "s|@WORKERS@|$WORKERS|" -e "s|@PREFIX@|$prefix|g" \
 		-e "s|@AFFINITY@|$affinity|" -e "s|@PORT@|${PORT[$name]}|" -e "s|@MODULE@|$NCHAN_MODULE|" \
@@ -330,7 +369,7 @@ start_nchan() { # name
 	! grep -v '^[[:space:]]*#' "$conf" | grep '@[A-Z_]*@' >&2 || die "unsubstituted placeholder in $conf"
 	timeout 10 "$NGINX_BIN" -t -q -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 ||
 		{ cat "$prefix/stdout.log" "$prefix/error.log" >&2 2>/dev/null || true; die "$name: nginx -t failed"; }
-	"$NGINX_BIN" -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
+	"${ON_CPU[@]}" "$NGINX_BIN" -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
 	PID[$name]=$!
 	wait_ready "$name" "$prefix/error.log" check_pubsub
 }
@@ -340,15 +379,15 @@ start_one() { # name
 	case $name in
 	herald*)
 		((PIN)) || pin_flag=(--no-pin)
-		start_server "$name" check_pubsub "$HERALD" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
+		start_server "$name" check_pubsub "${ON_CPU[@]}" "$TMP/$name" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
 			--root "$TMP/root" --no-compression --log-level warn "${pin_flag[@]}"
 		;;
-	bun) start_server "$name" check_pubsub "$BUN_BIN" "$BUN_SCRIPT" @PORT@ ;;
-	node) start_server "$name" check_pubsub "$NODE_BIN" "$NODE_SCRIPT" @PORT@ ;;
+	bun) start_server "$name" check_pubsub "${ON_CPU[@]}" "$BUN_BIN" "$BUN_SCRIPT" @PORT@ ;;
+	node) start_server "$name" check_pubsub "${ON_CPU[@]}" "$NODE_BIN" "$NODE_SCRIPT" @PORT@ ;;
 	nats)
 		# The config reads the WebSocket port from the environment; the client port is another one.
 		pick_port
-		start_server "$name" check_pubsub env NATS_WS_PORT=@PORT@ "$NATS_BIN" -c "$NATS_CONF" -p "$REPLY"
+		start_server "$name" check_pubsub "${ON_CPU[@]}" env NATS_WS_PORT=@PORT@ "$NATS_BIN" -c "$NATS_CONF" -p "$REPLY"
 		;;
 	nchan) start_nchan "$name" ;;
 	esac
@@ -365,7 +404,7 @@ workers_desc() {
 	bun | node) echo "1 thread" ;;
 	nats) echo "GOMAXPROCS $(nproc)" ;;
 	nchan) echo "$WORKERS workers" ;;
-	*) echo "$WORKERS threads" ;;
+	*) echo "$WORKERS thread$( ((WORKERS == 1)) || echo s)" ;;
 	esac
 }
 
@@ -397,10 +436,12 @@ FIELDS=(msgs_per_s p50_us p99_us p999_us server_cpu_us_per_msg gen_cpu_pct other
 	gen_cpu_us_per_msg lost published_per_s expected received messages server_cpu_pct)
 CONNECT_FIELDS=(conns_per_s conns_open_per_s kib_per_conn unready other_cpu_pct errors open)
 
-measure() { # round scenario name
-	local round=$1 s=$2 name=$3 out f dur=$DURATION_S warm=$WARMUP_S
-	local -A v=()
-	out="$TMP/runs/$s-$name-r$round.txt"
+run_out() { echo "$TMP/runs/$2-$3-r$1.txt"; } # round scenario name -> wsload's output file
+
+# One wsload run against one server, output in run_out's file; dies if it fails.
+run_load() { # round scenario name
+	local round=$1 s=$2 name=$3 out dur=$DURATION_S warm=$WARMUP_S
+	out=$(run_out "$round" "$s" "$name")
 	if is_connect "$s"; then
 		# A fresh server: its RSS before the first connection is its baseline.
 		stop_server "$name"
@@ -420,13 +461,20 @@ measure() { # round scenario name
 	proto_args "$name"
 	scen_args "$s" "$round"
 	server_pid_args "$name"
-	if ! timeout -k 5 $((warm + dur + 2 * CONNECT_TIMEOUT + SETTLE + 30)) "$WSLOAD" \
+	if ! "${GEN_ON[@]}" timeout -k 5 $((warm + dur + 2 * CONNECT_TIMEOUT + SETTLE + 30)) "$WSLOAD" \
 		"${SCEN[@]}" "${PROTO[@]}" -t "$THREADS" -d "$dur" --warmup "$warm" \
 		--settle "$SETTLE" --connect-timeout "$CONNECT_TIMEOUT" "${SPIDS[@]}" \
 		>"$out" 2>&1; then
 		cat "$out" >&2
 		die "wsload $s against $name failed or timed out"
 	fi
+}
+
+# The run's figures into runs.jsonl and the TSV, and a log line.
+record_load() { # round scenario name
+	local round=$1 s=$2 name=$3 out f
+	local -A v=()
+	out=$(run_out "$round" "$s" "$name")
 	alive "${PID[$name]}" || die "$name died during $s, round $round"
 	printf '{"bench":"ws-pubsub","scenario":"%s","server":"%s","round":%d,"workers":%d,"rev":"%s",%s\n' \
 		"$s" "$name" "$round" "$(workers_of "$name")" "$GIT_REV" "$(sed -n 's/^JSON {//p' "$out" | head -n1 | sed 's/"scenario":/"wsload_scenario":/')" \
@@ -460,7 +508,7 @@ measure() { # round scenario name
 	((v[lost] == 0)) || warn "$s $name (round $round): ${v[lost]} of ${v[expected]} deliveries lost" \
 		"($(json_field "$out" unready) subscribers unconfirmed, $(json_field "$out" extra) extra," \
 		"$(json_field "$out" out_of_order) out of order)"
-	over_limit "${v[other_cpu_pct]}" "$FOREIGN_WARN" &&
+	((SIDE)) || ! over_limit "${v[other_cpu_pct]}" "$FOREIGN_WARN" ||
 		warn "$s $name (round $round): other processes used ${v[other_cpu_pct]}% of the machine's CPU during the run"
 	# Columns: 1 scenario, 2 server, 3 round, 4 deliveries/s, 5 p50, 6 p99, 7 p99.9, 8 server CPU
 	# us/delivery, 9 wsload % of a core, 10 other load %, 11 errors, 12 wsload us/delivery,
@@ -473,6 +521,23 @@ measure() { # round scenario name
 	log "round $round $s $name: ${v[msgs_per_s]} deliveries/s (${v[published_per_s]} published/s)," \
 		"p50 ${v[p50_us]} us, p99 ${v[p99_us]} us, server ${v[server_cpu_us_per_msg]} CPU us/delivery," \
 		"wsload ${v[gen_cpu_pct]}% of a core, lost ${v[lost]}, other load ${v[other_cpu_pct]}%"
+}
+
+measure() { # round scenario name
+	run_load "$@"
+	record_load "$@"
+}
+
+# Every server's wsload at once (SIDE=1), then their figures.
+measure_side() { # round scenario
+	local name pids=() p rc=0
+	for name in "${SERVERS[@]}"; do
+		run_load "$1" "$2" "$name" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	((rc == 0)) || die "side by side: a wsload run of $2, round $1, failed (above)"
+	for name in "${SERVERS[@]}"; do record_load "$1" "$2" "$name"; done
 }
 
 # ---- main ------------------------------------------------------------------------------------
@@ -492,23 +557,30 @@ for name in "${B_NAMES[@]}"; do
 	node) VERSION[$name]="node $("$NODE_BIN" --version 2>/dev/null) + ws $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$REPO/bench/peers/node_modules/ws/package.json" | head -n1)" ;;
 	nats) VERSION[$name]="nats-server $("$NATS_BIN" --version 2>/dev/null | sed 's/^nats-server: //')" ;;
 	nchan) VERSION[$name]="nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo '?') on $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')" ;;
-	herald-b) VERSION[$name]="herald $GIT_REV" ;;
+	herald-b) VERSION[$name]="herald ${HERALD_B_REV:-$([[ -n ${HERALD_B_BIN:-} ]] && echo "$HERALD_B_BIN" || echo "$GIT_REV")}" ;;
 	esac
 done
 
 log "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP scenarios=${RUN_SCEN[*]} servers=${SERVERS[*]}" \
 	"fanout=$FANOUT_SUBS fanout-big=$FANOUT_BIG_SUBS sweep=($FANOUT_SWEEP) inflight=$INFLIGHT window=$WINDOW" \
 	"bytes=$BYTES rooms=$ROOMS_CLIENTS/$ROOMS rates=$RATES connect=$CONNECT_CONNS ($CONNECT_TOPICS)" \
-	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN cpus=$(nproc) fd-limit=$FD_LIMIT"
+	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN cpus=$(nproc) fd-limit=$FD_LIMIT" \
+	"side=$SIDE$( ((SIDE)) && echo " (servers on CPU $SERVER_CPU, wsloads on CPU $GEN_CPU)")"
 machine_busy
 for name in "${SERVERS[@]}"; do start_one "$name"; done
 
 # Scenario by scenario within a round, the servers alternate; their order flips every round
-# (A B C, C B A, ...). Each run opens fresh connections on a topic of its own.
+# (A B C, C B A, ...); with SIDE=1 they run at once. Each run opens fresh connections on a topic
+# of its own.
 for ((round = 1; round <= ROUNDS; round++)); do
 	order=("${SERVERS[@]}")
 	((round % 2)) || mapfile -t order < <(printf '%s\n' "${SERVERS[@]}" | tac)
 	for s in "${RUN_SCEN[@]}"; do
+		if ((SIDE)); then
+			sleep "$PAUSE"
+			measure_side "$round" "$s"
+			continue
+		fi
 		for name in "${order[@]}"; do
 			sleep "$PAUSE"
 			measure "$round" "$s" "$name"
@@ -551,6 +623,13 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 		"--no-compression · Bun and Node single-threaded, never pinned · deliveries/s = messages received by all" \
 		"subscribers in the measured window · CPU = server utime+stime per delivery · lost = owed minus" \
 		"received after ${SETTLE}s of settling, summed over rounds · machine ${IDLE_BUSY}% busy before start"
+	if ((SIDE)); then
+		echo
+		echo "**Side by side** (SIDE=1): in every run both servers served the scenario at the same time," \
+			"confined to CPU $SERVER_CPU, each with its own wsload, both on CPU $GEN_CPU; each server had" \
+			"about half a core, so compare CPU per delivery and the ratios, not absolute throughput with" \
+			"the other tables. Other load includes the other server and its wsload."
+	fi
 	JSON_LINES=()
 	if ((HAVE_LOAD)); then
 		echo
@@ -642,7 +721,8 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 	echo "Ratio rows: deliveries/s and connections/s (higher is better; in rooms the rate is fixed, so" \
 		"it only shows whether both kept up), p99, CPU us/delivery and KiB per connection (lower is" \
 		"better): the ratio of the medians first, then \"by round\": the median, min and max of the" \
-		"ratios of the two runs of each round, which are minutes apart and so see the same machine." \
+		"ratios of the two runs of each round, which $( ((SIDE)) && echo "ran at the same time" ||
+			echo "are minutes apart and so see the same machine")." \
 		"Herald answers every publication with an ack and wraps each delivery in its JSON" \
 		"envelope; the Bun and Node peers do neither, NATS wraps each in a MSG line, nchan sends the" \
 		"payload bare and also back to its publisher (nchan_pubsub). KiB per connection is the growth" \
@@ -650,7 +730,7 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 		"kernel socket buffers are not in it. wsload shares the $(nproc) CPUs with the server: near" \
 		"100% of a core it, not the server, may be the limit (try THREADS=2)."
 	((${#B_NAMES[@]} > 0)) || echo "No peer was available: Herald alone, no ratios."
-	noisy_note 10 "deliveries/s, connections/s and latency" "CPU us/delivery"
+	((SIDE)) || noisy_note 10 "deliveries/s, connections/s and latency" "CPU us/delivery"
 	echo
 	printf '%s\n' "${JSON_LINES[@]}"
 } >"$SUMMARY"
