@@ -13,6 +13,15 @@
 /* iovecs gathered per sendmsg: enough to coalesce many pipelined responses or broker frames. */
 #define FLUSH_IOV 64
 
+/* Many small pieces are copied into one stack buffer and go out as one iovec: the kernel's cost
+ * per iovec (importing the array, kmalloc'd past 8 entries, and walking it while copying) is more
+ * than a memcpy of a few KiB, and a subscriber's send is typically 16 broker frames of ~100 bytes.
+ * Side by side (bench/pubsub.sh SIDE=1 against the scattered build) it cut one worker's server CPU
+ * per delivery by 4.4-7.9% at 1,000 and 10,000 subscribers. A few pieces, or large ones, go as they
+ * are: there the copy would cost what it saves. */
+#define GATHER_MIN_IOV 5
+#define GATHER_MAX     16384
+
 struct obuf *obuf_new(size_t cap)
 {
     if (cap > UINT32_MAX)
@@ -208,6 +217,24 @@ static size_t seg_advance(struct outq *q, size_t n)
     return avail;
 }
 
+/* Copies the n iovecs into stage if together they fit in GATHER_MAX, describing the copy in *one.
+ * Returns 1 if it did, 0 if they are too large (nothing copied). */
+static int gather(const struct iovec *iov, int n, char *stage, struct iovec *one)
+{
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += iov[k].iov_len;
+    if (total > GATHER_MAX)
+        return 0;
+    size_t off = 0;
+    for (int k = 0; k < n; k++) {
+        memcpy(stage + off, iov[k].iov_base, iov[k].iov_len);
+        off += iov[k].iov_len;
+    }
+    *one = (struct iovec){.iov_base = stage, .iov_len = total};
+    return 1;
+}
+
 /* Sends the run of memory segments at the front in one sendmsg. Returns bytes sent or -errno. */
 static ssize_t send_buffers(struct outq *q, int sockfd)
 {
@@ -226,6 +253,12 @@ static ssize_t send_buffers(struct outq *q, int sockfd)
         }
     }
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    char stage[GATHER_MAX];
+    struct iovec one;
+    if (n >= GATHER_MIN_IOV && gather(iov, n, stage, &one)) {
+        msg.msg_iov = &one;
+        msg.msg_iovlen = 1;
+    }
     int more = i < q->count || n == FLUSH_IOV; /* a file range or more data follows */
     ssize_t w = sendmsg(sockfd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (w < 0)
