@@ -2,6 +2,7 @@
 #include "outq.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -217,13 +218,19 @@ static size_t seg_advance(struct outq *q, size_t n)
     return avail;
 }
 
-/* Copies the n iovecs into stage if together they fit in GATHER_MAX, describing the copy in *one.
- * Returns 1 if it did, 0 if they are too large (nothing copied). */
-static int gather(const struct iovec *iov, int n, char *stage, struct iovec *one)
+static size_t iov_bytes(const struct iovec *iov, int n)
 {
     size_t total = 0;
     for (int k = 0; k < n; k++)
         total += iov[k].iov_len;
+    return total;
+}
+
+/* Copies the n iovecs into stage if together they fit in GATHER_MAX, describing the copy in *one.
+ * Returns 1 if it did, 0 if they are too large (nothing copied). */
+static int gather(const struct iovec *iov, int n, char *stage, struct iovec *one)
+{
+    size_t total = iov_bytes(iov, n);
     if (total > GATHER_MAX)
         return 0;
     size_t off = 0;
@@ -241,16 +248,15 @@ static ssize_t send_buffers(struct outq *q, int sockfd)
     struct iovec iov[FLUSH_IOV];
     int n = 0;
     uint32_t i = 0;
+    bool cut = false; /* the last dmsg did not fit whole: the rest of it follows */
     for (; i < q->count && n < FLUSH_IOV; i++) {
         struct outq_seg *s = seg_at(q, i);
         if (s->kind == OUTQ_FILE)
             break;
         int added = seg_iov(s, iov + n, FLUSH_IOV - n);
+        if (s->kind == OUTQ_DMSG && n + added == FLUSH_IOV)
+            cut = iov_bytes(iov + n, added) < dmsg_len(s->dm);
         n += added;
-        if (s->kind == OUTQ_DMSG && n == FLUSH_IOV) {
-            i++; /* possibly not all of it: `more` below stays true */
-            break;
-        }
     }
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     char stage[GATHER_MAX];
@@ -259,7 +265,9 @@ static ssize_t send_buffers(struct outq *q, int sockfd)
         msg.msg_iov = &one;
         msg.msg_iovlen = 1;
     }
-    int more = i < q->count || n == FLUSH_IOV; /* a file range or more data follows */
+    /* MSG_MORE only when something really follows: the kernel holds corked bytes for up to
+     * 200 ms waiting for it. */
+    int more = i < q->count || cut;
     ssize_t w = sendmsg(sockfd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (w < 0)
         return -errno;

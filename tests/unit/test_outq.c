@@ -4,6 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -134,6 +139,14 @@ static size_t len_1_to_97(int i)
     return 1 + (size_t)(i * 37) % 97; /* never aligned to a send */
 }
 
+/* Sends of 64 such pieces (6-16 KiB, gathered) are larger than what a Unix socket takes in one
+ * packet (about 4 KiB with a 4 KiB send buffer), so they go out in part; with 1-97 bytes, 64
+ * pieces fit in one packet and a send is all or nothing. */
+static size_t len_100_to_250(int i)
+{
+    return 100 + (size_t)(i * 37) % 151;
+}
+
 /* 200 buffers of 1000 bytes: sent scattered, each send stopping anywhere. */
 Test(outq, partial_sends_resume_where_they_stopped)
 {
@@ -151,10 +164,53 @@ Test(outq, many_small_segments_partly_sent_arrive_whole_and_in_order)
 {
     struct outq q;
     outq_init(&q);
-    char *expect = malloc(3000 * 97);
-    flush_through_small_buffer(&q, expect, queue_buffers(&q, 3000, len_1_to_97, expect));
+    char *expect = malloc(3000 * 250);
+    flush_through_small_buffer(&q, expect, queue_buffers(&q, 3000, len_100_to_250, expect));
     free(expect);
     outq_deinit(&q);
+}
+
+/* Exactly FLUSH_IOV (64) buffers and nothing after them: the send must not carry MSG_MORE, or the
+ * kernel keeps the bytes corked for up to 200 ms waiting for more. Over TCP on 127.0.0.1, nothing
+ * may be left unsent in the socket once the flush returns. */
+Test(outq, a_send_of_the_whole_queue_leaves_nothing_corked)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    cr_assert_eq(listen(lfd, 1), 0);
+    int rx = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(rx, (struct sockaddr *)&a, sizeof(a)), 0);
+    int tx = accept(lfd, NULL, NULL);
+    cr_assert_geq(tx, 0);
+    int one = 1;
+    setsockopt(tx, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    for (int n = 63; n <= 65; n++) {
+        struct outq q;
+        outq_init(&q);
+        char *expect = malloc((size_t)n * 97);
+        size_t total = queue_buffers(&q, n, len_1_to_97, expect);
+        cr_assert_eq(outq_flush(&q, tx, NULL), 0);
+        int unsent = -1;
+        cr_assert_eq(ioctl(tx, SIOCOUTQNSD, &unsent), 0);
+        cr_assert_eq(unsent, 0, "%d buffers: %d bytes held back in the socket", n, unsent);
+        char *got = malloc(total);
+        size_t have = 0;
+        while (have < total) {
+            ssize_t r = recv(rx, got + have, total - have, 0);
+            cr_assert_gt(r, 0);
+            have += (size_t)r;
+        }
+        cr_assert_eq(memcmp(got, expect, total), 0);
+        free(got);
+        free(expect);
+        outq_deinit(&q);
+    }
+    close(tx);
+    close(rx);
+    close(lfd);
 }
 
 Test(outq, file_range_follows_its_head)
