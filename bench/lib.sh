@@ -10,7 +10,8 @@
 # process or port is left behind), wsload and bun discovery, and the report's arithmetic over the
 # script's TSV of runs (col_stats, pair_stats and their med_min_max, sum_col, over_limit, noisy_note, save_results).
 #
-# Globals it reads: BENCH_NAME, TMP, RES, KEEP_TMP, STARTUP_TIMEOUT, FOREIGN_WARN, RESULTS_DIR.
+# Globals it reads: BENCH_NAME, TMP, RES, KEEP_TMP, STARTUP_TIMEOUT, FOREIGN_WARN, RESULTS_DIR,
+# BG_PIDS (background jobs that cleanup stops with their children).
 # Globals it sets: REPO, PID[name], PORT[name], PIDS_SEEN[pid], REPLY (pick_port), IDLE_BUSY.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -134,6 +135,7 @@ pick_port() { # sets REPLY
 
 # ---- temp dir, servers, cleanup --------------------------------------------------------------
 declare -gA PID=() PORT=() PIDS_SEEN=()
+declare -ga BG_PIDS=() # background jobs of the script (pubsub.sh SIDE=1): stopped by cleanup
 
 # bench_tmp prefix: makes TMP and the TSV of runs (RES), empty.
 bench_tmp() {
@@ -159,8 +161,12 @@ stop_server() {
 }
 
 cleanup() {
-	local rc=$? name p left=()
+	local rc=$? name p bg left=()
 	trap - EXIT INT TERM
+	# Their wsloads run under timeout, in a process group of their own: each one's tree goes.
+	for bg in "${BG_PIDS[@]}"; do
+		for p in $(tree_pids "$bg"); do kill -TERM "$p" 2>/dev/null || true; done
+	done
 	for name in "${!PID[@]}"; do stop_server "$name"; done
 	sleep 0.2
 	for p in "${!PIDS_SEEN[@]}"; do

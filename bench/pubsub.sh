@@ -45,8 +45,9 @@
 #
 # SIDE=1 (or --side): side by side instead of in turn. Herald (one worker) and exactly one peer
 # serve the same scenario at the same time, both confined to one CPU (SIDE_CPUS, "0 1": the first),
-# each with a wsload of its own, both wsloads on the other CPU. The two servers share their CPU over
-# the same seconds, so the ratio of their CPU per delivery does not move with the machine's speed,
+# each with a wsload of its own, both wsloads on the other CPU; the wsloads start their load
+# together once both are connected and subscribed. The two servers share their CPU over the same
+# seconds, so the ratio of their CPU per delivery does not move with the machine's speed,
 # which drifts by up to 2x between runs minutes apart here; throughput is each one's half of a core.
 # Fan-out and rooms scenarios only; "other load" then includes the other server and its wsload.
 #
@@ -106,6 +107,7 @@ CONNECT_TOPICS=${CONNECT_TOPICS:-one}
 CONNECT_IDLE=${CONNECT_IDLE:-2}
 CONNECT_SETTLE=${CONNECT_SETTLE:-2}
 THREADS=${THREADS:-1}
+WORKERS_GIVEN=${WORKERS:-}
 WORKERS=${WORKERS:-$(nproc)}
 HERALD_BIN=${HERALD_BIN:-$REPO/build/herald}
 WSLOAD_BIN=${WSLOAD_BIN:-$REPO/build/wsload}
@@ -141,7 +143,7 @@ if ((SIDE)); then
 		die "SIDE_CPUS must name two different CPUs (got '$SIDE_CPUS')"
 	command -v taskset >/dev/null 2>&1 || die "SIDE=1 needs taskset (util-linux)"
 	taskset -c "$SERVER_CPU,$GEN_CPU" true 2>/dev/null || die "SIDE_CPUS '$SIDE_CPUS': not CPUs this process may use"
-	[[ ${WORKERS:-1} == 1 ]] || warn "SIDE=1: Herald runs with one worker (WORKERS=$WORKERS ignored)"
+	[[ ${WORKERS_GIVEN:-1} == 1 ]] || warn "SIDE=1: Herald runs with one worker (WORKERS=$WORKERS_GIVEN ignored)"
 	WORKERS=1
 	PIN=1
 fi
@@ -292,7 +294,7 @@ mkdir -p "$TMP/runs" "$TMP/root" # root: Herald's document root, empty (not the 
 : >"$TMP/runs.jsonl"
 # Private copies: a rebuild of build/ during the run cannot swap the binaries under it.
 cp "$HERALD_BIN" "$TMP/herald"
-cp "${HERALD_B_BIN:-$HERALD_BIN}" "$TMP/herald-b"
+[[ $BENCH_SELFTEST != 1 ]] || cp "${HERALD_B_BIN:-$HERALD_BIN}" "$TMP/herald-b"
 cp "$WSLOAD_BIN" "$TMP/wsload"
 WSLOAD="$TMP/wsload"
 
@@ -402,7 +404,7 @@ workers_of() {
 workers_desc() {
 	case $1 in
 	bun | node) echo "1 thread" ;;
-	nats) echo "GOMAXPROCS $(nproc)" ;;
+	nats) if ((SIDE)); then echo "GOMAXPROCS 1 (taskset)"; else echo "GOMAXPROCS $(nproc)"; fi ;;
 	nchan) echo "$WORKERS workers" ;;
 	*) echo "$WORKERS thread$( ((WORKERS == 1)) || echo s)" ;;
 	esac
@@ -436,12 +438,17 @@ FIELDS=(msgs_per_s p50_us p99_us p999_us server_cpu_us_per_msg gen_cpu_pct other
 	gen_cpu_us_per_msg lost published_per_s expected received messages server_cpu_pct)
 CONNECT_FIELDS=(conns_per_s conns_open_per_s kib_per_conn unready other_cpu_pct errors open)
 
+rev_of() { [[ $1 == herald-b ]] && echo "${HERALD_B_REV:-${HERALD_B_BIN:-$GIT_REV}}" || echo "$GIT_REV"; }
+
 run_out() { echo "$TMP/runs/$2-$3-r$1.txt"; } # round scenario name -> wsload's output file
 
-# One wsload run against one server, output in run_out's file; dies if it fails.
-run_load() { # round scenario name
-	local round=$1 s=$2 name=$3 out dur=$DURATION_S warm=$WARMUP_S
+# One wsload run against one server, output in run_out's file; dies if it fails. With a fourth
+# argument (SIDE=1), wsload creates GATE.name.ready once connected and subscribed, and starts its
+# load when GATE.go appears.
+run_load() { # round scenario name [gate]
+	local round=$1 s=$2 name=$3 out dur=$DURATION_S warm=$WARMUP_S gated=()
 	out=$(run_out "$round" "$s" "$name")
+	[[ -z ${4:-} ]] || gated=(--ready-file "$4.$name.ready" --go-file "$4.go")
 	if is_connect "$s"; then
 		# A fresh server: its RSS before the first connection is its baseline.
 		stop_server "$name"
@@ -463,7 +470,7 @@ run_load() { # round scenario name
 	server_pid_args "$name"
 	if ! "${GEN_ON[@]}" timeout -k 5 $((warm + dur + 2 * CONNECT_TIMEOUT + SETTLE + 30)) "$WSLOAD" \
 		"${SCEN[@]}" "${PROTO[@]}" -t "$THREADS" -d "$dur" --warmup "$warm" \
-		--settle "$SETTLE" --connect-timeout "$CONNECT_TIMEOUT" "${SPIDS[@]}" \
+		--settle "$SETTLE" --connect-timeout "$CONNECT_TIMEOUT" "${SPIDS[@]}" "${gated[@]}" \
 		>"$out" 2>&1; then
 		cat "$out" >&2
 		die "wsload $s against $name failed or timed out"
@@ -477,7 +484,7 @@ record_load() { # round scenario name
 	out=$(run_out "$round" "$s" "$name")
 	alive "${PID[$name]}" || die "$name died during $s, round $round"
 	printf '{"bench":"ws-pubsub","scenario":"%s","server":"%s","round":%d,"workers":%d,"rev":"%s",%s\n' \
-		"$s" "$name" "$round" "$(workers_of "$name")" "$GIT_REV" "$(sed -n 's/^JSON {//p' "$out" | head -n1 | sed 's/"scenario":/"wsload_scenario":/')" \
+		"$s" "$name" "$round" "$(workers_of "$name")" "$(rev_of "$name")" "$(sed -n 's/^JSON {//p' "$out" | head -n1 | sed 's/"scenario":/"wsload_scenario":/')" \
 		>>"$TMP/runs.jsonl"
 	if is_connect "$s"; then
 		for f in "${CONNECT_FIELDS[@]}"; do
@@ -528,14 +535,26 @@ measure() { # round scenario name
 	record_load "$@"
 }
 
-# Every server's wsload at once (SIDE=1), then their figures.
+# Every server's wsload at once (SIDE=1), then their figures. The wsloads connect and subscribe
+# at their own pace (10,000 connections take a second or more), so each says when it is ready and
+# waits for the go: their warm-ups and measured windows then start together.
 measure_side() { # round scenario
-	local name pids=() p rc=0
+	local name p rc=0 i ready gate="$TMP/gate-$1-$2"
+	BG_PIDS=()
 	for name in "${SERVERS[@]}"; do
-		run_load "$1" "$2" "$name" &
-		pids+=($!)
+		run_load "$1" "$2" "$name" "$gate" &
+		BG_PIDS+=($!)
 	done
-	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	for ((i = 0; i < (2 * CONNECT_TIMEOUT + 10) * 20; i++)); do
+		ready=0
+		for name in "${SERVERS[@]}"; do [[ ! -e $gate.$name.ready ]] || ready=$((ready + 1)); done
+		((ready < ${#SERVERS[@]})) || break
+		for p in "${BG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || break 2; done # one failed
+		sleep 0.05
+	done
+	: >"$gate.go"
+	for p in "${BG_PIDS[@]}"; do wait "$p" || rc=1; done
+	BG_PIDS=()
 	((rc == 0)) || die "side by side: a wsload run of $2, round $1, failed (above)"
 	for name in "${SERVERS[@]}"; do record_load "$1" "$2" "$name"; done
 }

@@ -794,6 +794,31 @@ static void worker_drain(struct worker *w)
         client_close(&w->c[i], C_IDLE);
 }
 
+/* --ready-file and --go-file: says this process is ready, then waits for the word to start. The
+ * connections are not polled meanwhile; the wait is bounded by the connect timeout. */
+static void start_together(const struct opts *o)
+{
+    if (o->ready_file) {
+        int fd = open(o->ready_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            die("--ready-file %s: %s", o->ready_file, strerror(errno));
+        close(fd);
+    }
+    if (!o->go_file)
+        return;
+    uint64_t deadline = now_us() + o->connect_timeout_us;
+    while (access(o->go_file, F_OK) != 0) {
+        if (now_us() >= deadline) {
+            fprintf(stderr,
+                    "wsload: warning: %s did not appear within the connect timeout; "
+                    "starting alone\n",
+                    o->go_file);
+            return;
+        }
+        usleep(5000);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -807,6 +832,7 @@ static void *worker_main(void *arg)
     w->t_subscribed = now_us();
     /* All threads connected: one of them fixes the timeline for everyone. */
     if (pthread_barrier_wait(&run->barrier) == PTHREAD_BARRIER_SERIAL_THREAD) {
+        start_together(&run->o);
         run->t_load = now_us();
         run->t_meas = run->t_load + run->o.warmup_us;
         run->t_end = run->t_meas + run->o.duration_us;
@@ -879,6 +905,9 @@ static void usage(FILE *f)
         "      --server-pid PID     report this process's CPU time per message (repeatable)\n"
         "      --subprotocol NAME   offer this Sec-WebSocket-Protocol\n"
         "      --bind-range A-B     source IPv4 addresses A..B, in turn (many connections)\n"
+        "      --ready-file PATH    create PATH once every connection is open (and subscribed)\n"
+        "      --go-file PATH       then start the load only when PATH exists (waiting at most\n"
+        "                           --connect-timeout): several wsloads start together\n"
         "pub/sub (fanout, rooms, connect; messages are text):\n"
         "      --sub-template TEXT  sent by each subscriber, {topic} replaced (SUB {topic});\n"
         "                           empty: none (the URL path's {topic} subscribes)\n"
@@ -988,6 +1017,8 @@ enum {
     OPT_OWN_TOPICS,
     OPT_HELLO_TPL,
     OPT_MULTI,
+    OPT_READY_FILE,
+    OPT_GO_FILE,
 };
 
 static void parse_args(struct opts *o, int argc, char **argv)
@@ -1018,6 +1049,8 @@ static void parse_args(struct opts *o, int argc, char **argv)
         {"own-topics", no_argument, NULL, OPT_OWN_TOPICS},
         {"hello-template", required_argument, NULL, OPT_HELLO_TPL},
         {"multi", no_argument, NULL, OPT_MULTI},
+        {"ready-file", required_argument, NULL, OPT_READY_FILE},
+        {"go-file", required_argument, NULL, OPT_GO_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1093,6 +1126,12 @@ static void parse_args(struct opts *o, int argc, char **argv)
             break;
         case OPT_MULTI:
             o->multi = true;
+            break;
+        case OPT_READY_FILE:
+            o->ready_file = optarg;
+            break;
+        case OPT_GO_FILE:
+            o->go_file = optarg;
             break;
         case OPT_TOPIC:
             o->topic = optarg;

@@ -67,6 +67,9 @@ struct opts {
     const char *window; /* fanout: "all" or "probe" (what "in flight" waits for) */
     uint64_t settle_us; /* after the load: how long to wait for deliveries still on their way */
     bool own_topics;    /* connect: each connection subscribes to a topic of its own */
+    /* Start together with another wsload: ready_file is created once every connection is open
+     * and subscribed, and the load starts only when go_file exists (bench/pubsub.sh SIDE=1). */
+    const char *ready_file, *go_file;
 };
 
 /* CPU counters sampled at both ends of the measured window. */

@@ -5,9 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
@@ -185,5 +188,47 @@ test('--multi counts every delivery of a message that holds several', async () =
   } finally {
     for (const ws of wss.clients) ws.terminate();
     await new Promise((resolve) => wss.close(resolve));
+  }
+});
+
+// bench/pubsub.sh SIDE=1 starts two wsloads at once and needs their measured windows to coincide:
+// each creates --ready-file once connected, then waits for --go-file before its load starts.
+test('--ready-file and --go-file: the load starts on the go, not before', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsload-gate-'));
+  try {
+    const ready = path.join(dir, 'a.ready');
+    const go = path.join(dir, 'go');
+    let settled = false;
+    const job = run(wsload, ['--scenario', 'echo', '--url', herald.url('/echo'), '-c', '10',
+      '--warmup', '0.3', '-d', '1', '--ready-file', ready, '--go-file', go], { timeout: 60000 })
+      .finally(() => { settled = true; });
+    for (let i = 0; i < 200 && !fs.existsSync(ready); i++) await sleep(50);
+    assert.ok(fs.existsSync(ready), 'no ready file within 10 s');
+    await sleep(2000); // longer than warm-up and window together
+    assert.equal(settled, false, 'wsload ran its load without the go');
+    const goAt = Date.now();
+    fs.writeFileSync(go, '');
+    const { stdout } = await job;
+    const took = Date.now() - goAt;
+    assert.ok(took >= 1300, `finished ${took} ms after the go: warm-up and window are 1.3 s`);
+    const r = JSON.parse(stdout.split('\n').find((l) => l.startsWith('JSON ')).slice(5));
+    assertClean(r);
+    assert.ok(r.messages > 0);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--go-file that never appears: wsload starts alone after the connect timeout', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsload-gate-'));
+  try {
+    const { stdout, stderr } = await run(wsload, ['--scenario', 'echo', '--url', herald.url('/echo'),
+      '-c', '4', '--warmup', '0.2', '-d', '0.5', '--connect-timeout', '1',
+      '--go-file', path.join(dir, 'never')], { timeout: 30000 });
+    assert.match(stderr, /did not appear within the connect timeout/);
+    const r = JSON.parse(stdout.split('\n').find((l) => l.startsWith('JSON ')).slice(5));
+    assert.ok(r.messages > 0, 'the load ran');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
