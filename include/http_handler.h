@@ -53,9 +53,10 @@ int http_error(struct outq *out, int status, const char *reason, int keep_alive,
 struct obuf *http_response_start(int status, int keep_alive, size_t body_cap);
 
 /* http_json_response - queues a complete response with a JSON body; `extra` (may be NULL) holds
- * more header lines, each ending in CRLF. Returns 0 or -ENOMEM. */
+ * more header lines, each ending in CRLF; `head_only` sends the headers (Content-Length
+ * included) without the body, for HEAD. Returns 0 or -ENOMEM. */
 int http_json_response(struct outq *out, int status, int keep_alive, const char *extra,
-                       const char *body, size_t len);
+                       const char *body, size_t len, int head_only);
 
 /* http_continue - queues "100 Continue". Returns 0 or -ENOMEM. */
 int http_continue(struct outq *out);

@@ -1,6 +1,7 @@
 /* http_api.c - publishing over HTTP, the topic list and /metrics (see http_api.h). */
 #include "http_api.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -29,20 +30,44 @@ int http_api_route(const struct http_request *req)
            path_is(req, "/api/topics") || path_is(req, "/api/presence");
 }
 
+/* GET and HEAD: HEAD is answered as GET, without the body. */
+static bool is_get(const struct http_request *req)
+{
+    return req->method == HTTP_GET || req->method == HTTP_HEAD;
+}
+
 int http_api_wants_body(const struct http_request *req)
 {
     return req->method == HTTP_POST && path_is(req, "/api/publish");
 }
 
-static int send_error(struct outq *out, int status, int keep_alive, const char *extra,
-                      const char *code, const char *message)
+/* How an API request is answered: HEAD gets the headers GET would, without the body. */
+struct reply {
+    struct outq *out;
+    int keep_alive;
+    bool head;
+};
+
+static int reply_json_extra(const struct reply *r, int status, const char *extra, const char *body,
+                            size_t len)
+{
+    return http_json_response(r->out, status, r->keep_alive, extra, body, len, r->head);
+}
+
+static int reply_json(const struct reply *r, int status, const char *body, size_t len)
+{
+    return reply_json_extra(r, status, NULL, body, len);
+}
+
+static int send_error(const struct reply *r, int status, const char *extra, const char *code,
+                      const char *message)
 {
     char body[512], esc[256];
     size_t n = proto_json_escape(esc, sizeof(esc), message, strlen(message));
     esc[n] = '\0';
     int len =
         snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
-    return http_json_response(out, status, keep_alive, extra, body, (size_t)len);
+    return reply_json_extra(r, status, extra, body, (size_t)len);
 }
 
 /* Constant-time comparison, so the key cannot be guessed byte by byte from response times. */
@@ -55,11 +80,11 @@ static bool same_secret(const char *a, size_t alen, const char *b, size_t blen)
 }
 
 /* 0 when the request carries the key; otherwise queues 401/403 and returns -1. */
-static int authorize(const struct http_api *api, const struct http_request *req, int keep_alive,
-                     struct outq *out)
+static int authorize(const struct http_api *api, const struct http_request *req,
+                     const struct reply *r)
 {
     if (!api->api_key) {
-        send_error(out, 403, keep_alive, NULL, "api_disabled",
+        send_error(r, 403, NULL, "api_disabled",
                    "the HTTP API is off: start herald with --api-key");
         return -1;
     }
@@ -68,8 +93,8 @@ static int authorize(const struct http_api *api, const struct http_request *req,
     static const char bearer[] = "Bearer ";
     if (!auth || len < sizeof(bearer) - 1 || strncasecmp(auth, bearer, sizeof(bearer) - 1) != 0 ||
         !same_secret(auth + 7, len - 7, api->api_key, strlen(api->api_key))) {
-        send_error(out, 401, keep_alive, "WWW-Authenticate: Bearer realm=\"herald\"\r\n",
-                   "unauthorized", auth ? "wrong API key" : "Authorization: Bearer KEY required");
+        send_error(r, 401, "WWW-Authenticate: Bearer realm=\"herald\"\r\n", "unauthorized",
+                   auth ? "wrong API key" : "Authorization: Bearer KEY required");
         return -1;
     }
     return 0;
@@ -100,13 +125,29 @@ static void publish_one(const struct http_api *api, const char *text, size_t len
     *bad = true;
 }
 
+/* A batch is published only once all of it is known to be one JSON array: a 400 then means
+ * nothing was published, and a client that retries after it cannot duplicate messages. The
+ * elements' own rules (fields, topics) are still checked one by one, with a result each. */
+static bool array_well_formed(const char *text, size_t len)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    bool ok = root && cJSON_IsArray(root);
+    cJSON_Delete(root);
+    size_t pos = 0, el_len;
+    const char *el;
+    int rc = 0;
+    while (ok && (rc = proto_array_next(text, len, &pos, &el, &el_len)) == 1)
+        ;
+    return ok && rc == 0;
+}
+
 static int handle_publish(const struct http_api *api, const struct http_request *req,
-                          const struct dmsg *body, int keep_alive, struct outq *out)
+                          const struct dmsg *body, const struct reply *r)
 {
     if (req->method != HTTP_POST)
-        return send_error(out, 405, keep_alive, "Allow: POST\r\n", "method_not_allowed",
-                          "use POST");
-    if (authorize(api, req, keep_alive, out) < 0)
+        return send_error(r, 405, "Allow: POST\r\n", "method_not_allowed", "use POST");
+    if (authorize(api, req, r) < 0)
         return 0;
     size_t len = body ? dmsg_len(body) : 0;
     char *text = malloc(len + 1);
@@ -121,28 +162,26 @@ static int handle_publish(const struct http_api *api, const struct http_request 
     bool bad = false;
     int status = 200;
     if (i < len && text[i] == '[') {
+        if (!array_well_formed(text, len)) {
+            free(text);
+            return send_error(r, 400, NULL, PROTO_E_BAD_JSON,
+                              "the body must be a JSON object or an array of them");
+        }
         textbuf_put(&t, "{\"results\":[", 12);
         size_t pos = 0, el_len;
         const char *el;
-        int rc, k = 0;
-        while ((rc = proto_array_next(text, len, &pos, &el, &el_len)) == 1) {
-            if (k++)
+        for (int k = 0; proto_array_next(text, len, &pos, &el, &el_len) == 1; k++) {
+            if (k)
                 textbuf_put(&t, ",", 1);
             publish_one(api, el, el_len, &t, &bad);
         }
         textbuf_put(&t, "]}", 2);
-        if (rc < 0) {
-            textbuf_free(&t);
-            free(text);
-            return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_JSON,
-                              "the body must be a JSON object or an array of them");
-        }
     } else {
         publish_one(api, text, len, &t, &bad);
         status = bad ? 400 : 200; /* a batch reports per message; a single one by status */
     }
     free(text);
-    int rc = t.failed ? -ENOMEM : http_json_response(out, status, keep_alive, NULL, t.p, t.len);
+    int rc = t.failed ? -ENOMEM : reply_json(r, status, t.p, t.len);
     textbuf_free(&t);
     return rc;
 }
@@ -163,19 +202,19 @@ static void list_topic(const struct broker_topic_info *info, void *ctx)
                    (unsigned long long)info->offset);
 }
 
-static int handle_topics(const struct http_api *api, const struct http_request *req, int keep_alive,
-                         struct outq *out)
+static int handle_topics(const struct http_api *api, const struct http_request *req,
+                         const struct reply *r)
 {
-    if (req->method != HTTP_GET)
-        return send_error(out, 405, keep_alive, "Allow: GET\r\n", "method_not_allowed", "use GET");
-    if (authorize(api, req, keep_alive, out) < 0)
+    if (!is_get(req))
+        return send_error(r, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", "use GET");
+    if (authorize(api, req, r) < 0)
         return 0;
     struct textbuf t = {0};
     struct topic_list l = {.t = &t};
     textbuf_put(&t, "{\"topics\":[", 11);
     size_t total = broker_topics(api->broker, list_topic, &l, TOPICS_MAX);
     textbuf_printf(&t, "],\"count\":%zu,\"truncated\":%s}", total, total > l.n ? "true" : "false");
-    int rc = t.failed ? -ENOMEM : http_json_response(out, 200, keep_alive, NULL, t.p, t.len);
+    int rc = t.failed ? -ENOMEM : reply_json(r, 200, t.p, t.len);
     textbuf_free(&t);
     return rc;
 }
@@ -223,34 +262,34 @@ static void list_member(const char *member, size_t len, void *ctx)
 
 /* GET /api/presence?topic=NAME[&limit=N]: the members of a topic, as the WebSocket query. */
 static int handle_presence(const struct http_api *api, const struct http_request *req,
-                           int keep_alive, struct outq *out)
+                           const struct reply *r)
 {
-    if (req->method != HTTP_GET)
-        return send_error(out, 405, keep_alive, "Allow: GET\r\n", "method_not_allowed", "use GET");
-    if (authorize(api, req, keep_alive, out) < 0)
+    if (!is_get(req))
+        return send_error(r, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", "use GET");
+    if (authorize(api, req, r) < 0)
         return 0;
     char topic[TOPIC_MAX_LEN + 1], num[16];
     ssize_t tlen = query_param(req, "topic", topic, sizeof(topic));
     if (tlen == -1)
-        return send_error(out, 400, keep_alive, NULL, PROTO_E_MISSING_FIELD,
+        return send_error(r, 400, NULL, PROTO_E_MISSING_FIELD,
                           "give the topic: /api/presence?topic=NAME");
     if (tlen < 0)
-        return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_TOPIC, "topic name too long");
+        return send_error(r, 400, NULL, PROTO_E_BAD_TOPIC, "topic name too long");
     bool wild = false;
     const char *why = pattern_check(topic, (size_t)tlen, &wild);
     if (why || wild)
-        return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_TOPIC,
+        return send_error(r, 400, NULL, PROTO_E_BAD_TOPIC,
                           why ? why : "presence needs an exact topic name");
     unsigned long limit = PROTO_LIMIT_DEFAULT;
     ssize_t nlen = query_param(req, "limit", num, sizeof(num));
     if (nlen == -2)
-        return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_REQUEST,
+        return send_error(r, 400, NULL, PROTO_E_BAD_REQUEST,
                           "limit must be an integer from 0 to 1000");
     if (nlen >= 0) {
         char *e;
         limit = strtoul(num, &e, 10);
         if (!num[0] || *e || num[0] == '-' || limit > 1000)
-            return send_error(out, 400, keep_alive, NULL, PROTO_E_BAD_REQUEST,
+            return send_error(r, 400, NULL, PROTO_E_BAD_REQUEST,
                               "limit must be an integer from 0 to 1000");
     }
     struct textbuf t = {0};
@@ -260,7 +299,7 @@ static int handle_presence(const struct http_api *api, const struct http_request
     textbuf_puts(&t, "\",\"members\":[");
     size_t count = broker_presence(api->broker, topic, (size_t)tlen, limit, list_member, &l);
     textbuf_printf(&t, "],\"count\":%zu}", count);
-    int rc = t.failed ? -ENOMEM : http_json_response(out, 200, keep_alive, NULL, t.p, t.len);
+    int rc = t.failed ? -ENOMEM : reply_json(r, 200, t.p, t.len);
     textbuf_free(&t);
     return rc;
 }
@@ -284,7 +323,7 @@ static uint64_t sum(const struct http_api *api, size_t field_offset)
     return total;
 }
 
-static int handle_metrics(const struct http_api *api, int keep_alive, struct outq *out)
+static int handle_metrics(const struct http_api *api, const struct reply *r)
 {
     struct broker_stats st;
     broker_stats(api->broker, &st);
@@ -333,7 +372,7 @@ static int handle_metrics(const struct http_api *api, int keep_alive, struct out
         textbuf_free(&t);
         return -ENOMEM;
     }
-    struct obuf *b = http_response_start(200, keep_alive, t.len);
+    struct obuf *b = http_response_start(200, r->keep_alive, r->head ? 0 : t.len);
     if (!b) {
         textbuf_free(&t);
         return -ENOMEM;
@@ -341,23 +380,24 @@ static int handle_metrics(const struct http_api *api, int keep_alive, struct out
     obuf_puts(b, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: ");
     obuf_putu(b, t.len);
     obuf_puts(b, "\r\n\r\n");
-    obuf_put(b, t.p, t.len);
+    if (!r->head)
+        obuf_put(b, t.p, t.len);
     textbuf_free(&t);
-    return outq_push_take(out, b);
+    return outq_push_take(r->out, b);
 }
 
 int http_api_handle(const struct http_api *api, const struct http_request *req,
                     const struct dmsg *body, int keep_alive, struct outq *out)
 {
+    const struct reply r = {.out = out, .keep_alive = keep_alive, .head = req->method == HTTP_HEAD};
     if (path_is(req, "/metrics")) {
-        if (req->method != HTTP_GET)
-            return send_error(out, 405, keep_alive, "Allow: GET\r\n", "method_not_allowed",
-                              "use GET");
-        return handle_metrics(api, keep_alive, out);
+        if (!is_get(req))
+            return send_error(&r, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", "use GET");
+        return handle_metrics(api, &r);
     }
     if (path_is(req, "/api/topics"))
-        return handle_topics(api, req, keep_alive, out);
+        return handle_topics(api, req, &r);
     if (path_is(req, "/api/presence"))
-        return handle_presence(api, req, keep_alive, out);
-    return handle_publish(api, req, body, keep_alive, out);
+        return handle_presence(api, req, &r);
+    return handle_publish(api, req, body, &r);
 }

@@ -29,6 +29,8 @@ const char *http_status_text(int status)
         return "Not Modified";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 403:
         return "Forbidden";
     case 404:
@@ -127,9 +129,10 @@ int http_error(struct outq *out, int status, const char *reason, int keep_alive,
 }
 
 int http_json_response(struct outq *out, int status, int keep_alive, const char *extra,
-                       const char *body, size_t len)
+                       const char *body, size_t len, int head_only)
 {
-    struct obuf *b = http_response_start(status, keep_alive, len + (extra ? strlen(extra) : 0));
+    size_t cap = (head_only ? 0 : len) + (extra ? strlen(extra) : 0);
+    struct obuf *b = http_response_start(status, keep_alive, cap);
     if (!b)
         return -ENOMEM;
     obuf_puts(b, "Content-Type: application/json\r\nCache-Control: no-store\r\n");
@@ -137,7 +140,8 @@ int http_json_response(struct outq *out, int status, int keep_alive, const char 
         obuf_puts(b, extra);
     put_header_u(b, "Content-Length: ", len);
     obuf_puts(b, "\r\n");
-    obuf_put(b, body, len);
+    if (!head_only)
+        obuf_put(b, body, len);
     return outq_push_take(out, b);
 }
 

@@ -458,10 +458,10 @@ int proto_array_next(const char *text, size_t len, size_t *pos, const char **el,
             return -1;
         i = skip_ws(text, i + 1, len);
         if (i < len && text[i] == ']') {
-            *pos = len;
+            *pos = len + 1;
             return skip_ws(text, i + 1, len) == len ? 0 : -1;
         }
-    } else if (*pos >= len) {
+    } else if (*pos > len) { /* past the closing bracket */
         return 0;
     }
     size_t start = i;
@@ -473,7 +473,7 @@ int proto_array_next(const char *text, size_t len, size_t *pos, const char **el,
     if (i < len && text[i] == ',') {
         *pos = i + 1;
     } else if (i < len && text[i] == ']' && skip_ws(text, i + 1, len) == len) {
-        *pos = len;
+        *pos = len + 1; /* not len: a text ending in a comma leaves *pos there */
     } else {
         return -1;
     }

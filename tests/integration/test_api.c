@@ -309,3 +309,71 @@ Test(api, off_without_a_key)
     resp_free(&r);
     free(herald_stop(&p));
 }
+
+/* HEAD is GET without the body (RFC 9110 9.3.2): each HEAD is followed on the same connection by
+ * a GET, which reads as its own response only if the HEAD's answer carried no body (a 405 with a
+ * JSON body once made the next response unparseable for keep-alive clients). */
+Test(api, head_is_answered_like_get_without_a_body)
+{
+    static const char *const paths[] = {"/metrics", "/api/topics", "/api/presence?topic=lobby",
+                                        "/api/publish"};
+    static const int want[] = {200, 200, 200, 405};
+    for (size_t k = 0; k < sizeof(paths) / sizeof(paths[0]); k++) {
+        struct client c;
+        client_open(&c, srv.port);
+        char req[1024];
+        snprintf(req, sizeof(req),
+                 "HEAD %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY "\r\n\r\n"
+                 "GET /api/topics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY "\r\n\r\n",
+                 paths[k]);
+        send_str(c.fd, req);
+        struct http_resp r;
+        cr_assert_eq(read_response(&c, &r, 1), 0, "HEAD %s", paths[k]);
+        cr_assert_eq(r.status, want[k], "HEAD %s: %s", paths[k], r.head);
+        char v[64];
+        cr_assert_eq(resp_header(&r, "Content-Length", v, sizeof(v)), 0, "HEAD %s", paths[k]);
+        cr_assert_gt(atol(v), 0, "HEAD %s: the length GET's body would have", paths[k]);
+        resp_free(&r);
+        cr_assert_eq(read_response(&c, &r, 0), 0, "GET after HEAD %s", paths[k]);
+        cr_assert_eq(r.status, 200, "after HEAD %s the next response starts: %.40s", paths[k],
+                     r.head);
+        cJSON_Delete(json_of(&r));
+        resp_free(&r);
+        client_close(&c);
+    }
+}
+
+Test(api, unauthorized_has_its_reason_phrase)
+{
+    struct http_resp r;
+    cr_assert_eq(post(srv.port, "/api/publish", NULL, "{\"topic\":\"news\",\"data\":1}", &r), 0);
+    cr_assert_eq(strncmp(r.head, "HTTP/1.1 401 Unauthorized\r\n", 27), 0, "%.40s", r.head);
+    resp_free(&r);
+}
+
+/* A batch that is not a whole JSON array publishes nothing (a client that retries after the 400
+ * must not duplicate its first messages), and one cut after a comma is not taken for complete. */
+Test(api, a_malformed_batch_publishes_nothing)
+{
+    static const char *const bodies[] = {
+        "[{\"topic\":\"atomic\",\"data\":1},{\"topic\":\"atomic\",\"data\":2}",
+        "[{\"topic\":\"atomic\",\"data\":1},",
+        "[{\"topic\":\"atomic\",\"data\":1},{\"topic\":\"atomic\",\"data\":2}] x",
+        "[{\"topic\":\"atomic\",\"data\":1},{\"topic\":\"atomic\",\"data\":}]",
+    };
+    for (size_t k = 0; k < sizeof(bodies) / sizeof(bodies[0]); k++) {
+        struct http_resp r;
+        cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY, bodies[k], &r), 0);
+        cr_assert_eq(r.status, 400, "%s: %s", bodies[k], r.body);
+        resp_free(&r);
+    }
+    cJSON *j;
+    cr_assert_eq(get_json("/api/topics", &j), 200);
+    cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "topics"))
+    {
+        cr_assert_str_neq(cJSON_GetObjectItem(t, "topic")->valuestring, "atomic",
+                          "a malformed batch published to \"atomic\"");
+    }
+    cJSON_Delete(j);
+}

@@ -977,3 +977,18 @@ Test(proto, array_elements_with_their_raw_text)
     pos = 0;
     cr_assert_eq(proto_array_next("[1 2]", 5, &pos, &el, &n), -1);
 }
+
+/* An array cut off after a comma is not an array: "[1," once ended the walk as if it were "[1]",
+ * and the HTTP API published such a batch. */
+Test(proto, an_array_cut_after_a_comma_or_unclosed_is_malformed)
+{
+    const char *cut[] = {"[1,", "[1, ", "[1", "[1 ", "[", "[{\"a\":1},"};
+    for (size_t k = 0; k < sizeof(cut) / sizeof(cut[0]); k++) {
+        size_t pos = 0, n;
+        const char *el;
+        int rc;
+        while ((rc = proto_array_next(cut[k], strlen(cut[k]), &pos, &el, &n)) == 1)
+            ;
+        cr_assert_eq(rc, -1, "\"%s\" walked to the end (%d)", cut[k], rc);
+    }
+}
