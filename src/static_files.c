@@ -112,6 +112,11 @@ int static_open(const struct static_root *root, const char *rel, int is_dir,
             close(fd);
             return -500;
         }
+    } else if (is_dir) {
+        /* "/a.html/" names a directory: a file there is 404 (open(2) says ENOTDIR), or a
+         * browser would resolve the page's relative links under it. */
+        close(fd);
+        return -404;
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);

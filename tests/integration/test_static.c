@@ -117,6 +117,18 @@ Test(static_files, symlink_inside_the_root_and_directories)
     resp_free(&r);
 }
 
+/* A file named with a trailing slash is not a directory: 404, as nginx (a 200 there made
+ * browsers resolve the page's relative links under "/docs/page.css/"). */
+Test(static_files, a_file_with_a_trailing_slash_is_not_found)
+{
+    const char *paths[] = {"/docs/page.css/", "/index.html/", "/inside/index.html/"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        struct http_resp r;
+        cr_assert_eq(get_status(paths[i], &r), 404, "%s", paths[i]);
+        resp_free(&r);
+    }
+}
+
 static void check_pattern(const struct http_resp *r, size_t n)
 {
     cr_assert_eq(r->body_len, n);
