@@ -9,28 +9,22 @@
 #include "log.h"
 #include "server.h"
 
-/* Set once before the handlers are installed; the handler only reads it. */
-static struct server *running;
-
-/* Async-signal-safe: server_stop is a single write(2) on the shutdown pipe. */
-static void on_signal(int sig)
+/* SIGINT and SIGTERM stop the server through its signalfd (server.h); SIGPIPE is ignored: writes
+ * use MSG_NOSIGNAL, but sendfile cannot, and a vanished client must not kill us. */
+static int install_signals(struct server *srv)
 {
-    (void)sig;
-    if (running)
-        server_stop(running);
-}
-
-static int install_signals(void)
-{
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    int rc = server_stop_on_signals(srv, &stop);
+    if (rc < 0)
+        return rc;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
-        return -1;
-    /* Writes use MSG_NOSIGNAL, but sendfile cannot: a vanished client must not kill us. */
     sa.sa_handler = SIG_IGN;
-    return sigaction(SIGPIPE, &sa, NULL);
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGPIPE, &sa, NULL) < 0 ? -errno : 0;
 }
 
 /* Every connection is a descriptor: use all the process may have (the soft limit is often 1024
@@ -69,16 +63,15 @@ int main(int argc, char **argv)
     rc = server_new(&srv, &cfg);
     if (rc < 0)
         return 1;
-    running = srv;
-    if (install_signals() < 0) {
-        log_msg(LOG_ERROR, "sigaction: %s", herald_strerror(-errno));
+    rc = install_signals(srv);
+    if (rc < 0) {
+        log_msg(LOG_ERROR, "signals: %s", herald_strerror(rc));
         server_free(srv);
         return 1;
     }
     print_startup(&cfg, srv);
     rc = server_run(srv);
     log_msg(LOG_INFO, "stopped");
-    running = NULL;
     server_free(srv);
     return rc < 0 ? 1 : 0;
 }

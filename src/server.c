@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -45,6 +46,7 @@ struct server {
     const struct herald_config *cfg;
     int epfd, listen_fd, timer_fd;
     int stop_pipe[2];
+    int signal_fd; /* -1 until server_stop_on_signals */
     int port;
     int nthreads;
     int ncpus;
@@ -68,8 +70,8 @@ struct server {
         bool closed; /* shutting down: batches are dropped at once (see server_run) */
     } fanout;
     char fanout_tag;
-    /* Addresses used as epoll tags for the three non-connection fds. */
-    char listen_tag, timer_tag, stop_tag;
+    /* Addresses used as epoll tags for the non-connection fds. */
+    char listen_tag, timer_tag, stop_tag, signal_tag;
 };
 
 static int epoll_add(int epfd, int fd, uint32_t events, void *tag)
@@ -364,6 +366,7 @@ int server_new(struct server **out, const struct herald_config *cfg)
     srv->cfg = cfg;
     srv->epfd = srv->listen_fd = srv->timer_fd = -1;
     srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+    srv->signal_fd = -1;
     srv->root.dirfd = -1;
     atomic_init(&srv->accept_paused, false);
     atomic_init(&srv->nconns, 0);
@@ -502,6 +505,19 @@ static void on_timer(struct server *srv, int worker)
     epoll_rearm(srv->epfd, srv->timer_fd, EPOLLIN | EPOLLONESHOT, &srv->timer_tag);
 }
 
+/* A stop signal is pending: the worker that got the one-shot event takes it and writes the
+ * shutdown pipe, which every worker sees. Left disarmed after that: the server is stopping. */
+static void on_signal(struct server *srv)
+{
+    struct signalfd_siginfo si;
+    if (read(srv->signal_fd, &si, sizeof(si)) != (ssize_t)sizeof(si)) {
+        epoll_rearm(srv->epfd, srv->signal_fd, EPOLLIN | EPOLLONESHOT, &srv->signal_tag);
+        return;
+    }
+    log_msg(LOG_INFO, "SIG%s received: stopping", sigabbrev_np((int)si.ssi_signo));
+    server_stop(srv);
+}
+
 struct worker {
     struct server *srv;
     int index;
@@ -547,6 +563,8 @@ static void *worker_main(void *arg)
                 on_timer(srv, w->index);
             else if (tag == &srv->fanout_tag)
                 on_fanout(srv, w->index);
+            else if (tag == &srv->signal_tag)
+                on_signal(srv);
             else if (tag == &srv->stop_tag)
                 stop = 1; /* finish this batch: its connections are owned by this thread */
             else
@@ -597,6 +615,17 @@ int server_run(struct server *srv)
     return rc;
 }
 
+int server_stop_on_signals(struct server *srv, const sigset_t *set)
+{
+    int rc = -pthread_sigmask(SIG_BLOCK, set, NULL);
+    if (rc < 0)
+        return rc;
+    srv->signal_fd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (srv->signal_fd < 0)
+        return -errno;
+    return epoll_add(srv->epfd, srv->signal_fd, EPOLLIN | EPOLLONESHOT, &srv->signal_tag);
+}
+
 void server_stop(struct server *srv)
 {
     char b = 1;
@@ -608,7 +637,8 @@ void server_free(struct server *srv)
 {
     if (!srv)
         return;
-    int fds[] = {srv->epfd, srv->listen_fd, srv->timer_fd, srv->stop_pipe[0], srv->stop_pipe[1]};
+    int fds[] = {srv->epfd,         srv->listen_fd,    srv->timer_fd,
+                 srv->stop_pipe[0], srv->stop_pipe[1], srv->signal_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i] >= 0)
             close(fds[i]);

@@ -107,7 +107,12 @@ void herald_start(struct herald_proc *p, const char *const *args)
 
 char *herald_stop(struct herald_proc *p)
 {
-    kill(p->pid, SIGTERM);
+    return herald_stop_signal(p, SIGTERM);
+}
+
+char *herald_stop_signal(struct herald_proc *p, int sig)
+{
+    kill(p->pid, sig);
     int st = 0;
     pid_t r = 0;
     for (long long end = now_ms() + 20000; now_ms() < end; usleep(10000))
@@ -130,7 +135,7 @@ char *herald_stop(struct herald_proc *p)
      * failed assertion would not fail the test, and a sanitizer report must never pass. */
     const char *why = NULL;
     if (r != p->pid)
-        why = "did not stop within 20 s of SIGTERM";
+        why = "did not stop within 20 s of the signal";
     else if (!WIFEXITED(st))
         why = "died by a signal";
     else if (WEXITSTATUS(st) != 0)

@@ -26,6 +26,9 @@ void herald_start(struct herald_proc *p, const char *const *args);
  * text (caller frees). */
 char *herald_stop(struct herald_proc *p);
 
+/* herald_stop with another signal (SIGINT). */
+char *herald_stop_signal(struct herald_proc *p, int sig);
+
 /* A connected blocking socket to 127.0.0.1:port with 10 s send/receive timeouts. */
 int tcp_connect(int port);
 
