@@ -29,8 +29,10 @@
  * topic (PRESENCE_EVENTS entries) that members pull like messages; a member further behind than
  * that gets a presence_lost message instead of the events it missed. Counting members is O(1).
  *
- * Bounds: a topic keeps at most history_size messages (and, for recovery, none older than
- * history_ttl, which broker_sweep also drops from memory); all topics together keep about
+ * Bounds: a topic keeps history_size messages, more only while a subscriber less than max_lag
+ * bytes behind still needs them (then it keeps up to that subscriber's cursor, and comes back to
+ * history_size once it has them), and, for recovery, none older than history_ttl, which
+ * broker_sweep also drops from memory; all topics together keep about
  * history_memory bytes of messages: over it, a publish trims its own topic's oldest and
  * broker_sweep the other topics', never a message a subscriber has not received yet and never a
  * topic's newest (so the cap can be exceeded by those); a topic with no subscribers and nothing
@@ -60,6 +62,10 @@ struct broker_config {
     unsigned history_ttl;       /* seconds a message stays replayable; 0: no limit */
     unsigned max_subscriptions; /* per session */
     size_t history_memory;      /* bytes of kept messages over all topics; 0: no cap */
+    /* A subscription less than this many bytes behind its topic's head never loses a message to
+     * history_size (the ring grows for it instead); 0: history_size always applies. The server
+     * passes --max-outbound, past which the subscriber is disconnected anyway. */
+    size_t max_lag;
 };
 
 /* A batch of owners to wake because topics they subscribe to have new messages. */

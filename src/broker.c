@@ -427,13 +427,40 @@ static struct obuf *zframe_finish(struct obuf *z, const struct obuf *f, size_t f
     return z;
 }
 
-/* Appends f (and its compressed twin z, or NULL) as the topic's next message, evicting the
- * oldest if the ring is full. */
+/* Whether the topic's oldest kept message may go: no subscriber within max_lag bytes of the head
+ * still needs it. A burst longer than --history-size must not cut off a subscriber that is keeping
+ * up (its wake may simply not have run yet: one read can publish thousands of messages before the
+ * worker serves any wake); one further behind is disconnected as a slow consumer anyway
+ * (broker_ws.c), which is what bounds the memory kept for it. t->low is a lower bound of the
+ * cursors that count, so the entries are scanned only when the oldest reaches it: about once per
+ * history_size publishes while subscribers keep up. Under the topic's lock. */
+static bool oldest_unneeded(struct broker *b, struct topic *t)
+{
+    uint64_t oldest = t->head - t->count + 1;
+    if (oldest < t->low)
+        return true;
+    uint64_t low = t->head + 1;
+    for (size_t i = 0; i < t->n_entries; i++) {
+        uint64_t c = t->entries[i]->cursor;
+        /* Below the oldest: lost already. Past the head: has everything. */
+        if (c < oldest || c > t->head || c >= low)
+            continue;
+        if (t->bytes - t->ring[c % t->cap].before < b->cfg.max_lag)
+            low = c;
+    }
+    t->low = low;
+    t->scanned = t->head;
+    return oldest < low;
+}
+
+/* Appends f (and its compressed twin z, or NULL) as the topic's next message. At --history-size
+ * the oldest gives way, unless a subscriber still needs it (oldest_unneeded): then the ring grows,
+ * and shrinks back once that subscriber has it. */
 static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct obuf *z)
 {
-    if (t->count == t->cap && t->cap < b->cfg.history_size) {
+    if (t->count == t->cap && (t->cap < b->cfg.history_size || !oldest_unneeded(b, t))) {
         size_t ncap = t->cap ? t->cap * 2 : RING_MIN;
-        if (ncap > b->cfg.history_size)
+        if (t->cap < b->cfg.history_size && ncap > b->cfg.history_size)
             ncap = b->cfg.history_size;
         struct slot *nr = malloc(ncap * sizeof(*nr));
         if (!nr)
@@ -446,6 +473,13 @@ static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct o
     }
     if (t->count == t->cap)
         drop_oldest(b, t); /* the oldest gives way */
+    /* Grown past history_size for a subscriber: back down as far as the subscribers allow. The
+     * bound is refreshed at most every history_size / 4 publishes (a scan looks at every entry). */
+    size_t hs = b->cfg.history_size;
+    if (t->count >= hs && t->head - t->count + 1 >= t->low && t->head - t->scanned > hs / 4)
+        oldest_unneeded(b, t);
+    while (t->count >= hs && t->head - t->count + 1 < t->low)
+        drop_oldest(b, t);
     uint64_t off = t->head + 1;
     t->count++;
     t->ring[off % t->cap] =
@@ -580,6 +614,8 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
         *lost = true; /* the history moved past this subscriber: it cannot keep up */
         e->cursor = oldest;
     }
+    if (e->cursor < t->low)
+        t->low = e->cursor; /* it may need protecting again (oldest_unneeded) */
     uint64_t from = e->cursor;
     while (e->cursor <= t->head && budget > 0 && (bytes < budget || bytes == 0)) {
         const struct slot *sl = &t->ring[e->cursor % t->cap];

@@ -79,6 +79,8 @@ struct topic {
     uint64_t bytes;    /* of every delivery frame so far (plain), for subscribers' backlogs */
     struct slot *ring; /* offsets head-count+1 .. head, at (offset % cap) */
     size_t cap, count;
+    uint64_t low;     /* no cursor within max_lag is below it (a lower bound, oldest_unneeded) */
+    uint64_t scanned; /* head when low was last computed */
     /* Every subscriber's entry. The first n_idle have pulled since their last wake; a publish
      * wakes just those and makes them busy. The busy ones have a wake on its way, whose pull will
      * read the new head anyway. So a publish costs the wakes it sends, not one per subscriber. */

@@ -124,9 +124,13 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
     } else if (o && o->last > 0) {
         start = t->head + 1 >= oldest + o->last ? t->head + 1 - o->last : oldest;
     }
-    if (!move)
+    /* Never past what the entry has not delivered yet: a replay may go back, but a failed
+     * recovery or a short "last" on a live subscription must not skip its backlog. */
+    if (!move || e->cursor < start)
         start = e->cursor;
     e->cursor = start;
+    if (start < t->low)
+        t->low = start;
     res->replay = t->head + 1 - start;
     res->offset = t->head;
     broker__topic_epoch(b, t, res->epoch);

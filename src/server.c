@@ -314,7 +314,8 @@ static int setup_broker(struct server *srv)
     struct broker_config bc = {.history_size = cfg->history_size,
                                .history_ttl = cfg->history_ttl,
                                .history_memory = cfg->history_memory,
-                               .max_subscriptions = cfg->max_subscriptions};
+                               .max_subscriptions = cfg->max_subscriptions,
+                               .max_lag = cfg->max_outbound};
     struct broker_hooks hooks = {
         .ref = owner_ref, .unref = owner_unref, .dispatch = fanout_dispatch, .ctx = f};
     srv->broker = broker_new(&bc, &hooks);

@@ -85,3 +85,46 @@ test('recovery after a forced disconnect misses nothing and repeats nothing', as
   p.ws.close();
   s.ws.close();
 });
+
+// A burst longer than --history-size (one HTTP batch, or pipelined WebSocket publishes: a worker
+// handles a whole read before it serves any subscriber's wake) reaches a subscriber that keeps
+// up, in order. It used to close it with 4008 "fell behind the history" after 0 messages.
+test('a burst longer than the history reaches a subscriber that keeps up', async () => {
+  const key = 'burst-test-key-0123456789';
+  const h = await startHerald(['--threads', '2', '--history-size', '100', '--api-key', key]);
+  try {
+    const ws = new WebSocket(h.url('/ws'), 'herald.v1');
+    const got = [];
+    let closed = null;
+    let acked;
+    const ackP = new Promise((r) => { acked = r; });
+    ws.on('message', (d) => {
+      const m = JSON.parse(d.toString());
+      if (m.type === 'msg') got.push(m.data);
+      else if (m.type === 'ack') acked();
+    });
+    ws.on('close', (code) => { closed = code; });
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ op: 'sub', topic: 'burst' }));
+    await ackP;
+    const batch = Array.from({ length: 1500 }, (_, i) => ({ topic: 'burst', data: i + 1 }));
+    const res = await fetch(`http://127.0.0.1:${h.port}/api/publish`, {
+      method: 'POST', headers: { authorization: `Bearer ${key}` }, body: JSON.stringify(batch),
+    });
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).results.length, 1500);
+    // The same through a pipelining WebSocket publisher.
+    const pub = new WebSocket(h.url('/ws'), 'herald.v1');
+    await new Promise((r) => pub.once('open', r));
+    for (let i = 1501; i <= 3000; i++) pub.send(JSON.stringify({ op: 'pub', topic: 'burst', data: i }));
+    const deadline = Date.now() + 20000;
+    while (got.length < 3000 && closed === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(closed, null, `closed with ${closed} after ${got.length} messages`);
+    assert.equal(got.length, 3000);
+    got.forEach((v, i) => assert.equal(v, i + 1));
+    pub.close();
+    ws.close();
+  } finally {
+    await h.stop();
+  }
+});

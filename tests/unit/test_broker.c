@@ -360,6 +360,102 @@ Test(broker, resubscribing_never_skips_undelivered_messages)
     broker_free(b);
 }
 
+/* Resubscribing with a replay request on a live subscription: a failed recovery or a "last"
+ * shorter than the backlog used to move the cursor forward, past messages never delivered. */
+Test(broker, a_replay_request_on_a_live_subscription_never_skips_its_backlog)
+{
+    struct broker *b = mk(100);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    cr_assert_eq(sub(s, "t", NULL), 0);
+    for (int i = 1; i <= 5; i++)
+        pub(b, "t", "1", NULL);
+    struct broker_sub_result r;
+    const char *why;
+    struct broker_sub_opts last = {.last = 1};
+    cr_assert_eq(broker_subscribe(s, "t", 1, &last, &r, &why), 0);
+    cr_assert(r.existed);
+    cr_assert_eq(r.replay, 5, "the backlog of 5 still comes: %llu", (unsigned long long)r.replay);
+    struct broker_sub_opts bad = {.recover = true, .epoch = "nope", .offset = 3};
+    cr_assert_eq(broker_subscribe(s, "t", 1, &bad, &r, &why), 0);
+    cr_assert_not(r.recovered);
+    char *got = pull_all(s, NULL);
+    for (int off = 1; off <= 5; off++) {
+        char want[32];
+        snprintf(want, sizeof(want), "\"offset\":%d}", off);
+        cr_assert_not_null(strstr(got, want), "offset %d missing: %s", off, got);
+    }
+    free(got);
+    /* A replay may still go back: "last 2" after everything was delivered gives 4 and 5. */
+    cr_assert_eq(broker_subscribe(s, "t", 1, &(struct broker_sub_opts){.last = 2}, &r, &why), 0);
+    cr_assert_eq(r.replay, 2);
+    got = pull_all(s, NULL);
+    cr_assert(strstr(got, "\"offset\":4}") && strstr(got, "\"offset\":5}") &&
+                  !strstr(got, "\"offset\":3}"),
+              "%s", got);
+    free(got);
+    broker_session_free(s);
+    broker_free(b);
+}
+
+static struct broker *mk_lag(size_t history, size_t max_lag)
+{
+    struct broker_config cfg = {
+        .history_size = history, .max_subscriptions = 8, .max_lag = max_lag};
+    struct broker_hooks hooks = {.ref = o_ref, .unref = o_unref, .dispatch = o_dispatch};
+    struct broker *b = broker_new(&cfg, &hooks);
+    cr_assert_not_null(b);
+    return b;
+}
+
+/* A burst longer than the history must not cut off a subscriber that is within max_lag (the
+ * server's --max-outbound): its wake may not have run yet. The history grows for it, then
+ * shrinks back to history_size; one further behind than max_lag still loses. */
+Test(broker, a_burst_past_the_history_spares_subscribers_within_the_lag_bound)
+{
+    struct broker *b = mk_lag(4, 1 << 20);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    cr_assert_eq(sub(s, "t", NULL), 0);
+    for (int i = 1; i <= 50; i++)
+        pub(b, "t", "\"burst\"", NULL);
+    bool lost;
+    char *got = pull_all(s, &lost);
+    cr_assert_not(lost);
+    for (int off = 1; off <= 50; off++) {
+        char want[32];
+        snprintf(want, sizeof(want), "\"offset\":%d}", off);
+        cr_assert_not_null(strstr(got, want), "offset %d missing", off);
+    }
+    free(got);
+    /* Caught up and keeping up: later publishes bring the topic back to 4 kept messages. */
+    for (int i = 0; i < 100; i++) {
+        pub(b, "t", "2", NULL);
+        free(pull_all(s, &lost));
+        cr_assert_not(lost);
+    }
+    struct broker_session *late = broker_session_new(b, &o);
+    struct broker_sub_result r;
+    const char *why;
+    cr_assert_eq(broker_subscribe(late, "t", 1, &(struct broker_sub_opts){.last = 1000}, &r, &why),
+                 0);
+    cr_assert_eq(r.replay, 4, "kept: %llu", (unsigned long long)r.replay);
+    broker_session_free(late);
+    broker_session_free(s);
+    broker_free(b);
+
+    /* Past max_lag (each delivery is about 40 bytes here) the history does not wait. */
+    b = mk_lag(4, 200);
+    s = broker_session_new(b, &o);
+    cr_assert_eq(sub(s, "t", NULL), 0);
+    for (int i = 1; i <= 50; i++)
+        pub(b, "t", "\"burst\"", NULL);
+    free(pull_all(s, &lost));
+    cr_assert(lost);
+    broker_session_free(s);
+    broker_free(b);
+}
+
 /* ---- presence ---- */
 
 static int sub_member(struct broker_session *s, const char *topic, const char *member)
