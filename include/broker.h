@@ -27,7 +27,8 @@
  * Presence: a subscription to an exact name may make its session a member of the topic, described
  * by a member JSON object the caller builds. Joins and leaves go into a second, small log per
  * topic (PRESENCE_EVENTS entries) that members pull like messages; a member further behind than
- * that gets a presence_lost message instead of the events it missed. Counting members is O(1).
+ * that gets a presence_lost message instead of the events it missed. Events share broker_pull's
+ * budget with messages and count in what it leaves waiting. Counting members is O(1).
  *
  * Bounds: a topic keeps history_size messages, more only while a subscriber less than max_lag
  * bytes behind still needs them (then it keeps up to that subscriber's cursor, and comes back to

@@ -607,8 +607,11 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     struct topic *t = e->t;
     size_t bytes = 0;
     pthread_mutex_lock(&t->lock);
-    if (e->m && e->m->pcursor <= t->p->phead) /* a member: t->p exists */
-        bytes += broker__pull_presence(e, out);
+    if (e->m && e->m->pcursor <= t->p->phead) { /* a member: t->p exists */
+        bytes += broker__pull_presence(e, out, budget, more, left);
+        if (e->m->pcursor <= t->p->phead)
+            atomic_store(&e->dirty, 1); /* events wait for the next pull */
+    }
     uint64_t oldest = t->head - t->count + 1;
     if (e->cursor < oldest) {
         *lost = true; /* the history moved past this subscriber: it cannot keep up */

@@ -193,8 +193,11 @@ int broker__member_join(struct broker *b, struct entry *e, const char *member, s
                         struct wake_list *w);
 /* Ends e's membership (e->m set) and records and wakes the leave. */
 void broker__member_leave(struct broker *b, struct entry *e, struct wake_list *w);
-/* Queues the join and leave events e has not seen; returns their bytes. Under the session's and
- * the topic's lock (the caller pulls messages under the same). */
-size_t broker__pull_presence(struct entry *e, struct outq *out);
+/* Queues the join and leave events e has not seen (a presence_lost for any it missed) up to
+ * `budget` bytes, as broker_pull does messages (at least one when budget > 0, none with 0); sets
+ * *more and adds to *left the bytes of those it leaves. Returns the bytes queued. Under the
+ * session's and the topic's lock (the caller pulls messages under the same). */
+size_t broker__pull_presence(struct entry *e, struct outq *out, size_t budget, bool *more,
+                             size_t *left);
 
 #endif

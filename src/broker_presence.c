@@ -115,30 +115,52 @@ void broker__member_leave(struct broker *b, struct entry *e, struct wake_list *w
     atomic_fetch_sub(&b->members, 1);
 }
 
-/* Queues the join and leave events e has not seen. Under the session's and the topic's lock. */
-size_t broker__pull_presence(struct entry *e, struct outq *out)
+/* Tells e's member to ask again: it missed events. Returns the bytes queued, 0 if it could not. */
+static size_t queue_lost(struct topic *t, struct outq *out)
+{
+    struct obuf *f = event_frame("presence_lost", t, NULL, 0);
+    if (!f || outq_push_take(out, f) < 0)
+        return 0; /* (outq_push_take released f) */
+    return f->len - f->start;
+}
+
+size_t broker__pull_presence(struct entry *e, struct outq *out, size_t budget, bool *more,
+                             size_t *left)
 {
     struct topic *t = e->t;
     struct presence *p = t->p; /* made by the join */
+    struct membership *m = e->m;
     size_t bytes = 0;
     uint64_t oldest = p->phead - p->pcount + 1;
-    bool lost = e->m->pcursor < oldest;
-    for (uint64_t n = e->m->pcursor > oldest ? e->m->pcursor : oldest; n <= p->phead; n++)
-        lost |= p->pring[n % p->pcap] == NULL;
-    if (lost) { /* a gap: the member is told to ask again, and then gets what is still there */
-        struct obuf *f = event_frame("presence_lost", t, NULL, 0);
-        if (f && outq_push_take(out, f) == 0)
-            bytes += f->len - f->start;
-        if (e->m->pcursor < oldest)
-            e->m->pcursor = oldest;
+    if (budget > 0 && m->pcursor < oldest) { /* the log moved past it */
+        if (!(bytes = queue_lost(t, out)))
+            goto rest;
+        m->pcursor = oldest;
     }
-    for (; e->m->pcursor <= p->phead; e->m->pcursor++) {
-        struct obuf *f = p->pring[e->m->pcursor % p->pcap];
-        if (!f)
-            continue;
-        if (outq_push_take(out, obuf_ref(f)) < 0)
-            break;
-        bytes += f->len - f->start;
+    while (m->pcursor <= p->phead && budget > 0 && (bytes < budget || bytes == 0)) {
+        struct obuf *f = p->pring[m->pcursor % p->pcap];
+        size_t n;
+        if (!f) { /* events that could not be built: one presence_lost for the run of them */
+            if (!(n = queue_lost(t, out)))
+                break;
+            while (m->pcursor <= p->phead && !p->pring[m->pcursor % p->pcap])
+                m->pcursor++;
+        } else {
+            if (outq_push_take(out, obuf_ref(f)) < 0)
+                break;
+            n = f->len - f->start;
+            m->pcursor++;
+        }
+        bytes += n;
+    }
+rest:
+    if (m->pcursor > p->phead)
+        return bytes;
+    *more = true; /* what waits counts against the member like messages (broker_pull) */
+    for (uint64_t n = m->pcursor > oldest ? m->pcursor : oldest; n <= p->phead; n++) {
+        const struct obuf *f = p->pring[n % p->pcap];
+        if (f)
+            *left += f->len - f->start;
     }
     return bytes;
 }

@@ -128,3 +128,54 @@ test('a burst longer than the history reaches a subscriber that keeps up', async
     await h.stop();
   }
 });
+
+// Presence events are held to the same budget as messages: a member that stops reading while its
+// room churns is not sent (and the server does not queue) every join and leave; it falls behind the
+// presence log and gets presence_lost when it reads again. They used to be queued all, without
+// limit: the server's memory grew by every event (100 MB in 8 s of churn) and the member got them
+// all, however late.
+test('a member that stops reading gets presence_lost, not every event', async () => {
+  const h = await startHerald(['--threads', '2']);
+  try {
+    const open = async () => {
+      const ws = new WebSocket(h.url('/ws'), 'herald.v1');
+      await new Promise((r) => ws.once('open', r));
+      return ws;
+    };
+    const member = await open();
+    const seen = { join: 0, leave: 0, presence_lost: 0 };
+    let last = Date.now();
+    let subscribed;
+    const ready = new Promise((r) => { subscribed = r; });
+    member.on('message', (d) => {
+      const m = JSON.parse(d.toString());
+      last = Date.now();
+      if (m.type in seen) seen[m.type]++;
+      if (m.type === 'ack') subscribed();
+    });
+    member.send(JSON.stringify({ op: 'sub', topic: 'busy', presence: true }));
+    await ready;
+    member.pause(); // stops reading its socket
+    const churner = await open();
+    const pad = 'y'.repeat(200); // 60,000 events of 280 bytes: more than the sockets' buffers hold
+    let acks = 0;
+    const done = new Promise((r) => churner.on('message', (d) => {
+      if (JSON.parse(d.toString()).type === 'ack' && ++acks === 60000) r();
+    }));
+    for (let i = 0; i < 30000; i++) {
+      churner.send(JSON.stringify({ op: 'sub', topic: 'busy', presence: { info: { pad } } }));
+      churner.send(JSON.stringify({ op: 'unsub', topic: 'busy' }));
+      if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await done;
+    member.resume();
+    last = Date.now();
+    while (Date.now() - last < 1000) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(seen.presence_lost >= 1, `no presence_lost: ${JSON.stringify(seen)}`);
+    assert.ok(seen.join + seen.leave < 60000, `every event was kept for it: ${JSON.stringify(seen)}`);
+    churner.close();
+    member.close();
+  } finally {
+    await h.stop();
+  }
+});

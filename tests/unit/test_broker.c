@@ -600,6 +600,45 @@ Test(broker, presence_lost_when_a_member_falls_behind)
     broker_free(b);
 }
 
+/* Presence events share the pull's budget with messages and count in what it leaves waiting, so a
+ * member that stops reading is held to --max-outbound like a subscriber. They used to be queued
+ * all at every pull, budget or not: a non-reading member of a busy room grew without bound and
+ * was never disconnected. */
+Test(broker, presence_events_are_pulled_within_the_budget_and_counted_when_left)
+{
+    struct broker *b = mk(10);
+    struct owner oa = {0}, ob = {0};
+    struct broker_session *a = broker_session_new(b, &oa), *bb = broker_session_new(b, &ob);
+    cr_assert_eq(sub_member(a, "room", "{\"session\":\"a\"}"), 0);
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(sub_member(bb, "room", "{\"session\":\"b\"}"), 0);
+        cr_assert_eq(broker_unsubscribe(bb, "room", 4), 0);
+    }
+    struct outq q;
+    outq_init(&q);
+    bool more, lost;
+    size_t left;
+    size_t got = broker_pull(a, &q, 1, &more, &lost, &left);
+    cr_assert_eq(q.count, 1, "one event for a budget of one byte, not %u", q.count);
+    cr_assert(more);
+    /* The 199 others wait: 99 joins like it and 100 leaves, a byte longer ("leave"). */
+    cr_assert_eq(left, 199 * got + 100, "%zu waiting, a join is %zu", left, got);
+    /* No budget: nothing queued, what waits still counted. */
+    size_t left0;
+    cr_assert_eq(broker_pull(a, &q, 0, &more, &lost, &left0), 0);
+    cr_assert_eq(q.count, 1);
+    cr_assert(more);
+    cr_assert_eq(left0, left);
+    cr_assert_eq(broker_pull(a, &q, 1 << 20, &more, &lost, &left), 199 * got + 100);
+    cr_assert_eq(q.count, 200);
+    cr_assert_not(more);
+    cr_assert_eq(left, 0);
+    outq_deinit(&q);
+    broker_session_free(a);
+    broker_session_free(bb);
+    broker_free(b);
+}
+
 /* ---- compressed fan-out ---- */
 
 /* The frames a pull queues, kept (caller unrefs with outq_deinit). */
