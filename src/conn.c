@@ -564,8 +564,10 @@ static int handle(struct conn *c, uint32_t events, uint32_t wake)
         return events ? on_linger_event(c) : KEEP;
     }
     /* At the deadline, look for input first: a request that raced the sweep is answered (and
-     * moves the deadline) rather than cut off. */
-    if (on_io(c, events | (timer ? EPOLLIN : 0)) == CLOSE)
+     * moves the deadline) rather than cut off. Not when it does not want input: a connection held
+     * back by its unread output would take more requests past the high-water mark, and, being
+     * read, pass as alive to the keepalive. */
+    if (on_io(c, events | (timer && want_input(c) ? EPOLLIN : 0)) == CLOSE)
         return CLOSE;
     return timer ? on_deadline(c) : KEEP;
 }

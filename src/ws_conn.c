@@ -413,7 +413,8 @@ int ws_conn_process(struct conn *c)
         dmsg_consume(&c->in, dmsg_len(&c->in));
         return 0;
     }
-    while (dmsg_len(&c->in) > 0 && !ws->close_sent) {
+    bool full = false;
+    while (dmsg_len(&c->in) > 0 && !ws->close_sent && !full) {
         struct iovec iov[1];
         dmsg_iov(&c->in, 0, iov, 1);
         uint8_t *in = iov[0].iov_base;
@@ -427,15 +428,22 @@ int ws_conn_process(struct conn *c)
             used += k;
             if (ev == WS_DEC_AGAIN)
                 break;
-            if (ev < 0 || (ev = on_event(c, ev, p, n)) < 0) {
-                fail(c, -ev, close_reason(ev, ws));
+            int rc = ev < 0 ? ev : on_event(c, ev, p, n);
+            if (rc < 0) {
+                fail(c, -rc, close_reason(rc, ws));
+                break;
+            }
+            /* Stop taking new frames while replies pile up: the peer waits instead of our
+             * memory. Checked after every frame, as one read can hold thousands of requests
+             * (each of 1,132 pipelined presence queries answered 26 KiB: 30 MB queued when this
+             * was checked per read). After a frame's end the rest of the input starts a frame,
+             * so it can wait in c->in for the queue to drain (conn.c comes back to it). */
+            if (ev == WS_DEC_END && outq_cost(&c->out) >= OUT_HIGH_WATER) {
+                full = true;
                 break;
             }
         }
         dmsg_consume(&c->in, used);
-        /* Stop taking new frames while replies pile up: the peer waits instead of our memory. */
-        if (outq_cost(&c->out) >= OUT_HIGH_WATER)
-            break;
     }
     if (ws->close_sent) /* after a close nothing more is read */
         dmsg_consume(&c->in, dmsg_len(&c->in));

@@ -721,3 +721,44 @@ Test(ws, a_flood_of_tiny_frames_cannot_grow_server_memory)
         cr_assert_lt(after - before, 4 * 1024, "server RSS grew by %ld KiB", after - before);
     wsc_close(&c);
 }
+
+/* A client that stops reading while it still sends is pinged out like a silent one: held back by
+ * its unread echoes, the server reads nothing more from it, also at its deadline. (The deadline
+ * used to read anyway, taking input past the high-water mark and counting it as proof of life;
+ * this test passes against that build too, which closed such a client later.) */
+Test(ws, a_client_that_sends_but_never_reads_is_pinged_out)
+{
+    struct herald_proc p;
+    const char *args[] = {"--echo-path", "/echo", "--ping-interval", "1", "--pong-timeout",
+                          "1",           NULL};
+    herald_start(&p, args);
+    struct wsc c;
+    char head[2048];
+    cr_assert_eq(wsc_connect(&c, p.port, "/echo", NULL, head, sizeof(head)), 101);
+    int rcvbuf = 65536;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    struct timeval tv = {1, 0};
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    /* Small messages: every one read is answered, so the input is used up when the server stops
+     * (a full input buffer would hold reads back anyway). */
+    uint8_t data[1024] = {0};
+    int sent = 0;
+    while (sent < 65536 && wsc_send(&c, WS_OP_BINARY, data, sizeof(data)) == 0)
+        sent++; /* until the server stops reading and the buffers between us are full */
+    cr_assert_lt(sent, 65536, "no backpressure");
+    /* Our unsent bytes stay offered to the server; it must close within about interval +
+     * timeout (2 s) of its last read. */
+    long long t0 = now_ms();
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    do {
+        usleep(100000);
+        tl = sizeof(ti);
+        cr_assert_eq(getsockopt(c.fd, IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+    } while (ti.tcpi_state == TCP_ESTABLISHED && now_ms() - t0 < 10000);
+    cr_log_info("%d KiB sent, closed %lld ms after backpressure", sent, now_ms() - t0);
+    cr_assert_neq(ti.tcpi_state, TCP_ESTABLISHED, "still open %lld ms after backpressure",
+                  now_ms() - t0);
+    wsc_close(&c);
+    free(herald_stop(&p));
+}
