@@ -119,7 +119,7 @@ size_t ws_frame_header_encode(uint8_t *out, bool fin, bool rsv1, uint8_t opcode,
 /* ws_mask - XORs p[0..n) with the mask, as if p started `offset` bytes into the payload. */
 void ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset);
 
-/* ws_close_code_valid - 1 if a peer may send this code in a close frame (1000-1003, 1007-1011,
+/* ws_close_code_valid - 1 if a peer may send this code in a close frame (1000-1003, 1007-1014,
  * 3000-4999), else 0. */
 int ws_close_code_valid(unsigned code);
 

@@ -315,7 +315,9 @@ void ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
 
 int ws_close_code_valid(unsigned code)
 {
-    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+    /* 1012-1014 (service restart, try again later, bad gateway) are in IANA's registry since
+     * RFC 6455: servers and proxies send them, and browsers and Node's ws accept them. */
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
            (code >= 3000 && code <= 4999);
 }
 
