@@ -85,8 +85,11 @@ static void te_scan(struct te_state *te, const char *v, size_t len)
     while (list_next(v, len, &pos, &el, &el_len)) {
         for (n = 0; n < el_len && http__is((unsigned char)el[n], K_TCHAR); n++)
             ;
-        /* A coding name, then nothing or its parameters after ';'. */
-        if (n == 0 || (n < el_len && strchr(" \t;", el[n]) == NULL))
+        /* A coding name, then nothing or its parameters after ';' ("chunked foo" is neither). */
+        size_t k = n;
+        while (k < el_len && (el[k] == ' ' || el[k] == '\t'))
+            k++;
+        if (n == 0 || (k < el_len && el[k] != ';'))
             te->bad = 1;
         te->last_chunked = n == 7 && strncasecmp(el, "chunked", 7) == 0;
         if (te->last_chunked)

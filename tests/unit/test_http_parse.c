@@ -682,6 +682,11 @@ Test(http_parse, transfer_encoding_rules)
                  OK);
     cr_assert_eq(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \"chunked\"\r\n\r\n"),
                  -400);
+    /* A second word after the coding is not a parameter: it used to pass as "chunked". */
+    cr_assert_eq(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked foo\r\n\r\n"),
+                 -400);
+    cr_assert_eq(
+        status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked \t;x=1\r\n\r\n"), OK);
 }
 
 Test(http_parse, connection_tokens_across_fields)
