@@ -3,7 +3,8 @@
  *
  * Pure code like http_parse.h, and resumable the same way: feed it the body bytes in order, split
  * anywhere. It copies nothing: body data comes back as spans of the caller's input. Chunk
- * extensions are skipped and trailer fields parsed and dropped, each line bounded.
+ * extensions are skipped and trailer fields parsed and dropped, each line bounded, and the trailer
+ * section to four lines' worth of bytes.
  */
 #ifndef HERALD_HTTP_CHUNKED_H
 #define HERALD_HTTP_CHUNKED_H
@@ -18,6 +19,7 @@ struct http_chunked {
     int state;
     uint64_t remaining; /* data bytes left in the current chunk */
     size_t line_len;    /* bytes of the current size/extension/trailer line */
+    size_t trailer_len; /* bytes of the trailer section so far (at most 4 * max_line) */
     size_t max_line;    /* longest chunk-size line or trailer line accepted */
     const char *reason;
     int cr; /* private: a CR was seen; the next byte must be LF */

@@ -18,6 +18,9 @@ enum {
     C_ERROR,
 };
 
+/* The trailer section may hold this many lines' worth of bytes (of max_line each). */
+#define TRAILER_LINES 4
+
 static int chunk_fail(struct http_chunked *c, const char *reason)
 {
     c->state = C_ERROR;
@@ -123,6 +126,10 @@ static int chunk_step(struct http_chunked *c, unsigned char b)
     }
     if (c->state <= C_EXT)
         return chunk_size_line(c, b);
+    /* Each trailer line is bounded, and so is their number: a client must not keep a request
+     * open for ever with trailer lines nobody reads. */
+    if (++c->trailer_len > TRAILER_LINES * c->max_line)
+        return chunk_fail(c, "trailer section too large");
     return chunk_trailer(c, b);
 }
 

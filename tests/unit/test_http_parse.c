@@ -979,6 +979,21 @@ Test(http_chunked, bounds_line_length)
     cr_assert_eq(o.rc, -400);
     free(o.data);
     free(in);
+    /* The trailer section as a whole: four lines' worth (it used to take any number of lines). */
+    size_t cap = 40 * 1000 + 8, len = 0;
+    in = malloc(cap);
+    len += (size_t)sprintf(in, "0\r\n");
+    for (int i = 0; i < 1000; i++)
+        len += (size_t)sprintf(in + len, "X-%04d: 1234567890123456789012345\r\n", i);
+    strcpy(in + len, "\r\n");
+    o = chunk_ways(in, strlen(in), 50);
+    cr_assert_eq(o.rc, -400, "1,000 short trailer lines against a 200-byte section");
+    cr_assert_eq(o.consumed, 3 + 200);
+    free(o.data);
+    o = chunk_ways(in, 3 + 4 * 36, 50);
+    cr_assert_eq(o.rc, HTTP_PARSE_AGAIN, "four lines of 36 bytes fit");
+    free(o.data);
+    free(in);
 }
 
 Test(http_chunked, done_and_error_are_sticky)
