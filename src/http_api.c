@@ -285,9 +285,9 @@ static int handle_presence(const struct http_api *api, const struct http_request
         return send_error(r, 400, NULL, PROTO_E_BAD_REQUEST,
                           "limit must be an integer from 0 to 1000");
     if (nlen >= 0) {
-        char *e;
-        limit = strtoul(num, &e, 10);
-        if (!num[0] || *e || num[0] == '-' || limit > 1000)
+        /* Digits only: strtoul alone would take "+5" and " 5". */
+        limit = strtoul(num, NULL, 10);
+        if (!num[0] || num[strspn(num, "0123456789")] || limit > 1000)
             return send_error(r, 400, NULL, PROTO_E_BAD_REQUEST,
                               "limit must be an integer from 0 to 1000");
     }

@@ -218,7 +218,12 @@ Test(api, presence_lists_members)
                          "/api/presence?topic=a&limit=1001",
                          "/api/presence?topic=a&limit=x",
                          "/api/presence?topic=a&limit=99999999999999999999",
-                         "/api/presence?topic=a&limit=0000000000000000000001"};
+                         "/api/presence?topic=a&limit=0000000000000000000001",
+                         "/api/presence?topic=a&limit=%2B5",
+                         "/api/presence?topic=a&limit=+5",
+                         "/api/presence?topic=a&limit=%205",
+                         "/api/presence?topic=a&limit=5%20",
+                         "/api/presence?topic=a&limit="};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cr_assert_eq(get_json(bad[i], &j), 400, "%s", bad[i]);
         cr_assert_not_null(cJSON_GetObjectItem(j, "error"), "%s", bad[i]);
