@@ -121,7 +121,9 @@ static void do_sub(struct conn *c, struct session *s, const struct proto_request
         send_error(c, req, sub_error_code(rc), why ? why : "cannot subscribe");
         return;
     }
-    if (req->recover)
+    /* On a wildcard pattern recovery is ignored (broker.md): neither a hit nor a miss. */
+    bool wild = false;
+    if (req->recover && !pattern_check(req->topic, req->topic_len, &wild) && !wild)
         atomic_fetch_add(res.recovered ? &s->bw->recovery_hits : &s->bw->recovery_misses, 1);
     char out[REPLY_CAP];
     /* The ack is queued before any replayed message: the pull comes later in this turn. */

@@ -382,3 +382,23 @@ Test(api, a_malformed_batch_publishes_nothing)
     }
     cJSON_Delete(j);
 }
+
+/* herald_recoveries_total counts recoveries asked for on exact topics, by outcome; on a wildcard
+ * recovery is ignored (broker.md) and used to count as a miss. */
+Test(api, recoveries_are_counted_by_outcome_and_not_for_wildcards)
+{
+    struct wsc c;
+    ws_open(&c);
+    double hit = scrape_metric(srv.port, "herald_recoveries_total{result=\"hit\"}");
+    double miss = scrape_metric(srv.port, "herald_recoveries_total{result=\"miss\"}");
+    ws_request(&c,
+               "{\"op\":\"sub\",\"topic\":\"rec.*\",\"recover\":{\"epoch\":\"x\",\"offset\":1}}",
+               "\"ack\"");
+    cr_assert_eq(scrape_metric(srv.port, "herald_recoveries_total{result=\"miss\"}"), miss);
+    ws_request(&c,
+               "{\"op\":\"sub\",\"topic\":\"rec.a\",\"recover\":{\"epoch\":\"x\",\"offset\":1}}",
+               "\"recovered\":false");
+    cr_assert_eq(scrape_metric(srv.port, "herald_recoveries_total{result=\"miss\"}"), miss + 1);
+    cr_assert_eq(scrape_metric(srv.port, "herald_recoveries_total{result=\"hit\"}"), hit);
+    wsc_close(&c);
+}
