@@ -202,6 +202,11 @@ static int check_request(const struct http_request *req, struct ws_handshake *hs
         return fail(hs, -400, "WebSocket upgrade requires GET");
     if (req->version_minor < 1)
         return fail(hs, -400, "WebSocket upgrade requires HTTP/1.1");
+    /* After the head come frames: a body would be read as frames (RFC 6455 4.1: a GET, no
+     * body). An empty Content-Length is harmless. */
+    if ((req->flags & HTTP_F_CHUNKED) ||
+        ((req->flags & HTTP_F_CONTENT_LENGTH) && req->content_length > 0))
+        return fail(hs, -400, "a WebSocket upgrade request has no body");
     if (!(req->flags & HTTP_F_HOST) && header_count(req, "host", &host, &host_len) == 0)
         return fail(hs, -400, "missing Host");
     if (!any_header_has(req, "upgrade", "websocket"))

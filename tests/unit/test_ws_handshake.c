@@ -197,6 +197,10 @@ static const struct status_case status_cases[] = {
     {RL H_HOST H_UPG H_CONN H_KEY "Sec-WebSocket-Version:\r\n", -426},
     {RL H_HOST H_UPG H_CONN H_KEY H_VER "Sec-WebSocket-Version: 8\r\n", -426},
     {RL H_HOST H_UPG H_CONN H_KEY "Sec-WebSocket-Version:   13  \r\n", 0},
+    /* A body: its bytes would be read as frames. */
+    {RL BASE "Content-Length: 5\r\n", -400},
+    {RL BASE "Transfer-Encoding: chunked\r\n", -400},
+    {RL BASE "Content-Length: 0\r\n", 0},
     /* A bad key is reported before a bad version. */
     {RL H_HOST H_UPG H_CONN "Sec-WebSocket-Version: 12\r\n", -400},
 };
