@@ -52,6 +52,7 @@ enum http_target_form {
 #define HTTP_F_CHUNKED         0x0040u /* the body is framed by Transfer-Encoding: chunked */
 #define HTTP_F_QUERY           0x0080u /* the target had a '?' (query may still be empty) */
 #define HTTP_F_EXPECT_CONTINUE 0x0100u /* Expect: 100-continue */
+#define HTTP_F_EXPECT_OTHER    0x0200u /* Expect lists something else (answered 417) */
 
 struct http_header {
     uint32_t name_off, name_len;   /* into req->buf; lower-cased */

@@ -306,8 +306,7 @@ static void on_head(struct conn *c)
         return;
     }
     c->keep_alive = (uint8_t)wants_keep_alive(req);
-    size_t len;
-    if (http_header_get(req, "expect", &len) && !(req->flags & HTTP_F_EXPECT_CONTINUE)) {
+    if (req->flags & HTTP_F_EXPECT_OTHER) {
         fail_request(c, 417, "only 100-continue is supported");
         return;
     }

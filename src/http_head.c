@@ -182,8 +182,18 @@ static int header_field(struct http_request *req, bool target_authority,
         if (http_token_list_has(v, len, "websocket"))
             req->flags |= HTTP_F_UPGRADE_WS;
     } else if (n == 6 && memcmp(name, "expect", 6) == 0) {
-        if (http_token_list_has(v, len, "100-continue"))
-            req->flags |= HTTP_F_EXPECT_CONTINUE;
+        size_t pos = 0, el_len;
+        const char *el;
+        int any = 0;
+        while (list_next(v, len, &pos, &el, &el_len)) {
+            any = 1;
+            if (el_len == 12 && strncasecmp(el, "100-continue", 12) == 0)
+                req->flags |= HTTP_F_EXPECT_CONTINUE;
+            else
+                req->flags |= HTTP_F_EXPECT_OTHER; /* RFC 9110 10.1.1: 417 */
+        }
+        if (!any)
+            req->flags |= HTTP_F_EXPECT_OTHER; /* an empty Expect expects nothing we know */
     }
     return 0;
 }

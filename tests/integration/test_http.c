@@ -249,6 +249,8 @@ static const struct status_case status_cases[] = {
     {"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 999999999\r\n\r\n", 413},
     {"DELETE /a.txt HTTP/1.1\r\nHost: t\r\n\r\n", 405},
     {"GET /a.txt HTTP/1.1\r\nHost: t\r\nExpect: tea\r\n\r\n", 417},
+    {"GET /a.txt HTTP/1.1\r\nHost: t\r\nExpect: tea, 100-continue\r\n\r\n", 417},
+    {"GET /a.txt HTTP/1.1\r\nHost: t\r\nExpect:\r\n\r\n", 417},
     {"GET /nope.txt HTTP/1.1\r\nHost: t\r\n\r\n", 404},
     {"GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400},
     {"GET /a#frag HTTP/1.1\r\nHost: t\r\n\r\n", 400},

@@ -722,6 +722,17 @@ Test(http_parse, upgrade_and_expect)
                            &req),
                  OK);
     cr_assert_eq(req.flags & (HTTP_F_UPGRADE_WS | HTTP_F_EXPECT_CONTINUE), 0);
+    cr_assert(req.flags & HTTP_F_EXPECT_OTHER);
+    http_request_deinit(&req);
+    /* 100-continue next to another expectation still expects something unknown (417). */
+    cr_assert_eq(parse_str("POST / HTTP/1.1\r\nHost: h\r\nExpect: foo, 100-continue\r\n\r\n", &req),
+                 OK);
+    cr_assert(req.flags & HTTP_F_EXPECT_CONTINUE);
+    cr_assert(req.flags & HTTP_F_EXPECT_OTHER);
+    http_request_deinit(&req);
+    cr_assert_eq(parse_str("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue ,\r\n\r\n", &req),
+                 OK);
+    cr_assert_eq(req.flags & HTTP_F_EXPECT_OTHER, 0);
     http_request_deinit(&req);
 }
 
