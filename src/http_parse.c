@@ -255,11 +255,19 @@ static void query_start(struct http_parser *p, struct http_request *req, size_t 
     p->sub = T_QUERY;
 }
 
+/* Outside RFC 3986's pchar, but sent unescaped by browsers (the WHATWG URL standard leaves them
+ * out of its percent-encode sets: "?ids[]=1", "/a|b", "?q={}") and accepted by nginx. They
+ * delimit nothing in a request line, so taking them costs no safety. */
+static int browser_char(unsigned char c)
+{
+    return c && memchr("[]{}|^`", c, 7) != NULL;
+}
+
 static int target_path(struct http_parser *p, struct http_request *req, unsigned char c, size_t pos)
 {
     int in_query = p->sub == T_QUERY;
 
-    if (http__is(c, K_PCHAR) || c == '/' || (in_query && c == '?'))
+    if (http__is(c, K_PCHAR) || c == '/' || (in_query && c == '?') || browser_char(c))
         return 0;
     if (c == '%') {
         p->ret = p->sub;

@@ -254,6 +254,9 @@ static const struct status_case status_cases[] = {
     {"GET /nope.txt HTTP/1.1\r\nHost: t\r\n\r\n", 404},
     {"GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400},
     {"GET /a#frag HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+    /* What browsers leave unescaped in a query is taken (it used to be 400). */
+    {"GET /a.txt?ids[]=1&q={}|^` HTTP/1.1\r\nHost: t\r\n\r\n", 200},
+    {"GET /a.txt?q=<x> HTTP/1.1\r\nHost: t\r\n\r\n", 400},
     {"GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400},
 };
 
