@@ -9,15 +9,30 @@
 #include "log.h"
 #include "server.h"
 
-/* SIGINT and SIGTERM stop the server through its signalfd (server.h); SIGPIPE is ignored: writes
- * use MSG_NOSIGNAL, but sendfile cannot, and a vanished client must not kill us. */
-static int install_signals(struct server *srv)
+/* SIGINT and SIGTERM stop the server through its signalfd (server.h). They are blocked first
+ * thing, so one that comes during start-up waits for the signalfd instead of killing a half-made
+ * server (SIGTERM) or being lost (SIGINT, which a shell starting us in the background leaves
+ * ignored), and given their default disposition: Linux queues a blocked signal even when it is
+ * ignored, POSIX leaves that open. */
+static void hold_stop_signals(sigset_t *stop)
 {
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    int rc = server_stop_on_signals(srv, &stop);
+    sigemptyset(stop);
+    sigaddset(stop, SIGINT);
+    sigaddset(stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, stop, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The stop signals go to the server's signalfd; SIGPIPE is ignored: writes use MSG_NOSIGNAL, but
+ * sendfile cannot, and a vanished client must not kill us. */
+static int install_signals(struct server *srv, const sigset_t *stop)
+{
+    int rc = server_stop_on_signals(srv, stop);
     if (rc < 0)
         return rc;
     struct sigaction sa;
@@ -51,6 +66,8 @@ static void print_startup(const struct herald_config *cfg, struct server *srv)
 
 int main(int argc, char **argv)
 {
+    sigset_t stop;
+    hold_stop_signals(&stop);
     struct herald_config cfg;
     config_defaults(&cfg);
     int rc = config_parse_args(&cfg, argc, argv, stdout, stderr);
@@ -63,7 +80,7 @@ int main(int argc, char **argv)
     rc = server_new(&srv, &cfg);
     if (rc < 0)
         return 1;
-    rc = install_signals(srv);
+    rc = install_signals(srv, &stop);
     if (rc < 0) {
         log_msg(LOG_ERROR, "signals: %s", herald_strerror(rc));
         server_free(srv);

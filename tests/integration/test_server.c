@@ -157,6 +157,20 @@ Test(server, sigint_and_sigterm_stop_a_busy_server_every_time)
     }
 }
 
+/* A shell that starts a server in the background leaves SIGINT ignored in it; `kill -INT` must
+ * still stop it (Linux queues a blocked signal even when ignored, and the server also restores
+ * the default disposition, as installing a handler used to). */
+Test(server, sigint_stops_a_server_started_with_sigint_ignored)
+{
+    struct herald_proc p;
+    signal(SIGINT, SIG_IGN); /* inherited through fork and exec, as from `sh -c 'herald &'` */
+    herald_start(&p, NULL);
+    signal(SIGINT, SIG_DFL);
+    char *log = herald_stop_signal(&p, SIGINT);
+    cr_assert_not_null(strstr(log, "SIGINT received: stopping"), "%s", log);
+    free(log);
+}
+
 static int count_threads(pid_t pid, char cpus[][64], int max)
 {
     char path[128];
