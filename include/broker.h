@@ -31,8 +31,9 @@
  * budget with messages and count in what it leaves waiting. Counting members is O(1).
  *
  * Bounds: a topic keeps history_size messages, more only while a subscriber less than max_lag
- * bytes behind still needs them (then it keeps up to that subscriber's cursor, and comes back to
- * history_size once it has them), and, for recovery, none older than history_ttl, which
+ * bytes behind still needs them (then it keeps up to that subscriber's cursor, out of memory
+ * excepted, and comes back to history_size once it has them: gradually at later publishes, at
+ * once at broker_sweep), and, for recovery, none older than history_ttl, which
  * broker_sweep also drops from memory; all topics together keep about
  * history_memory bytes of messages: over it, a publish trims its own topic's oldest and
  * broker_sweep the other topics', never a message a subscriber has not received yet and never a

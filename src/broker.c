@@ -31,6 +31,10 @@
 /* Deliveries shorter than this are not compressed: deflate would barely shrink them. */
 #define ZFRAME_MIN     128
 #define IDLE_ORDER_MIN 64 /* fewer idle subscribers are woken in whatever order they stand */
+/* A ring grown past --history-size (ring_shrink): at most this many of its messages are dropped
+ * per publish, and its subscribers scanned at most every max(history_size / 4, this) publishes. */
+#define SHRINK_DROPS    256
+#define SHRINK_SCAN_MIN 64
 
 struct broker *broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks)
 {
@@ -437,7 +441,7 @@ static struct obuf *zframe_finish(struct obuf *z, const struct obuf *f, size_t f
 static bool oldest_unneeded(struct broker *b, struct topic *t)
 {
     uint64_t oldest = t->head - t->count + 1;
-    if (oldest < t->low)
+    if (oldest < t->low || b->cfg.max_lag == 0)
         return true;
     uint64_t low = t->head + 1;
     for (size_t i = 0; i < t->n_entries; i++) {
@@ -453,33 +457,60 @@ static bool oldest_unneeded(struct broker *b, struct topic *t)
     return oldest < low;
 }
 
+/* Moves the kept messages into a ring of ncap slots (>= count). False when out of memory. */
+static bool ring_resize(struct topic *t, size_t ncap)
+{
+    struct slot *nr = malloc(ncap * sizeof(*nr));
+    if (!nr)
+        return false;
+    for (uint64_t o = t->head - t->count + 1; o <= t->head; o++)
+        nr[o % ncap] = t->ring[o % t->cap];
+    free(t->ring);
+    t->ring = nr;
+    t->cap = ncap;
+    return true;
+}
+
+/* Publishes between scans made only to shrink a grown ring (a scan looks at every entry). */
+static uint64_t rescan_every(const struct broker *b)
+{
+    return b->cfg.history_size / 4 > SHRINK_SCAN_MIN ? b->cfg.history_size / 4 : SHRINK_SCAN_MIN;
+}
+
+/* A ring grown past history_size for a subscriber comes back down as far as the subscribers
+ * allow: at most `max_drops` messages here (what one publish or sweep frees under the lock is
+ * bounded), and its slot array with it. `scan`: refresh t->low now if it holds the ring up. */
+static void ring_shrink(struct broker *b, struct topic *t, bool scan, size_t max_drops)
+{
+    size_t hs = b->cfg.history_size;
+    if (t->count <= hs)
+        return;
+    if (scan && t->head - t->count + 1 >= t->low)
+        oldest_unneeded(b, t);
+    for (size_t n = 0; n < max_drops && t->count > hs && t->head - t->count + 1 < t->low; n++)
+        drop_oldest(b, t);
+    if (t->cap > hs && t->count <= t->cap / 4)
+        ring_resize(t, t->cap / 2 > hs ? t->cap / 2 : hs); /* out of memory: stays as it is */
+}
+
 /* Appends f (and its compressed twin z, or NULL) as the topic's next message. At --history-size
- * the oldest gives way, unless a subscriber still needs it (oldest_unneeded): then the ring grows,
- * and shrinks back once that subscriber has it. */
+ * the oldest gives way, unless a subscriber still needs it (oldest_unneeded): then the ring grows
+ * (or, out of memory, the oldest gives way after all), and shrinks back at later publishes and
+ * sweeps once that subscriber has it. */
 static int ring_push(struct broker *b, struct topic *t, struct obuf *f, struct obuf *z)
 {
-    if (t->count == t->cap && (t->cap < b->cfg.history_size || !oldest_unneeded(b, t))) {
+    size_t hs = b->cfg.history_size;
+    if (t->count == t->cap) {
+        bool grow = t->cap < hs || !oldest_unneeded(b, t);
         size_t ncap = t->cap ? t->cap * 2 : RING_MIN;
-        if (t->cap < b->cfg.history_size && ncap > b->cfg.history_size)
-            ncap = b->cfg.history_size;
-        struct slot *nr = malloc(ncap * sizeof(*nr));
-        if (!nr)
-            return BROKER_ENOMEM;
-        for (uint64_t o = t->head - t->count + 1; o <= t->head; o++)
-            nr[o % ncap] = t->ring[o % t->cap];
-        free(t->ring);
-        t->ring = nr;
-        t->cap = ncap;
+        if (t->cap < hs && ncap > hs)
+            ncap = hs;
+        if (grow && !ring_resize(t, ncap) && t->cap == 0)
+            return BROKER_ENOMEM; /* no ring at all */
     }
     if (t->count == t->cap)
         drop_oldest(b, t); /* the oldest gives way */
-    /* Grown past history_size for a subscriber: back down as far as the subscribers allow. The
-     * bound is refreshed at most every history_size / 4 publishes (a scan looks at every entry). */
-    size_t hs = b->cfg.history_size;
-    if (t->count >= hs && t->head - t->count + 1 >= t->low && t->head - t->scanned > hs / 4)
-        oldest_unneeded(b, t);
-    while (t->count >= hs && t->head - t->count + 1 < t->low)
-        drop_oldest(b, t);
+    ring_shrink(b, t, t->head - t->scanned >= rescan_every(b), SHRINK_DROPS);
     uint64_t off = t->head + 1;
     t->count++;
     t->ring[off % t->cap] =
@@ -680,6 +711,7 @@ static bool topic_collect(struct broker *b, struct topic **link, uint64_t now)
     pthread_mutex_lock(&t->lock);
     trim_expired(b, t, now);
     trim_for_cap(b, t);
+    ring_shrink(b, t, true, SIZE_MAX); /* a quiet topic has no publishes to shrink it */
     bool idle = t->n_entries == 0 && t->count == 0 && atomic_load(&t->refs) == 0;
     pthread_mutex_unlock(&t->lock);
     if (!idle)

@@ -131,6 +131,10 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
     e->cursor = start;
     if (start < t->low)
         t->low = start;
+    if (start < oldest) { /* it already fell behind the history: the next pull says lost */
+        res->recovered = false;
+        start = oldest;
+    }
     res->replay = t->head + 1 - start;
     res->offset = t->head;
     broker__topic_epoch(b, t, res->epoch);
