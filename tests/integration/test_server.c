@@ -90,18 +90,17 @@ Test(server, shutdown_is_clean_with_connections_open)
         close(fds[i]);
 }
 
-/* The bits of `sig` in the "SigBlk:" or "SigCgt:" mask of each of pid's threads: how many threads
- * have it set, out of how many. */
-static int threads_with_signal(pid_t pid, const char *field, int sig, int *nthreads)
+/* Calls fn(k, line, ctx) with every line of /proc/PID/task/TID/status of each of pid's threads
+ * (k: the thread's index), for at most `max` threads. Returns how many threads were read. */
+static int each_thread_status(pid_t pid, int max, void (*fn)(int, const char *, void *), void *ctx)
 {
     char path[128];
     snprintf(path, sizeof(path), "/proc/%d/task", pid);
     DIR *d = opendir(path);
     cr_assert_not_null(d);
-    int set = 0;
-    *nthreads = 0;
+    int n = 0;
     struct dirent *de;
-    while ((de = readdir(d))) {
+    while ((de = readdir(d)) && n < max) {
         if (de->d_name[0] == '.')
             continue;
         char sp[400], line[256];
@@ -110,15 +109,33 @@ static int threads_with_signal(pid_t pid, const char *field, int sig, int *nthre
         if (!f)
             continue;
         while (fgets(line, sizeof(line), f))
-            if (strncmp(line, field, strlen(field)) == 0) {
-                unsigned long long mask = strtoull(line + strlen(field), NULL, 16);
-                set += (mask >> (sig - 1)) & 1;
-                ++*nthreads;
-            }
+            fn(n, line, ctx);
         fclose(f);
+        n++;
     }
     closedir(d);
-    return set;
+    return n;
+}
+
+struct sig_count {
+    const char *field; /* "SigBlk:" or "SigCgt:" */
+    int sig, set;
+};
+
+static void count_sig(int k, const char *line, void *ctx)
+{
+    (void)k;
+    struct sig_count *c = ctx;
+    if (strncmp(line, c->field, strlen(c->field)) == 0)
+        c->set += (strtoull(line + strlen(c->field), NULL, 16) >> (c->sig - 1)) & 1;
+}
+
+/* How many of pid's threads have `sig` in their "SigBlk:" or "SigCgt:" mask, out of *nthreads. */
+static int threads_with_signal(pid_t pid, const char *field, int sig, int *nthreads)
+{
+    struct sig_count c = {.field = field, .sig = sig};
+    *nthreads = each_thread_status(pid, 1 << 20, count_sig, &c);
+    return c.set;
 }
 
 /* A stop signal is read from a signalfd, never handled asynchronously: a handler runs on whichever
@@ -171,31 +188,18 @@ Test(server, sigint_stops_a_server_started_with_sigint_ignored)
     free(log);
 }
 
+static void cpus_of(int k, const char *line, void *ctx)
+{
+    char(*cpus)[64] = ctx;
+    if (strncmp(line, "Cpus_allowed_list:", 18) == 0)
+        sscanf(line + 18, "%63s", cpus[k]);
+}
+
 static int count_threads(pid_t pid, char cpus[][64], int max)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "/proc/%d/task", pid);
-    DIR *d = opendir(path);
-    cr_assert_not_null(d);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) && n < max) {
-        if (de->d_name[0] == '.')
-            continue;
-        char sp[400], line[256];
-        snprintf(sp, sizeof(sp), "/proc/%d/task/%s/status", pid, de->d_name);
-        FILE *f = fopen(sp, "r");
-        if (!f)
-            continue;
-        cpus[n][0] = '\0';
-        while (fgets(line, sizeof(line), f))
-            if (strncmp(line, "Cpus_allowed_list:", 18) == 0)
-                sscanf(line + 18, "%63s", cpus[n]);
-        fclose(f);
-        n++;
-    }
-    closedir(d);
-    return n;
+    for (int i = 0; i < max; i++)
+        cpus[i][0] = '\0';
+    return each_thread_status(pid, max, cpus_of, cpus);
 }
 
 Test(server, one_pinned_worker_per_cpu)

@@ -579,15 +579,22 @@ Test(ws, compression_bomb_is_1009)
 
 /* ---- keepalive ---- */
 
+/* A server pinging after 1 s of silence and closing 1 s after an unanswered ping, and an echo
+ * connection to it. */
+static void keepalive_echo(struct herald_proc *p, struct wsc *c)
+{
+    const char *args[] = {"--echo-path", "/echo", "--ping-interval", "1", "--pong-timeout",
+                          "1",           NULL};
+    herald_start(p, args);
+    char head[2048];
+    cr_assert_eq(wsc_connect(c, p->port, "/echo", NULL, head, sizeof(head)), 101);
+}
+
 Test(ws, silent_peer_is_pinged_then_closed_without_pong)
 {
     struct herald_proc p;
-    const char *args[] = {"--echo-path", "/echo", "--ping-interval", "1", "--pong-timeout",
-                          "1",           NULL};
-    herald_start(&p, args);
     struct wsc c;
-    char head[2048];
-    cr_assert_eq(wsc_connect(&c, p.port, "/echo", NULL, head, sizeof(head)), 101);
+    keepalive_echo(&p, &c);
     /* Answering pings keeps the connection open well past interval + timeout. */
     long long t0 = now_ms();
     int pings = 0;
@@ -729,12 +736,8 @@ Test(ws, a_flood_of_tiny_frames_cannot_grow_server_memory)
 Test(ws, a_client_that_sends_but_never_reads_is_pinged_out)
 {
     struct herald_proc p;
-    const char *args[] = {"--echo-path", "/echo", "--ping-interval", "1", "--pong-timeout",
-                          "1",           NULL};
-    herald_start(&p, args);
     struct wsc c;
-    char head[2048];
-    cr_assert_eq(wsc_connect(&c, p.port, "/echo", NULL, head, sizeof(head)), 101);
+    keepalive_echo(&p, &c);
     int rcvbuf = 65536;
     setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     struct timeval tv = {1, 0};

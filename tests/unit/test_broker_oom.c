@@ -40,15 +40,24 @@ static size_t pull(struct broker_session *s)
     return n;
 }
 
-Test(broker_oom, a_wake_lost_to_a_failed_allocation_comes_with_the_next_publish)
+/* A broker (max_lag as given) with one session subscribed to "t", in *s. */
+static struct broker *with_subscriber(size_t max_lag, struct broker_session **s)
 {
-    struct broker_config cfg = {.history_size = 100, .max_subscriptions = 16};
+    struct broker_config cfg = {.history_size = 100, .max_subscriptions = 16, .max_lag = max_lag};
     struct broker_hooks hooks = {.ref = nop, .unref = nop, .dispatch = on_dispatch};
     struct broker *b = broker_new(&cfg, &hooks);
-    struct broker_session *s = broker_session_new(b, (void *)0x1);
+    *s = broker_session_new(b, (void *)0x1);
     struct broker_sub_result res;
     const char *why;
-    cr_assert_eq(broker_subscribe(s, "t", 1, NULL, &res, &why), 0);
+    cr_assert_eq(broker_subscribe(*s, "t", 1, NULL, &res, &why), 0);
+    return b;
+}
+
+Test(broker_oom, a_wake_lost_to_a_failed_allocation_comes_with_the_next_publish)
+{
+    struct broker_session *s;
+    struct broker *b = with_subscriber(0, &s);
+    const char *why;
     struct broker_pub_result pr;
 
     /* The first publish runs out of memory for its wake batch: nobody is woken. */
@@ -75,13 +84,9 @@ Test(broker_oom, a_wake_lost_to_a_failed_allocation_comes_with_the_next_publish)
  * subscriber must not make every publisher to its topic fail. (It did: ENOMEM, not published.) */
 Test(broker_oom, a_ring_that_cannot_grow_drops_its_oldest_instead_of_failing_the_publish)
 {
-    struct broker_config cfg = {.history_size = 100, .max_subscriptions = 16, .max_lag = 1 << 20};
-    struct broker_hooks hooks = {.ref = nop, .unref = nop, .dispatch = on_dispatch};
-    struct broker *b = broker_new(&cfg, &hooks);
-    struct broker_session *s = broker_session_new(b, (void *)0x1);
-    struct broker_sub_result res;
+    struct broker_session *s;
+    struct broker *b = with_subscriber(1 << 20, &s);
     const char *why;
-    cr_assert_eq(broker_subscribe(s, "t", 1, NULL, &res, &why), 0);
     struct broker_pub_result pr;
     for (int i = 0; i < 100; i++)
         cr_assert_eq(broker_publish(b, "t", 1, "1", 1, &pr, &why), 0);
