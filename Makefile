@@ -68,7 +68,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
 export LSAN_OPTIONS ?= suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: all run test unit integration browser check format format-check clean bench bench-full bench-http bench-echo bench-pubsub fuzz
+.PHONY: all run test unit integration browser check format format-check clean bench bench-full bench-http bench-echo bench-pubsub fuzz fuzz-smoke
 
 # The chat demo in the document root imports the client library as ./herald.js: a copy, not
 # tracked (.gitignore), made whenever clients/js/herald.js exists.
@@ -150,6 +150,7 @@ endif
 
 # The full gate: CI runs exactly this through .ci/run.
 check: format-check
+	$(MAKE) fuzz-smoke
 	$(MAKE) test
 	$(MAKE) test SANITIZER=address,undefined
 	$(MAKE) test SANITIZER=thread
@@ -189,15 +190,31 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_LIB_SRC := src/err.c src/dmsg.c src/http_parse.c src/http_head.c src/http_chunked.c src/utf8.c \
                 src/ws_frame.c src/proto.c src/ws_deflate.c
-fuzz:
+FUZZ_BIN := $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+$(FUZZ_BIN): build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_SRC) $(wildcard include/*.h src/*.h)
 	@mkdir -p build-fuzz
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -D_GNU_SOURCE \
+	  $< $(FUZZ_LIB_SRC) -o $@ -lcjson -lz
+fuzz: $(FUZZ_BIN)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -D_GNU_SOURCE \
-	    fuzz/fuzz_$$t.c $(FUZZ_LIB_SRC) -o build-fuzz/fuzz_$$t -lcjson -lz; \
 	  mkdir -p fuzz/corpus/$$t build-fuzz/corpus-$$t; \
 	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
 	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) $$dict build-fuzz/corpus-$$t fuzz/corpus/$$t; \
+	done
+# In `make check`: every driver over its seed corpus, then a fixed number of runs from a fixed
+# seed (the same inputs every time), so a driver whose checks drift from the code it drives fails
+# CI, not the next long fuzzing session (proto_array_next's end marker did, unnoticed, for a day).
+FUZZ_SMOKE_RUNS ?= 200000
+fuzz-smoke: $(FUZZ_BIN)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+	  echo "== fuzz-smoke $$t ($(FUZZ_SMOKE_RUNS) runs, seed 1)"; \
+	  rm -rf build-fuzz/smoke-$$t; mkdir -p build-fuzz/smoke-$$t; \
+	  build-fuzz/fuzz_$$t -seed=1 -runs=$(FUZZ_SMOKE_RUNS) -artifact_prefix=build-fuzz/ $$dict \
+	    build-fuzz/smoke-$$t fuzz/corpus/$$t >build-fuzz/smoke-$$t.log 2>&1 || \
+	    { cat build-fuzz/smoke-$$t.log; exit 1; }; \
+	  tail -1 build-fuzz/smoke-$$t.log; \
 	done
 
 clean:

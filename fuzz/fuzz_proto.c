@@ -135,7 +135,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t el_len;
         int rc;
         while ((rc = proto_array_next(text, len, &pos, &el, &el_len)) == 1) {
-            check(inside(text, len, el, el_len) && pos > prev && pos <= len);
+            /* len + 1 marks "past the closing bracket" (proto.h). */
+            check(inside(text, len, el, el_len) && pos > prev && pos <= len + 1);
             prev = pos;
             check(++n <= len);
             parse_one(el, el_len, 1);

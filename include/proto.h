@@ -90,7 +90,8 @@ int proto_parse_publish(const char *text, size_t len, struct proto_request *req,
 
 /* proto_array_next - walks the elements of a JSON array text[0..len): start with *pos = 0; returns
  * 1 with the next element's raw text in *el and *el_len, 0 after the last one, -1 if the text is
- * not an array (structure only: elements are checked by whoever parses them). */
+ * not an array (structure only: elements are checked by whoever parses them). *pos is the walk's
+ * state: an offset into the text, or len + 1 once the closing bracket has been passed. */
 int proto_array_next(const char *text, size_t len, size_t *pos, const char **el, size_t *el_len);
 
 /*
