@@ -102,12 +102,13 @@ $(WIRE_UNIT_BIN): $(BUILD)/tests/test_%: tests/unit/test_%.c clients/c/wsc_wire.
 	$(CC) $(ALL_CFLAGS) -Iclients/c $< clients/c/wsc_wire.c $(LIB) -o $@ $(LDFLAGS) $(LDLIBS) \
 	  -lcriterion
 
-# The upgrade and the broker's wakes under allocation failures: malloc is wrapped so that chosen
+# The upgrade and the broker's wakes under allocation failures: malloc and calloc are wrapped so that chosen
 # sizes fail.
 $(BUILD)/tests/test_ws_upgrade_oom $(BUILD)/tests/test_broker_oom: $(BUILD)/tests/test_%: \
   tests/unit/test_%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $< $(LIB) -o $@ $(LDFLAGS) -Wl,--wrap=malloc $(LDLIBS) -lcriterion
+	$(CC) $(ALL_CFLAGS) $< $(LIB) -o $@ $(LDFLAGS) -Wl,--wrap=malloc -Wl,--wrap=calloc $(LDLIBS) \
+	  -lcriterion
 
 $(BUILD)/tests/integ_test_%: tests/integration/test_%.c $(INTEG_LIB_SRC)
 	@mkdir -p $(dir $@)

@@ -164,7 +164,8 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
  * none with 0). Returns the bytes queued; sets *more when messages were left for a later pull
  * (budget reached), *left to their bytes (plain frames; what is left stays in the topics' logs,
  * taking no memory of the session's), and *lost when a subscription fell behind the history
- * (messages are gone: a slow consumer).
+ * (messages are gone: a slow consumer), or when a wildcard subscription could not follow a
+ * matching topic for lack of memory (its messages will never come).
  */
 size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bool *more,
                    bool *lost, size_t *left);

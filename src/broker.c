@@ -210,7 +210,8 @@ static struct topic *create_topic(struct broker *b, const char *name, size_t len
         if (!pattern_match(p->text, p->len, name, len))
             continue;
         pthread_mutex_lock(&p->s->lock);
-        broker__entry_attach(p->s, t, false, NULL);
+        if (broker__entry_attach(p->s, t, false, NULL) < 0)
+            p->s->missed = true; /* told at its next pull, rather than never */
         pthread_mutex_unlock(&p->s->lock);
     }
     return t;
@@ -684,6 +685,7 @@ size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bo
      * when it already has a backlog (that is how a stuck subscriber gets noticed). */
     atomic_store(&s->wake_pending, 0);
     pthread_mutex_lock(&s->lock);
+    *lost = s->missed;
     for (struct entry *e = s->entries; e; e = e->snext) {
         if (!atomic_exchange(&e->dirty, 0))
             continue;

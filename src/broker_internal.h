@@ -109,6 +109,9 @@ struct broker_session {
     unsigned n_subs;
     atomic_uchar wake_pending; /* a wake is on its way: publishes need not send another */
     bool deflate;              /* takes compressed deliveries (set before subscribing) */
+    /* A wildcard of it matched a topic it could not follow (out of memory): it misses that
+     * topic's messages, so its pulls report them lost (session's lock). */
+    bool missed;
 };
 
 struct broker {

@@ -94,8 +94,9 @@ static int subscribe_pattern(struct broker_session *s, const char *text, size_t 
     s->patterns = p;
     for (size_t i = 0; i < b->nbuckets; i++)
         for (struct topic *t = b->buckets[i]; t; t = t->next)
-            if (pattern_match(text, len, t->name, t->len))
-                broker__entry_attach(s, t, false, NULL);
+            if (pattern_match(text, len, t->name, t->len) &&
+                broker__entry_attach(s, t, false, NULL) < 0)
+                s->missed = true; /* told at its next pull, rather than never */
     return 0;
 }
 

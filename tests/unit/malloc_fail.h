@@ -1,5 +1,6 @@
 /*
- * malloc_fail.h - for unit tests linked with -Wl,--wrap=malloc (see the Makefile): every malloc of
+ * malloc_fail.h - for unit tests linked with -Wl,--wrap=malloc,--wrap=calloc (see the Makefile):
+ * every malloc (and calloc) of
  * exactly `fail_size` bytes fails while it is non-zero. Include it in one file of the test program.
  */
 #ifndef HERALD_TEST_MALLOC_FAIL_H
@@ -9,6 +10,8 @@
 
 void *__real_malloc(size_t size);
 void *__wrap_malloc(size_t size);
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
 
 static size_t fail_size; /* 0: nothing fails */
 
@@ -17,6 +20,14 @@ void *__wrap_malloc(size_t size)
     if (fail_size && size == fail_size)
         return NULL;
     return __real_malloc(size);
+}
+
+/* calloc(n, size) fails when n * size is fail_size. */
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (fail_size && n * size == fail_size)
+        return NULL;
+    return __real_calloc(n, size);
 }
 
 #endif

@@ -108,3 +108,42 @@ Test(broker_oom, a_ring_that_cannot_grow_drops_its_oldest_instead_of_failing_the
     broker_session_free(s);
     broker_free(b);
 }
+
+/* A wildcard subscription that cannot follow a matching topic (its entry cannot be allocated),
+ * whether the topic exists when it subscribes or comes later, misses that topic's messages: its
+ * pulls say so (lost: the connection closes it, 4008, and the client resubscribes), instead of
+ * staying silent for ever. */
+Test(broker_oom, a_wildcard_that_cannot_follow_a_topic_is_told_it_lost_messages)
+{
+    struct broker_session *s;
+    struct broker *b = with_subscriber(0, &s); /* on "t" */
+    struct broker_session *w = broker_session_new(b, (void *)0x2);
+    struct broker_sub_result res;
+    struct broker_pub_result pr;
+    const char *why;
+    cr_assert_eq(broker_subscribe(w, "w.*", 3, NULL, &res, &why), 0);
+    fail_size = sizeof(struct entry); /* the wildcard's entry for w.new */
+    cr_assert_eq(broker_publish(b, "w.new", 5, "1", 1, &pr, &why), 0);
+    fail_size = 0;
+    struct outq q;
+    outq_init(&q);
+    bool more, lost;
+    size_t left;
+    broker_pull(w, &q, 1 << 20, &more, &lost, &left);
+    cr_assert(lost, "w.new's message never comes and nobody says so");
+    outq_deinit(&q);
+    broker_session_free(w);
+
+    /* The same when the topic exists before the wildcard. */
+    w = broker_session_new(b, (void *)0x3);
+    fail_size = sizeof(struct entry);
+    cr_assert_eq(broker_subscribe(w, "w.>", 3, NULL, &res, &why), 0);
+    fail_size = 0;
+    outq_init(&q);
+    broker_pull(w, &q, 1 << 20, &more, &lost, &left);
+    cr_assert(lost);
+    outq_deinit(&q);
+    broker_session_free(w);
+    broker_session_free(s);
+    broker_free(b);
+}
