@@ -104,7 +104,8 @@ $(WIRE_UNIT_BIN): $(BUILD)/tests/test_%: tests/unit/test_%.c clients/c/wsc_wire.
 
 # The upgrade and the broker's wakes under allocation failures: malloc and calloc are wrapped so that chosen
 # sizes fail.
-$(BUILD)/tests/test_ws_upgrade_oom $(BUILD)/tests/test_broker_oom: $(BUILD)/tests/test_%: \
+$(BUILD)/tests/test_ws_upgrade_oom $(BUILD)/tests/test_broker_oom $(BUILD)/tests/test_http_api_oom: \
+  $(BUILD)/tests/test_%: \
   tests/unit/test_%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(LIB) -o $@ $(LDFLAGS) -Wl,--wrap=malloc -Wl,--wrap=calloc $(LDLIBS) \

@@ -101,28 +101,34 @@ static int authorize(const struct http_api *api, const struct http_request *req,
 }
 
 /* Publishes one message; appends its result object to t. */
+/* Publishes one message and writes its result to t; *status becomes the worst one yet: 400 for a
+ * request that cannot be published, 503 when the server ran out of memory (worth a retry). */
 static void publish_one(const struct http_api *api, const char *text, size_t len, struct textbuf *t,
-                        bool *bad)
+                        int *status)
 {
     struct proto_request req;
     const char *code, *message;
+    int st = 400;
     if (proto_parse_publish(text, len, &req, &code, &message) == 0) {
         struct broker_pub_result res;
         const char *why = NULL;
-        if (broker_publish(api->broker, req.topic, req.topic_len, req.data, req.data_len, &res,
-                           &why) == 0) {
+        int rc = broker_publish(api->broker, req.topic, req.topic_len, req.data, req.data_len, &res,
+                                &why);
+        if (rc == 0) {
             textbuf_printf(t, "{\"offset\":%llu,\"reach\":%u}", (unsigned long long)res.offset,
                            res.reach);
             return;
         }
-        code = PROTO_E_BAD_TOPIC;
+        code = rc == BROKER_EBADTOPIC ? PROTO_E_BAD_TOPIC : PROTO_E_INTERNAL;
+        st = rc == BROKER_EBADTOPIC ? 400 : 503;
         message = why ? why : "cannot publish";
     }
     char esc[256];
     size_t n = proto_json_escape(esc, sizeof(esc), message, strlen(message));
     esc[n] = '\0';
     textbuf_printf(t, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
-    *bad = true;
+    if (st > *status)
+        *status = st;
 }
 
 /* A batch is published only once all of it is known to be one JSON array: a 400 then means
@@ -158,8 +164,7 @@ static int handle_publish(const struct http_api *api, const struct http_request 
     while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
         i++;
     struct textbuf t = {0};
-    bool bad = false;
-    int status = 200;
+    int status = 200, worst = 200;
     if (i < len && text[i] == '[') {
         if (!array_well_formed(text, len)) {
             free(text);
@@ -172,12 +177,12 @@ static int handle_publish(const struct http_api *api, const struct http_request 
         for (int k = 0; proto_array_next(text, len, &pos, &el, &el_len) == 1; k++) {
             if (k)
                 textbuf_put(&t, ",", 1);
-            publish_one(api, el, el_len, &t, &bad);
+            publish_one(api, el, el_len, &t, &worst);
         }
         textbuf_put(&t, "]}", 2);
     } else {
-        publish_one(api, text, len, &t, &bad);
-        status = bad ? 400 : 200; /* a batch reports per message; a single one by status */
+        publish_one(api, text, len, &t, &worst);
+        status = worst; /* a batch reports per message; a single one by status */
     }
     free(text);
     int rc = t.failed ? -ENOMEM : reply_json(r, status, t.p, t.len);
