@@ -100,11 +100,9 @@ static int authorize(const struct http_api *api, const struct http_request *req,
     return 0;
 }
 
-/* Publishes one message; appends its result object to t. */
-/* Publishes one message and writes its result to t; *status becomes the worst one yet: 400 for a
+/* Publishes one message and appends its result object to t. Returns its status: 200, 400 for a
  * request that cannot be published, 503 when the server ran out of memory (worth a retry). */
-static void publish_one(const struct http_api *api, const char *text, size_t len, struct textbuf *t,
-                        int *status)
+static int publish_one(const struct http_api *api, const char *text, size_t len, struct textbuf *t)
 {
     struct proto_request req;
     const char *code, *message;
@@ -117,7 +115,7 @@ static void publish_one(const struct http_api *api, const char *text, size_t len
         if (rc == 0) {
             textbuf_printf(t, "{\"offset\":%llu,\"reach\":%u}", (unsigned long long)res.offset,
                            res.reach);
-            return;
+            return 200;
         }
         code = rc == BROKER_EBADTOPIC ? PROTO_E_BAD_TOPIC : PROTO_E_INTERNAL;
         st = rc == BROKER_EBADTOPIC ? 400 : 503;
@@ -127,8 +125,7 @@ static void publish_one(const struct http_api *api, const char *text, size_t len
     size_t n = proto_json_escape(esc, sizeof(esc), message, strlen(message));
     esc[n] = '\0';
     textbuf_printf(t, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
-    if (st > *status)
-        *status = st;
+    return st;
 }
 
 /* A batch is published only once all of it is known to be one JSON array: a 400 then means
@@ -164,7 +161,7 @@ static int handle_publish(const struct http_api *api, const struct http_request 
     while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
         i++;
     struct textbuf t = {0};
-    int status = 200, worst = 200;
+    int status = 200; /* a batch reports per message; a single one by status */
     if (i < len && text[i] == '[') {
         if (!array_well_formed(text, len)) {
             free(text);
@@ -177,12 +174,11 @@ static int handle_publish(const struct http_api *api, const struct http_request 
         for (int k = 0; proto_array_next(text, len, &pos, &el, &el_len) == 1; k++) {
             if (k)
                 textbuf_put(&t, ",", 1);
-            publish_one(api, el, el_len, &t, &worst);
+            publish_one(api, el, el_len, &t);
         }
         textbuf_put(&t, "]}", 2);
     } else {
-        publish_one(api, text, len, &t, &worst);
-        status = worst; /* a batch reports per message; a single one by status */
+        status = publish_one(api, text, len, &t);
     }
     free(text);
     int rc = t.failed ? -ENOMEM : reply_json(r, status, t.p, t.len);

@@ -434,10 +434,10 @@ int ws_conn_process(struct conn *c)
                 break;
             }
             /* Stop taking new frames while replies pile up: the peer waits instead of our
-             * memory. Checked after every frame, as one read can hold thousands of requests
-             * (each of 1,132 pipelined presence queries answered 26 KiB: 30 MB queued when this
-             * was checked per read). After a frame's end the rest of the input starts a frame,
-             * so it can wait in c->in for the queue to drain (conn.c comes back to it). */
+             * memory. Checked after every frame, not after each buffer of input: one buffer can
+             * hold many requests whose answers are large (presence queries). After a frame's end
+             * the rest of the input starts a frame, so it can wait in c->in for the queue to
+             * drain (conn.c comes back to it). */
             if (ev == WS_DEC_END && outq_cost(&c->out) >= OUT_HIGH_WATER) {
                 full = true;
                 break;
