@@ -55,7 +55,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integ_%)
-# Suites run a second time with --ws-oneshot: WebSocket connections on the one-shot epoll mode.
+# Suites run a second time with --ws-oneshot --no-uring: WebSocket connections on the one-shot epoll
+# mode, and every send made on its own instead of in io_uring batches.
 WS_ONESHOT_BIN := $(BUILD)/tests/integ_test_ws $(BUILD)/tests/integ_test_broker
 # The integration tests' own helpers, the C client, and the pure codecs the client uses.
 INTEG_LIB_SRC := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)) \
@@ -130,8 +131,9 @@ endif
 integration: $(BIN) $(INTEG_BIN) $(BUILD)/wsload
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) $$t $(CRITERION_FLAGS); done
-	@set -e; for t in $(WS_ONESHOT_BIN); do echo "== $$t --ws-oneshot"; \
-	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) HERALD_EXTRA_ARGS=--ws-oneshot \
+	@set -e; for t in $(WS_ONESHOT_BIN); do echo "== $$t --ws-oneshot --no-uring"; \
+	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) \
+	  HERALD_EXTRA_ARGS="--ws-oneshot --no-uring" \
 	  $$t $(CRITERION_FLAGS); done
 	@echo "== node tests (ws, wscat) against $(BIN)"
 	@test -d tests/node/node_modules || { echo "tests/node: run scripts/install-deps first"; exit 1; }

@@ -136,7 +136,8 @@ void conn_on_event(struct conn *c, uint32_t events, int worker);
 
 /* conn_wake - asks that `c` handle the CONN_WAKE_* `reasons` soon; any thread, without holding
  * another connection's or the wheel's mutex. The caller must be a worker inside its batch (so `c`
- * cannot be freed under it); `worker` is its index. The connection may be run right here. */
+ * cannot be freed under it); `worker` is its index. The connection may be run right here, or its
+ * send left to the caller's open batch (conn_batch.h). */
 void conn_wake(struct conn *c, uint32_t reasons, int worker);
 
 /* conn_ref / conn_unref - keep a connection's memory (not the connection) alive while a pointer to

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "dmsg.h"
 
@@ -106,6 +107,28 @@ int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len);
 /* outq_drop_unsent - drops every queued segment that has not started to go out (a partly sent
  * front segment stays, so the peer never sees half a frame). Returns the bytes dropped. */
 size_t outq_drop_unsent(struct outq *q);
+
+/* iovecs one send gathers at most: enough to coalesce many pipelined responses or broker frames.
+ */
+#define OUTQ_IOV 64
+/* Most bytes copied into one piece by outq_prepare (see outq.c: when copying beats the kernel's
+ * per-iovec work). */
+#define OUTQ_GATHER_MAX 16384
+
+/*
+ * outq_prepare - describes the next send: the run of memory segments at the front (up to the
+ * first file range), as at most `room` iovecs into iov. When it has many small pieces that fit
+ * in `stage_len` bytes (at most OUTQ_GATHER_MAX are worth it), they are copied into `stage`
+ * and described by iov[0] alone; stage may be NULL. *more is set when something follows what
+ * iov describes (pass MSG_MORE). Returns the iovecs used, 0 if the queue is empty or starts with
+ * a file range. The queue is not changed: after the send, report what went with outq_sent.
+ */
+int outq_prepare(struct outq *q, struct iovec *iov, int room, char *stage, size_t stage_len,
+                 int *more);
+
+/* outq_sent - marks the first n bytes sent (n at most what outq_prepare described), releasing
+ * what went out whole. */
+void outq_sent(struct outq *q, size_t n);
 
 /*
  * outq_flush - writes as much as the socket takes. Returns:

@@ -21,6 +21,7 @@ void config_defaults(struct herald_config *cfg)
     strcpy(cfg->listen_port, "8080");
     cfg->threads = 0;
     cfg->pin = 1;
+    cfg->uring = 1;
     cfg->root = HERALD_DEFAULT_ROOT;
     cfg->idle_timeout = 5;
     cfg->header_timeout = 10;
@@ -56,6 +57,9 @@ void config_usage(FILE *out)
             "                          IPv6 as [::]:8080; port 0 picks a free port)\n"
             "  --threads N             worker threads (default: one per usable CPU)\n"
             "  --no-pin                let the scheduler move workers between CPUs\n"
+            "  --no-uring              send to each subscriber with its own sendmsg, not in\n"
+            "                          batches through io_uring (default: io_uring if the\n"
+            "                          kernel allows it)\n"
             "                          (default: each worker pinned to its own CPU)\n"
             "  --root DIR              document root for static files\n"
             "                          (default %s)\n"
@@ -145,6 +149,7 @@ enum {
     OPT_LISTEN = 256,
     OPT_THREADS,
     OPT_NO_PIN,
+    OPT_NO_URING,
     OPT_WS_ONESHOT,
     OPT_ROOT,
     OPT_IDLE,
@@ -174,6 +179,7 @@ static const struct option long_opts[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"no-pin", no_argument, NULL, OPT_NO_PIN},
+    {"no-uring", no_argument, NULL, OPT_NO_URING},
     {"root", required_argument, NULL, OPT_ROOT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"header-timeout", required_argument, NULL, OPT_HEADER},
@@ -212,6 +218,9 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         if (parse_ulong(arg, 1, 1024, &v) < 0)
             return -1;
         cfg->threads = (int)v;
+        return 0;
+    case OPT_NO_URING:
+        cfg->uring = 0;
         return 0;
     case OPT_NO_PIN:
         cfg->pin = 0;

@@ -3,6 +3,8 @@
  * threading rules this file follows).
  */
 #include "conn.h"
+#include "conn_batch.h"
+#include "conn_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -483,8 +485,9 @@ static uint32_t interest(const struct conn *c)
 }
 
 /* Results of the handlers below. */
-#define KEEP  0
-#define CLOSE -1
+#define KEEP     0
+#define CLOSE    -1
+#define DEFERRED 1 /* its send waits in the worker's batch: the connection stays busy */
 
 /* The deadline passed (checked again: activity may have moved it since the sweep looked). */
 static int on_deadline(struct conn *c)
@@ -515,8 +518,9 @@ static int on_linger_event(struct conn *c)
     return KEEP;
 }
 
-/* Reads, parses, answers and flushes: one turn of the connection. */
-static int on_io(struct conn *c, uint32_t events)
+/* Reads, parses, answers and flushes: one turn of the connection. A turn that is only a wake
+ * (no events; `may_defer`) may leave its send to the worker's batch and return DEFERRED. */
+static int on_io(struct conn *c, uint32_t events, bool may_defer)
 {
     int progress = 0;
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->peer_eof) {
@@ -532,6 +536,8 @@ static int on_io(struct conn *c, uint32_t events)
     for (;;) {
         process_input(c);
         bool more = c->state == CONN_WS && ws_conn_run(c);
+        if (may_defer && !events && conn_batch_defer(c, more))
+            return DEFERRED;
         size_t sent = 0;
         int rc = outq_flush(&c->out, c->fd, &sent);
         progress |= sent > 0;
@@ -566,8 +572,9 @@ static int handle(struct conn *c, uint32_t events, uint32_t wake)
      * moves the deadline) rather than cut off. Not when it does not want input: a connection held
      * back by its unread output would take more requests past the high-water mark, and, being
      * read, pass as alive to the keepalive. */
-    if (on_io(c, events | (timer && want_input(c) ? EPOLLIN : 0)) == CLOSE)
-        return CLOSE;
+    int rc = on_io(c, events | (timer && want_input(c) ? EPOLLIN : 0), !timer);
+    if (rc != KEEP)
+        return rc;
     return timer ? on_deadline(c) : KEEP;
 }
 
@@ -590,20 +597,26 @@ static int acquire(struct conn *c, uint32_t events, uint32_t wake)
     return mine;
 }
 
-/* Runs c until no work is left, then re-arms it and lets go, or closes it. */
-static void run(struct conn *c, int worker)
+/* Runs c until no work is left, then re-arms it and lets go, or closes it. `resumed`: the turn
+ * already ran and its batched send is accounted for (conn_batch_end); go on from there. */
+static void run_from(struct conn *c, int worker, bool resumed)
 {
-    for (;;) {
-        pthread_mutex_lock(&c->lock);
-        uint32_t events = c->pending_events, wake = c->pending_wake;
-        c->pending_events = c->pending_wake = 0;
-        c->again = 0;
-        pthread_mutex_unlock(&c->lock);
+    for (;; resumed = false) {
+        if (!resumed) {
+            pthread_mutex_lock(&c->lock);
+            uint32_t events = c->pending_events, wake = c->pending_wake;
+            c->pending_events = c->pending_wake = 0;
+            c->again = 0;
+            pthread_mutex_unlock(&c->lock);
 
-        STATS_COUNT(events, 1);
-        if (handle(c, events, wake) == CLOSE) {
-            conn_close(c, worker);
-            return;
+            STATS_COUNT(events, 1);
+            int rc = handle(c, events, wake);
+            if (rc == CLOSE) {
+                conn_close(c, worker);
+                return;
+            }
+            if (rc == DEFERRED)
+                return; /* still busy: conn_batch_end finishes the turn */
         }
         /* Most WebSocket connections are idle most of the time: between messages they keep no
          * buffers (a few small allocations per message cost far less than the system calls). */
@@ -638,6 +651,26 @@ static void run(struct conn *c, int worker)
         conn_close(c, worker);
         return;
     }
+}
+
+static void run(struct conn *c, int worker)
+{
+    run_from(c, worker, false);
+}
+
+void conn_turn_resume(struct conn *c, int worker, bool again)
+{
+    if (again) {
+        pthread_mutex_lock(&c->lock);
+        c->again = 1;
+        pthread_mutex_unlock(&c->lock);
+    }
+    run_from(c, worker, true);
+}
+
+void conn_turn_close(struct conn *c, int worker)
+{
+    conn_close(c, worker);
 }
 
 void conn_on_event(struct conn *c, uint32_t events, int worker)

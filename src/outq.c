@@ -11,9 +11,6 @@
 
 #include "err.h"
 
-/* iovecs gathered per sendmsg: enough to coalesce many pipelined responses or broker frames. */
-#define FLUSH_IOV 64
-
 /* Many small pieces are copied into one stack buffer and go out as one iovec: the kernel's cost
  * per iovec (importing the array, kmalloc'd past 8 entries, and walking it while copying) is more
  * than a memcpy of a few KiB, and a subscriber's send is typically 16 broker frames of ~100 bytes.
@@ -21,7 +18,6 @@
  * per delivery by 4.4-7.9% at 1,000 and 10,000 subscribers. A few pieces, or large ones, go as they
  * are: there the copy would cost what it saves. */
 #define GATHER_MIN_IOV 5
-#define GATHER_MAX     16384
 
 struct obuf *obuf_new(size_t cap)
 {
@@ -226,12 +222,12 @@ static size_t iov_bytes(const struct iovec *iov, int n)
     return total;
 }
 
-/* Copies the n iovecs into stage if together they fit in GATHER_MAX, describing the copy in *one.
- * Returns 1 if it did, 0 if they are too large (nothing copied). */
-static int gather(const struct iovec *iov, int n, char *stage, struct iovec *one)
+/* Copies the n iovecs into stage if together they fit in stage_len, describing the copy in *one
+ * (which may be iov[0]). Returns 1 if it did, 0 if they are too large (nothing copied). */
+static int gather(const struct iovec *iov, int n, char *stage, size_t stage_len, struct iovec *one)
 {
     size_t total = iov_bytes(iov, n);
-    if (total > GATHER_MAX)
+    if (total > stage_len)
         return 0;
     size_t off = 0;
     for (int k = 0; k < n; k++) {
@@ -242,41 +238,50 @@ static int gather(const struct iovec *iov, int n, char *stage, struct iovec *one
     return 1;
 }
 
-/* Sends the run of memory segments at the front in one sendmsg. Returns bytes sent or -errno. */
-static ssize_t send_buffers(struct outq *q, int sockfd)
+int outq_prepare(struct outq *q, struct iovec *iov, int room, char *stage, size_t stage_len,
+                 int *more)
 {
-    struct iovec iov[FLUSH_IOV];
     int n = 0;
     uint32_t i = 0;
     bool cut = false; /* the last dmsg did not fit whole: the rest of it follows */
-    for (; i < q->count && n < FLUSH_IOV; i++) {
+    for (; i < q->count && n < room; i++) {
         struct outq_seg *s = seg_at(q, i);
         if (s->kind == OUTQ_FILE)
             break;
-        int added = seg_iov(s, iov + n, FLUSH_IOV - n);
-        if (s->kind == OUTQ_DMSG && n + added == FLUSH_IOV)
+        int added = seg_iov(s, iov + n, room - n);
+        if (s->kind == OUTQ_DMSG && n + added == room)
             cut = iov_bytes(iov + n, added) < dmsg_len(s->dm);
         n += added;
     }
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    char stage[GATHER_MAX];
-    struct iovec one;
-    if (n >= GATHER_MIN_IOV && gather(iov, n, stage, &one)) {
-        msg.msg_iov = &one;
-        msg.msg_iovlen = 1;
-    }
     /* MSG_MORE only when something really follows: the kernel holds corked bytes for up to
      * 200 ms waiting for it. */
-    int more = i < q->count || cut;
+    *more = i < q->count || cut;
+    if (n >= GATHER_MIN_IOV && stage && gather(iov, n, stage, stage_len, iov))
+        return 1;
+    return n;
+}
+
+void outq_sent(struct outq *q, size_t n)
+{
+    q->bytes -= n;
+    while (n > 0) {
+        size_t avail = seg_advance(q, n);
+        n = n < avail ? 0 : n - avail;
+    }
+}
+
+/* Sends the run of memory segments at the front in one sendmsg. Returns bytes sent or -errno. */
+static ssize_t send_buffers(struct outq *q, int sockfd)
+{
+    struct iovec iov[OUTQ_IOV];
+    char stage[OUTQ_GATHER_MAX];
+    int more;
+    int n = outq_prepare(q, iov, OUTQ_IOV, stage, sizeof(stage), &more);
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(sockfd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (w < 0)
         return -errno;
-    size_t left = (size_t)w;
-    q->bytes -= left;
-    while (left > 0) {
-        size_t avail = seg_advance(q, left);
-        left = left < avail ? 0 : left - avail;
-    }
+    outq_sent(q, (size_t)w);
     return w;
 }
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "conn_batch.h"
 #include "err.h"
 #include "log.h"
 #include "reclaim.h"
@@ -184,13 +185,19 @@ static void owner_unref(void *owner)
     conn_unref(owner);
 }
 
-/* Wakes every owner of the batch on this worker, then lets go of them and of the batch. */
+/* The calling worker's send batch (NULL: sends are made one at a time; see conn.h). */
+static __thread struct conn_batch *worker_batch;
+
+/* Wakes every owner of the batch on this worker, their sends made together in one system call,
+ * then lets go of them and of the batch. */
 static void batch_serve(struct broker_batch *batch, int worker)
 {
-    for (unsigned i = 0; i < batch->n; i++) {
+    conn_batch_begin(worker_batch);
+    for (unsigned i = 0; i < batch->n; i++)
         conn_wake(batch->owners[i], CONN_WAKE_DATA, worker);
+    conn_batch_end(worker); /* before the unrefs: a batched connection is still being run */
+    for (unsigned i = 0; i < batch->n; i++)
         conn_unref(batch->owners[i]);
-    }
     free(batch);
 }
 
@@ -548,6 +555,12 @@ static void *worker_main(void *arg)
     int per_wait = srv->nthreads == 1 ? EVENTS_PER_WAIT_ALONE : EVENTS_PER_WAIT;
     struct local_fanout lf = {.n = 0};
     local_fanout = &lf;
+    int err = 0;
+    worker_batch = srv->cfg->uring ? conn_batch_new(&err) : NULL;
+    if (srv->cfg->uring && !worker_batch)
+        log_msg(w->index == 0 ? LOG_INFO : LOG_DEBUG,
+                "worker %d: no io_uring (%s): one sendmsg per subscriber", w->index,
+                herald_strerror(err));
     for (int stop = 0; !stop;) {
         reclaim_enter_wait(&srv->reclaim, w->index);
         int n = epoll_wait(srv->epfd, evs, per_wait, IDLE_WAKE_MS);
@@ -576,6 +589,8 @@ static void *worker_main(void *arg)
         reclaim_poll(&srv->reclaim, w->index);
     }
     local_fanout = NULL; /* worker 0 is the main thread, which goes on to shut down */
+    conn_batch_free(worker_batch);
+    worker_batch = NULL;
     ws_deflate_thread_cleanup();
     return NULL;
 }

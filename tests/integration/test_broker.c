@@ -13,7 +13,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <linux/io_uring.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -271,6 +273,68 @@ Test(broker, sixteen_publishers_thousand_subscribers_one_order)
         wsc_close(&subs[i]);
     for (int p = 0; p < PUBS; p++)
         wsc_close(&pubs[p]);
+    free(subs);
+}
+
+/* Whether this kernel lets a process create an io_uring (the server asks it the same way). */
+static bool kernel_has_io_uring(void)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    int fd = (int)syscall(__NR_io_uring_setup, 2, &p);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+/* A fan-out's sends to its subscribers are made together, through io_uring, by whichever worker
+ * serves a wake batch; with --no-uring (the Makefile's second run of this suite) one sendmsg
+ * each. Either way every subscriber gets every message, in order. */
+Test(broker, fan_out_sends_are_batched_unless_no_uring)
+{
+    const char *extra = getenv("HERALD_EXTRA_ARGS");
+    bool batching = !(extra && strstr(extra, "--no-uring")) && kernel_has_io_uring();
+    enum { MSGS = 30 };
+    /* More than one wake batch (256) and more than a worker keeps for itself (16). */
+    const int SUBS = under_sanitizer() ? 100 : 600;
+    struct wsc *subs = calloc((size_t)SUBS, sizeof(*subs));
+    for (int i = 0; i < SUBS; i++) {
+        bopen(&subs[i]);
+        bsend(&subs[i], "{\"op\":\"sub\",\"topic\":\"batched\"}");
+    }
+    for (int i = 0; i < SUBS; i++)
+        expect_type(&subs[i], "ack", NULL);
+    double before = scrape_metric(srv.port, "herald_batched_sends_total");
+    cr_assert_geq(before, 0, "herald_batched_sends_total missing");
+    struct wsc pub;
+    bopen(&pub);
+    /* One message at a time, each received everywhere before the next: every wave is one wake
+     * of every subscriber, with one send each. */
+    for (int k = 1; k <= MSGS; k++) {
+        char req[96];
+        snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"batched\",\"data\":%d}", k);
+        bsend(&pub, req);
+        expect_type(&pub, "ack", NULL);
+        for (int i = 0; i < SUBS; i++) {
+            cJSON *j = brecv(&subs[i]);
+            cr_assert_eq(num(j, "data"), k, "subscriber %d: got %g, want %d", i, num(j, "data"), k);
+            cJSON_Delete(j);
+        }
+    }
+    double batched = scrape_metric(srv.port, "herald_batched_sends_total") - before;
+    /* Nearly every send is batched. A wake that finds its subscriber still busy finishing the
+     * previous wave's turn (its send made, its fd not yet re-armed) is folded into that turn,
+     * whose further sends are ordinary ones: under TSan 66 of 100 subscribers' first sends were
+     * batched when the messages were published all at once. */
+    if (batching)
+        cr_assert_geq(batched, MSGS * SUBS / 2, "%.0f batched sends for %d deliveries", batched,
+                      MSGS * SUBS);
+    else
+        cr_assert_eq(batched, 0, "--no-uring made %.0f batched sends", batched);
+    for (int i = 0; i < SUBS; i++)
+        wsc_close(&subs[i]);
+    wsc_close(&pub);
     free(subs);
 }
 

@@ -278,3 +278,45 @@ Test(outq, drop_unsent_keeps_a_partly_sent_front)
     close(sv[0]);
     close(sv[1]);
 }
+
+/* outq_prepare describes a send without making it; outq_sent then accounts for what went. This is
+ * how a batch of sends (conn.c, sendring.h) uses the queue. */
+Test(outq, prepare_gathers_small_pieces_and_sent_releases_what_went)
+{
+    struct outq q;
+    outq_init(&q);
+    const char *parts[] = {"one ", "two ", "three ", "four ", "five ", "six"};
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(outq_push_take(&q, buf_of(parts[i])), 0);
+    struct iovec iov[OUTQ_IOV];
+    int more = -1;
+    /* Without a stage every piece has its own iovec, in order, and nothing follows them. */
+    cr_assert_eq(outq_prepare(&q, iov, OUTQ_IOV, NULL, 0, &more), 6);
+    cr_assert_eq(more, 0);
+    cr_assert_eq(iov[2].iov_len, 6u);
+    cr_assert_eq(memcmp(iov[2].iov_base, "three ", 6), 0);
+    /* With room for at most 3 iovecs, what is left is announced. */
+    cr_assert_eq(outq_prepare(&q, iov, 3, NULL, 0, &more), 3);
+    cr_assert_eq(more, 1);
+    /* Given a stage large enough, five or more pieces are copied into it as one. */
+    char stage[64];
+    cr_assert_eq(outq_prepare(&q, iov, OUTQ_IOV, stage, sizeof(stage), &more), 1);
+    cr_assert_eq(iov[0].iov_base, stage);
+    cr_assert_eq(iov[0].iov_len, 27u);
+    cr_assert_eq(memcmp(stage, "one two three four five six", 27), 0);
+    /* ...but not when they would not fit: then they go as they are. */
+    cr_assert_eq(outq_prepare(&q, iov, OUTQ_IOV, stage, 20, &more), 6);
+    cr_assert_eq(outq_bytes(&q), 27u, "preparing changes nothing");
+    /* 10 bytes went: "one two " whole and two bytes of "three ". */
+    outq_sent(&q, 10);
+    cr_assert_eq(outq_bytes(&q), 17u);
+    cr_assert_eq(q.count, 4u);
+    cr_assert_eq(outq_prepare(&q, iov, OUTQ_IOV, NULL, 0, &more), 4);
+    cr_assert_eq(iov[0].iov_len, 4u);
+    cr_assert_eq(memcmp(iov[0].iov_base, "ree ", 4), 0);
+    outq_sent(&q, 17);
+    cr_assert_eq(outq_bytes(&q), 0u);
+    cr_assert_eq(q.count, 0u);
+    cr_assert_eq(outq_prepare(&q, iov, OUTQ_IOV, stage, sizeof(stage), &more), 0);
+    outq_deinit(&q);
+}

@@ -1,0 +1,42 @@
+/*
+ * conn_batch.h - a worker's sends to many connections, made together in one system call.
+ *
+ * A worker that wakes many connections in a row (a broker wake batch: one publish, hundreds of
+ * subscribers) has their sends made together through io_uring (sendring.h) instead of one
+ * sendmsg each. Between conn_batch_begin and conn_batch_end on one worker, a connection's turn
+ * that is only a wake (no epoll event, no deadline) and ends with output for a WebSocket queues
+ * that send in the batch instead of making it, and returns with the connection still busy: no
+ * other thread runs it, and events or wakes for it wait in `again` as usual (conn.h).
+ * conn_batch_end makes every queued send and finishes each turn: what the socket did not take
+ * waits for EPOLLOUT, a failed socket is closed, and a turn with more to do goes on with ordinary
+ * sends.
+ *
+ * Thread safety: worker threads only; a batch belongs to the worker that created it, and at most
+ * one is open per thread.
+ */
+#ifndef HERALD_CONN_BATCH_H
+#define HERALD_CONN_BATCH_H
+
+#include <stdbool.h>
+
+struct conn;
+struct conn_batch;
+
+/* conn_batch_new - a batch for the calling worker; NULL (with *err) when the kernel has no
+ * io_uring for it (the worker then sends one sendmsg at a time). */
+struct conn_batch *conn_batch_new(int *err);
+/* conn_batch_free - frees a batch with nothing queued. NULL is ignored. */
+void conn_batch_free(struct conn_batch *b);
+/* conn_batch_begin - opens `b` (NULL: no batching) for the conn_wake calls that follow. */
+void conn_batch_begin(struct conn_batch *b);
+/* conn_batch_end - sends what the open batch holds, finishes those connections' turns and closes
+ * the batch. `worker` is the caller's index. Nothing is open afterwards. */
+void conn_batch_end(int worker);
+
+/* conn_batch_defer - conn.c's hook, by the thread running c at the end of a wake's turn: queues
+ * c's next send in the open batch. Returns true if it did (c stays busy until conn_batch_end),
+ * false to send the ordinary way (no batch open, batch full, not a plain WebSocket turn). `more`:
+ * the turn has more deliveries to pull after this send. */
+bool conn_batch_defer(struct conn *c, bool more);
+
+#endif
