@@ -518,8 +518,9 @@ static int on_linger_event(struct conn *c)
     return KEEP;
 }
 
-/* Reads, parses, answers and flushes: one turn of the connection. A turn that is only a wake
- * (no events; `may_defer`) may leave its send to the worker's batch and return DEFERRED. */
+/* Reads, parses, answers and flushes: one turn of the connection. Unless it is at a deadline
+ * (`may_defer` false), a WebSocket turn may leave its send to the worker's batch and return
+ * DEFERRED (conn_batch.h). */
 static int on_io(struct conn *c, uint32_t events, bool may_defer)
 {
     int progress = 0;
@@ -536,7 +537,7 @@ static int on_io(struct conn *c, uint32_t events, bool may_defer)
     for (;;) {
         process_input(c);
         bool more = c->state == CONN_WS && ws_conn_run(c);
-        if (may_defer && !events && conn_batch_defer(c, more))
+        if (may_defer && conn_batch_defer(c, more))
             return DEFERRED;
         size_t sent = 0;
         int rc = outq_flush(&c->out, c->fd, &sent);

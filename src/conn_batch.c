@@ -113,15 +113,38 @@ static void batch_finish(struct batch_send *s, int res, int worker)
     conn_turn_resume(c, worker, res == -ECANCELED || (res > 0 && (size_t)res == s->len && s->more));
 }
 
-void conn_batch_end(int worker)
+/* Makes the queued sends and finishes their turns. Those turns send the ordinary way: the batch's
+ * arrays are being read, so nothing may be queued in it until they are done. */
+static void flush(struct conn_batch *b, int worker)
 {
-    struct conn_batch *b = batch_open;
-    batch_open = NULL; /* the turns finished below send the ordinary way */
-    if (!b || b->n == 0)
-        return;
+    batch_open = NULL;
     unsigned n = sendring_submit(b->ring, b->res);
     for (unsigned i = 0; i < n; i++)
         batch_finish(&b->sends[i], b->res[i], worker);
     b->n = b->iov_used = 0;
     b->stage_used = 0;
+}
+
+bool conn_batch_full(void)
+{
+    const struct conn_batch *b = batch_open;
+    return b && (b->n == BATCH_SENDS || b->iov_used + OUTQ_IOV > BATCH_IOV ||
+                 BATCH_STAGE - b->stage_used < OUTQ_GATHER_MAX);
+}
+
+void conn_batch_flush(int worker)
+{
+    struct conn_batch *b = batch_open;
+    if (!b || b->n == 0)
+        return;
+    flush(b, worker);
+    batch_open = b;
+}
+
+void conn_batch_end(int worker)
+{
+    struct conn_batch *b = batch_open;
+    batch_open = NULL;
+    if (b && b->n > 0)
+        flush(b, worker);
 }

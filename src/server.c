@@ -188,14 +188,17 @@ static void owner_unref(void *owner)
 /* The calling worker's send batch (NULL: sends are made one at a time; see conn.h). */
 static __thread struct conn_batch *worker_batch;
 
-/* Wakes every owner of the batch on this worker, their sends made together in one system call,
- * then lets go of them and of the batch. */
+/* Wakes every owner of the batch on this worker, their sends made together in the worker's send
+ * batch (conn_batch.h), then lets go of them and of the batch. */
 static void batch_serve(struct broker_batch *batch, int worker)
 {
-    conn_batch_begin(worker_batch);
-    for (unsigned i = 0; i < batch->n; i++)
+    for (unsigned i = 0; i < batch->n; i++) {
+        if (conn_batch_full())
+            conn_batch_flush(worker);
         conn_wake(batch->owners[i], CONN_WAKE_DATA, worker);
-    conn_batch_end(worker); /* before the unrefs: a batched connection is still being run */
+    }
+    /* A connection whose send waits in the batch is open and busy, so its own reference keeps it:
+     * the batch's references can go before the send is made. */
     for (unsigned i = 0; i < batch->n; i++)
         conn_unref(batch->owners[i]);
     free(batch);
@@ -569,7 +572,11 @@ static void *worker_main(void *arg)
             log_msg(LOG_ERROR, "epoll_wait: %s", herald_strerror(-errno));
             break;
         }
+        /* The sends of this wait's events go out together (conn_batch.h). */
+        conn_batch_begin(worker_batch);
         for (int i = 0; i < n; i++) {
+            if (conn_batch_full())
+                conn_batch_flush(w->index);
             void *tag = evs[i].data.ptr;
             if (tag == &srv->listen_tag)
                 on_accept(srv, w->index);
@@ -586,6 +593,14 @@ static void *worker_main(void *arg)
             if (lf.n)
                 local_drain(&lf, w->index);
         }
+        /* Finishing the batched turns may publish (a turn goes on with input left over): the
+         * batches it keeps are served before this worker waits again. */
+        conn_batch_flush(w->index);
+        while (lf.n) {
+            local_drain(&lf, w->index);
+            conn_batch_flush(w->index);
+        }
+        conn_batch_end(w->index);
         reclaim_poll(&srv->reclaim, w->index);
     }
     local_fanout = NULL; /* worker 0 is the main thread, which goes on to shut down */

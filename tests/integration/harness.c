@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/io_uring.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -341,4 +343,15 @@ double scrape_metric(int port, const char *name)
     double v = metric_value(r.body, name);
     resp_free(&r);
     return v;
+}
+
+int kernel_has_io_uring(void)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    int fd = (int)syscall(__NR_io_uring_setup, 2, &p);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
 }

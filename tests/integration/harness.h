@@ -72,6 +72,9 @@ double scrape_metric(int port, const char *name);
 /* Reads until EOF or timeout; returns bytes read, or -1 if the timeout came first. */
 ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms);
 
+/* 1 when this kernel lets a process create an io_uring (as the server asks for one), else 0. */
+int kernel_has_io_uring(void);
+
 /* 0 when the server under test is a sanitizer build: ASan keeps freed memory in quarantine and
  * TSan maps shadow memory, so RSS says nothing about what the server holds there. */
 int server_rss_meaningful(void);

@@ -13,9 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
-#include <linux/io_uring.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -274,18 +272,6 @@ Test(broker, sixteen_publishers_thousand_subscribers_one_order)
     for (int p = 0; p < PUBS; p++)
         wsc_close(&pubs[p]);
     free(subs);
-}
-
-/* Whether this kernel lets a process create an io_uring (the server asks it the same way). */
-static bool kernel_has_io_uring(void)
-{
-    struct io_uring_params p;
-    memset(&p, 0, sizeof(p));
-    int fd = (int)syscall(__NR_io_uring_setup, 2, &p);
-    if (fd < 0)
-        return false;
-    close(fd);
-    return true;
 }
 
 /* A fan-out's sends to its subscribers are made together, through io_uring, by whichever worker

@@ -196,6 +196,33 @@ Test(ws, round_trips_rearm_the_fd_only_in_oneshot_mode)
     wsc_close(&c);
 }
 
+/* The replies of one epoll_wait's events go out together in one io_uring submission (conn_batch.h);
+ * with --no-uring (the Makefile's second run) each is its own sendmsg. */
+Test(ws, echo_replies_are_batched_unless_no_uring)
+{
+    const char *extra = getenv("HERALD_EXTRA_ARGS");
+    int batching = !(extra && strstr(extra, "--no-uring")) && kernel_has_io_uring();
+    struct wsc c;
+    ws_open(&c, NULL);
+    double before = scrape_metric(srv.port, "herald_batched_sends_total");
+    cr_assert_geq(before, 0, "herald_batched_sends_total missing");
+    enum { ROUND_TRIPS = 200 };
+    for (int i = 0; i < ROUND_TRIPS; i++) {
+        char msg[16];
+        int n = snprintf(msg, sizeof(msg), "b%d", i);
+        cr_assert_eq(wsc_send(&c, WS_OP_TEXT, msg, (size_t)n), 0);
+        expect_message(&c, WS_OP_TEXT, msg, (size_t)n);
+    }
+    double batched = scrape_metric(srv.port, "herald_batched_sends_total") - before;
+    /* Every reply is a batched send but for the odd turn at a keepalive deadline. */
+    if (batching)
+        cr_assert_geq(batched, ROUND_TRIPS * 9 / 10, "%.0f batched sends for %d replies", batched,
+                      ROUND_TRIPS);
+    else
+        cr_assert_eq(batched, 0, "--no-uring made %.0f batched sends", batched);
+    wsc_close(&c);
+}
+
 Test(ws, ping_gets_pong_with_same_payload_and_pongs_are_ignored)
 {
     struct wsc c;
