@@ -55,9 +55,10 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integ_%)
-# Suites run a second time with --ws-oneshot --no-uring: WebSocket connections on the one-shot epoll
-# mode, and every send made on its own instead of in io_uring batches.
-WS_ONESHOT_BIN := $(BUILD)/tests/integ_test_ws $(BUILD)/tests/integ_test_broker
+# Suites run again in the other modes: --ws-oneshot (WebSocket connections on the one-shot epoll
+# mode) and --no-uring (every send its own sendmsg, as where the kernel offers no io_uring).
+WS_MODE_BIN := $(BUILD)/tests/integ_test_ws $(BUILD)/tests/integ_test_broker
+WS_MODES := --ws-oneshot --no-uring
 # The integration tests' own helpers, the C client, and the pure codecs the client uses.
 INTEG_LIB_SRC := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c)) \
                  $(wildcard clients/c/*.c) src/ws_frame.c src/utf8.c
@@ -131,10 +132,9 @@ endif
 integration: $(BIN) $(INTEG_BIN) $(BUILD)/wsload
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) $$t $(CRITERION_FLAGS); done
-	@set -e; for t in $(WS_ONESHOT_BIN); do echo "== $$t --ws-oneshot --no-uring"; \
-	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) \
-	  HERALD_EXTRA_ARGS="--ws-oneshot --no-uring" \
-	  $$t $(CRITERION_FLAGS); done
+	@set -e; for m in $(WS_MODES); do for t in $(WS_MODE_BIN); do echo "== $$t $$m"; \
+	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) HERALD_EXTRA_ARGS=$$m \
+	  $$t $(CRITERION_FLAGS); done; done
 	@echo "== node tests (ws, wscat) against $(BIN)"
 	@test -d tests/node/node_modules || { echo "tests/node: run scripts/install-deps first"; exit 1; }
 	HERALD_BIN=$(abspath $(BIN)) WSLOAD_BIN=$(abspath $(BUILD)/wsload) node --test tests/node/

@@ -18,7 +18,7 @@ struct herald_config {
     char listen_port[16];    /* "8080"; "0" picks a free port */
     int threads;             /* workers; 0 means one per CPU the process may use */
     int pin;                 /* pin each worker to its own CPU (default 1) */
-    int uring;               /* batch fan-out sends through io_uring when possible (default 1) */
+    int uring;               /* batch WebSocket sends through io_uring when possible (default 1) */
     const char *root;        /* document root */
     unsigned idle_timeout;   /* seconds without I/O before a connection is closed */
     unsigned header_timeout; /* seconds for a request head to arrive once it has started */

@@ -7,8 +7,9 @@
  * connection's turn that is not at a deadline and ends with output queues that send in the batch
  * instead of making it, and returns with the connection still busy: no other thread runs it, and
  * events or wakes for it wait in `again` as usual (conn.h). conn_batch_flush makes every queued
- * send and finishes each turn: what the socket did not take waits for EPOLLOUT, a failed socket
- * is closed, and a turn with more to do goes on with ordinary sends.
+ * send (two or more in one io_uring submission, a lone one with sendmsg) and finishes each turn:
+ * what the socket did not take waits for EPOLLOUT, a failed socket is closed, and a turn with more
+ * to do goes on with ordinary sends.
  *
  * Flushing runs other connections' turns, so it is only called where the caller runs none: a
  * worker between two events or two wakes.
@@ -40,8 +41,9 @@ void conn_batch_flush(int worker);
 /* conn_batch_end - flushes and closes the open batch. */
 void conn_batch_end(int worker);
 
-/* conn_batch_defer - conn.c's hook, by the thread running c at the end of a wake's turn: queues
- * c's next send in the open batch. Returns true if it did (c stays busy until conn_batch_end),
+/* conn_batch_defer - conn.c's hook, by the thread running c at the end of a turn not at a
+ * deadline: queues c's next send in the open batch. Returns true if it did (c stays busy until
+ * the next conn_batch_flush or conn_batch_end),
  * false to send the ordinary way (no batch open, batch full, not a plain WebSocket turn). `more`:
  * the turn has more deliveries to pull after this send. */
 bool conn_batch_defer(struct conn *c, bool more);

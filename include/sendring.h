@@ -9,7 +9,8 @@
  *
  * Every send is queued with MSG_DONTWAIT: io_uring then completes it at once, with -EAGAIN when
  * the socket is full, instead of parking it until the socket drains. sendring_submit therefore
- * returns with every result known, and the caller's buffers are free again when it returns.
+ * returns with every result known, and the caller's buffers are free again when it returns
+ * (but see sendring_submit for a failing ring).
  *
  * Thread safety: a ring belongs to the thread that created it (IORING_SETUP_SINGLE_ISSUER);
  * rings of different threads are independent.
@@ -17,14 +18,20 @@
 #ifndef HERALD_SENDRING_H
 #define HERALD_SENDRING_H
 
+#include <limits.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* A send's result when the ring failed after taking it and never said what became of it: some of
+ * it may have gone, so it must not be made again (its connection can only be closed). */
+#define SENDRING_UNKNOWN INT_MIN
+
 struct sendring;
 
-/* sendring_new - a ring taking up to `entries` sends (a power of two, at most 4096) per submit.
- * Returns NULL with *err set (-ENOSYS, -EPERM where io_uring is disabled or filtered, -ENOMEM, ...)
- * when the kernel offers none: the caller then sends one sendmsg at a time. */
+/* sendring_new - a ring taking up to `entries` sends (a power of two, at most 4096) per submit,
+ * checked with one real send on a socket pair. Returns NULL with *err set (-ENOSYS, -EPERM where
+ * io_uring is disabled or filtered, -EINVAL or -EOPNOTSUPP where the ring cannot send, -ENOMEM)
+ * when the kernel offers none that works: the caller then sends one sendmsg at a time. */
 struct sendring *sendring_new(unsigned entries, int *err);
 
 /* sendring_free - closes the ring. NULL is ignored. Nothing may be queued. */
@@ -40,8 +47,12 @@ int sendring_add(struct sendring *r, int fd, const struct msghdr *msg, int flags
 
 /* sendring_submit - issues every queued send in one io_uring_enter and collects the results:
  * res[i] is what sendmsg would have returned for send i (bytes, or -errno, -EAGAIN for a full
- * socket). A send the kernel never took (the ring failed, which should not happen) gets
- * -ECANCELED: nothing of it went out. Afterwards the ring is empty. Returns the number of sends. */
+ * socket), or an error of the ring's own: any negative result other than SENDRING_UNKNOWN means
+ * nothing of the send went out. If io_uring_enter itself fails (not seen in practice), the sends
+ * it never took get -ECANCELED, those it took without reporting get SENDRING_UNKNOWN, and the
+ * ring takes nothing more (sendring_room 0): the kernel might still hold such a send, so the
+ * bytes it names should not be reused while the process can avoid it. Afterwards the ring is
+ * empty. Returns the number of sends. */
 unsigned sendring_submit(struct sendring *r, int *res);
 
 #endif

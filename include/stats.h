@@ -18,7 +18,8 @@ struct worker_stats {
     atomic_uint_fast64_t ws_messages_in;      /* WebSocket messages received */
     atomic_uint_fast64_t http_requests;       /* HTTP requests answered */
     atomic_uint_fast64_t epoll_rearms;        /* EPOLL_CTL_MOD calls on connections */
-    atomic_uint_fast64_t batched_sends;       /* sends made in a batch (conn_batch_end) */
+    atomic_uint_fast64_t batched_sends;       /* sends made in an io_uring submission */
+    atomic_uint_fast64_t batch_submissions;   /* io_uring submissions of two sends or more */
 };
 
 /* The calling worker's counters (NULL outside workers). Set by the worker at start. */

@@ -599,7 +599,7 @@ static int acquire(struct conn *c, uint32_t events, uint32_t wake)
 }
 
 /* Runs c until no work is left, then re-arms it and lets go, or closes it. `resumed`: the turn
- * already ran and its batched send is accounted for (conn_batch_end); go on from there. */
+ * already ran and its batched send is accounted for (conn_batch.c: flush); go on from there. */
 static void run_from(struct conn *c, int worker, bool resumed)
 {
     for (;; resumed = false) {
@@ -617,7 +617,7 @@ static void run_from(struct conn *c, int worker, bool resumed)
                 return;
             }
             if (rc == DEFERRED)
-                return; /* still busy: conn_batch_end finishes the turn */
+                return; /* still busy: the batch's flush finishes the turn */
         }
         /* Most WebSocket connections are idle most of the time: between messages they keep no
          * buffers (a few small allocations per message cost far less than the system calls). */

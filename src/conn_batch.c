@@ -19,6 +19,7 @@ struct batch_send {
     struct conn *c;
     struct msghdr msg;
     size_t len; /* bytes the send carries */
+    int flags;  /* MSG_MORE when the queue holds more than this send describes */
     bool more;  /* after it, the turn had more to do (deliveries, output, input) */
 };
 
@@ -69,7 +70,8 @@ bool conn_batch_defer(struct conn *c, bool more)
 {
     struct conn_batch *b = batch_open;
     if (!b || c->state != CONN_WS || c->close_after || c->peer_eof || outq_bytes(&c->out) == 0 ||
-        b->n == BATCH_SENDS || b->iov_used + OUTQ_IOV > BATCH_IOV || sendring_room(b->ring) == 0)
+        b->n == BATCH_SENDS || b->iov_used + OUTQ_IOV > BATCH_IOV ||
+        sendring_room(b->ring) == 0 /* the ring failed (sendring.h): ordinary sends only */)
         return false;
     size_t stage_left = BATCH_STAGE - b->stage_used;
     char *stage = b->stage + b->stage_used;
@@ -85,42 +87,58 @@ bool conn_batch_defer(struct conn *c, bool more)
     s->len = 0;
     for (int k = 0; k < n; k++)
         s->len += iov[k].iov_len;
+    s->flags = follows ? MSG_MORE : 0;
     s->more = more || follows || dmsg_len(&c->in) > 0;
     if (iov[0].iov_base == stage)
         b->stage_used += s->len;
     b->iov_used += (unsigned)n;
     b->n++;
-    sendring_add(b->ring, c->fd, &s->msg, follows ? MSG_MORE : 0);
     return true;
 }
 
-/* Accounts for one batched send and finishes its connection's turn. */
-static void batch_finish(struct batch_send *s, int res, int worker)
+/* Accounts for one send of the batch and finishes its connection's turn. */
+static void batch_finish(struct batch_send *s, int res, bool batched, int worker)
 {
     struct conn *c = s->c;
-    if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK && res != -ECANCELED) {
-        conn_turn_close(c, worker); /* EPIPE, ECONNRESET: as on_io would */
+    if (res == SENDRING_UNKNOWN) {
+        conn_turn_close(c, worker); /* some of it may have gone: it cannot be made again */
         return;
     }
     if (res > 0) {
         outq_sent(&c->out, (size_t)res);
         STATS_COUNT(bytes_out, (uint64_t)res);
-        STATS_COUNT(batched_sends, 1);
+        if (batched)
+            STATS_COUNT(batched_sends, 1);
     }
-    /* Sent whole with more to do, or never sent (the ring failed): another turn, made the
-     * ordinary way. A partial send or -EAGAIN means the socket is full: the re-arm asks for
-     * EPOLLOUT, as after an ordinary send. */
-    conn_turn_resume(c, worker, res == -ECANCELED || (res > 0 && (size_t)res == s->len && s->more));
+    /* Another turn, made the ordinary way, when the send went whole and the turn has more to do,
+     * or when it failed: nothing of it went, and the ordinary sendmsg either makes it or meets the
+     * socket's error and closes the connection as any turn would (an error of the ring's own, an
+     * operation a sandbox refuses, must not close healthy connections). A partial send or -EAGAIN
+     * means the socket is full: the re-arm asks for EPOLLOUT, as after an ordinary send. */
+    bool again = res > 0 ? (size_t)res == s->len && s->more : res < 0 && res != -EAGAIN;
+    conn_turn_resume(c, worker, again);
 }
 
-/* Makes the queued sends and finishes their turns. Those turns send the ordinary way: the batch's
- * arrays are being read, so nothing may be queued in it until they are done. */
+/* Makes the queued sends (one alone with a plain sendmsg: the ring would only add its own cost)
+ * and finishes their turns. Those turns send the ordinary way: the batch's arrays are being
+ * read, so nothing may be queued in it until they are done. */
 static void flush(struct conn_batch *b, int worker)
 {
     batch_open = NULL;
-    unsigned n = sendring_submit(b->ring, b->res);
+    unsigned n = b->n;
+    bool batched = n > 1;
+    if (batched) {
+        for (unsigned i = 0; i < n; i++)
+            sendring_add(b->ring, b->sends[i].c->fd, &b->sends[i].msg, b->sends[i].flags);
+        n = sendring_submit(b->ring, b->res);
+        STATS_COUNT(batch_submissions, 1);
+    } else {
+        struct batch_send *s = &b->sends[0];
+        ssize_t w = sendmsg(s->c->fd, &s->msg, s->flags | MSG_NOSIGNAL | MSG_DONTWAIT);
+        b->res[0] = w < 0 ? -errno : (int)w;
+    }
     for (unsigned i = 0; i < n; i++)
-        batch_finish(&b->sends[i], b->res[i], worker);
+        batch_finish(&b->sends[i], b->res[i], batched, worker);
     b->n = b->iov_used = 0;
     b->stage_used = 0;
 }

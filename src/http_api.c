@@ -353,9 +353,12 @@ static int handle_metrics(const struct http_api *api, const struct reply *r)
            "EPOLL_CTL_MOD calls that re-armed or changed a connection's epoll interest.",
            sum(api, offsetof(struct worker_stats, epoll_rearms)));
     metric(&t, "herald_batched_sends_total", "counter",
-           "Sends made together with others in one io_uring submission (0 with --no-uring or "
-           "where the kernel offers no io_uring).",
+           "Sends to WebSocket clients made together with others in one io_uring submission (0 "
+           "with --no-uring or where the kernel offers no io_uring).",
            sum(api, offsetof(struct worker_stats, batched_sends)));
+    metric(&t, "herald_batch_submissions_total", "counter",
+           "io_uring submissions that made those sends, two or more each.",
+           sum(api, offsetof(struct worker_stats, batch_submissions)));
     metric(&t, "herald_ws_messages_received_total", "counter", "WebSocket messages received.",
            sum(api, offsetof(struct worker_stats, ws_messages_in)));
     metric(&t, "herald_slow_consumer_disconnects_total", "counter",

@@ -54,6 +54,27 @@ static void *map(int fd, size_t len, off_t off)
     return m == MAP_FAILED ? NULL : m;
 }
 
+/* One real send through the ring, on a socket pair: a kernel may create rings and still refuse
+ * IORING_OP_SENDMSG (before 5.3) or restrict a ring's operations (sandboxes). Such a ring would
+ * fail every send; refusing it here makes the caller send the ordinary way. 0 or -errno. */
+static int probe(struct sendring *r)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    char byte = 'p';
+    struct iovec v = {&byte, 1};
+    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    int res = -EOPNOTSUPP;
+    if (sendring_add(r, sv[0], &m, 0) == 0)
+        sendring_submit(r, &res);
+    close(sv[0]);
+    close(sv[1]);
+    if (res == 1)
+        return 0;
+    return res < 0 && res != SENDRING_UNKNOWN ? res : -EOPNOTSUPP;
+}
+
 struct sendring *sendring_new(unsigned entries, int *err)
 {
     if (entries == 0 || entries > MAX_ENTRIES || (entries & (entries - 1))) {
@@ -96,6 +117,12 @@ struct sendring *sendring_new(unsigned entries, int *err)
     r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
     r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
     r->sq_tail = *r->sq_ktail;
+    int rc = probe(r);
+    if (rc < 0) {
+        *err = rc;
+        sendring_free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -161,7 +188,7 @@ unsigned sendring_submit(struct sendring *r, int *res)
     if (n == 0)
         return 0;
     for (unsigned i = 0; i < n; i++)
-        res[i] = -EIO; /* taken and never reported: treated as a failed socket, never resent */
+        res[i] = SENDRING_UNKNOWN; /* taken and never reported (sendring.h) */
     /* Publishes the SQEs: the kernel reads them after it sees the new tail. */
     __atomic_store_n(r->sq_ktail, r->sq_tail, __ATOMIC_RELEASE);
     unsigned submitted = 0, done = 0;

@@ -185,7 +185,7 @@ static void owner_unref(void *owner)
     conn_unref(owner);
 }
 
-/* The calling worker's send batch (NULL: sends are made one at a time; see conn.h). */
+/* The calling worker's send batch (NULL: sends are made one at a time; see conn_batch.h). */
 static __thread struct conn_batch *worker_batch;
 
 /* Wakes every owner of the batch on this worker, their sends made together in the worker's send
@@ -562,7 +562,7 @@ static void *worker_main(void *arg)
     worker_batch = srv->cfg->uring ? conn_batch_new(&err) : NULL;
     if (srv->cfg->uring && !worker_batch)
         log_msg(w->index == 0 ? LOG_INFO : LOG_DEBUG,
-                "worker %d: no io_uring (%s): one sendmsg per subscriber", w->index,
+                "worker %d: no io_uring (%s): one sendmsg per WebSocket send", w->index,
                 herald_strerror(err));
     for (int stop = 0; !stop;) {
         reclaim_enter_wait(&srv->reclaim, w->index);
