@@ -129,7 +129,13 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t $(CRITERION_FLAGS); done
 endif
 
-integration: $(BIN) $(INTEG_BIN) $(BUILD)/wsload
+# An LD_PRELOAD shim that makes every io_uring refuse sends (tests/shim/uring_refuse.c).
+URING_SHIM := $(BUILD)/tests/uring_refuse.so
+$(URING_SHIM): tests/shim/uring_refuse.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -fPIC -shared $< -o $@ -ldl
+
+integration: $(BIN) $(INTEG_BIN) $(BUILD)/wsload $(URING_SHIM)
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  HERALD_BIN=$(abspath $(BIN)) HERALD_SANITIZER=$(SANITIZER) $$t $(CRITERION_FLAGS); done
 	@set -e; for m in $(WS_MODES); do for t in $(WS_MODE_BIN); do echo "== $$t $$m"; \
@@ -160,7 +166,8 @@ check: format-check
 	$(MAKE) test SANITIZER=thread
 
 FORMAT_FILES := $(wildcard src/*.c src/*.h include/*.h tests/unit/*.c tests/integration/*.c \
-                  tests/integration/*.h bench/*.c bench/*.h fuzz/*.c clients/c/*.c clients/c/*.h)
+                  tests/integration/*.h tests/shim/*.c bench/*.c bench/*.h fuzz/*.c clients/c/*.c \
+                  clients/c/*.h)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

@@ -235,6 +235,48 @@ Test(ws, echo_replies_to_many_clients_are_batched_unless_no_uring)
         wsc_close(&c[k]);
 }
 
+/* A kernel or sandbox that makes io_uring rings but refuses to send through them (before Linux
+ * 5.3, or rings restricted to a few operations): the server finds out when it makes its rings and
+ * sends the ordinary way. Before that check every upgraded connection was closed without a word:
+ * its 101 failed in the ring. tests/shim/uring_refuse.c restricts every ring the server makes to
+ * IORING_OP_NOP. Plain build only: a sanitizer's runtime must be the first library loaded. */
+Test(ws, a_ring_that_cannot_send_is_refused_and_sends_are_ordinary)
+{
+    if (under_sanitizer())
+        cr_skip_test("LD_PRELOAD shim: plain build only");
+    if (!kernel_has_io_uring())
+        cr_skip_test("no io_uring here: nothing to refuse");
+    const char *bin = getenv("HERALD_BIN");
+    char shim[4096];
+    snprintf(shim, sizeof(shim), "%.*s/tests/uring_refuse.so",
+             bin && strrchr(bin, '/') ? (int)(strrchr(bin, '/') - bin) : 5, bin ? bin : "build");
+    cr_assert_eq(access(shim, R_OK), 0, "%s not built (make integration builds it)", shim);
+    setenv("LD_PRELOAD", shim, 1);
+    struct herald_proc p;
+    const char *args[] = {"--threads", "2", "--echo-path", "/echo", NULL};
+    herald_start(&p, args);
+    unsetenv("LD_PRELOAD");
+    enum { CLIENTS = 16 };
+    struct wsc c[CLIENTS];
+    for (int k = 0; k < CLIENTS; k++) {
+        char head[2048];
+        int st = wsc_connect(&c[k], p.port, "/echo", NULL, head, sizeof(head));
+        cr_assert_eq(st, 101, "handshake: %d\n%s", st, head);
+    }
+    for (int r = 0; r < 20; r++) {
+        for (int k = 0; k < CLIENTS; k++)
+            cr_assert_eq(wsc_send(&c[k], WS_OP_TEXT, "still here", 10), 0);
+        for (int k = 0; k < CLIENTS; k++)
+            expect_message(&c[k], WS_OP_TEXT, "still here", 10);
+    }
+    cr_assert_eq(scrape_metric(p.port, "herald_batched_sends_total"), 0);
+    for (int k = 0; k < CLIENTS; k++)
+        wsc_close(&c[k]);
+    char *log = herald_stop(&p);
+    cr_assert_not_null(strstr(log, "no io_uring (Permission denied)"), "log:\n%s", log);
+    free(log);
+}
+
 Test(ws, ping_gets_pong_with_same_payload_and_pongs_are_ignored)
 {
     struct wsc c;
