@@ -41,7 +41,7 @@
 # (build/wsload, made with `make build/wsload`), HERALD_REV (the revision HERALD_BIN was built
 # from, for the report, when it is not this checkout's build/herald), BENCH_SELFTEST=1 (a second
 # Herald in the peers' place: HERALD_B_BIN, by default HERALD_BIN; with SIDE=1 an A/B of two builds,
-# HERALD_B_REV naming the second).
+# HERALD_B_REV naming the second; HERALD_B_ARGS, options for the second only, e.g. --no-uring).
 #
 # SIDE=1 (or --side): side by side instead of in turn. Herald (one worker) and exactly one peer
 # serve the same scenario at the same time, both confined to one CPU (SIDE_CPUS, "0 1": the first),
@@ -381,8 +381,10 @@ start_one() { # name
 	case $name in
 	herald*)
 		((PIN)) || pin_flag=(--no-pin)
+		local b_args=()
+		[[ $name != herald-b || -z ${HERALD_B_ARGS:-} ]] || read -ra b_args <<<"$HERALD_B_ARGS"
 		start_server "$name" check_pubsub "${ON_CPU[@]}" "$TMP/$name" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
-			--root "$TMP/root" --no-compression --log-level warn "${pin_flag[@]}"
+			--root "$TMP/root" --no-compression --log-level warn "${pin_flag[@]}" "${b_args[@]}"
 		;;
 	bun) start_server "$name" check_pubsub "${ON_CPU[@]}" "$BUN_BIN" "$BUN_SCRIPT" @PORT@ ;;
 	node) start_server "$name" check_pubsub "${ON_CPU[@]}" "$NODE_BIN" "$NODE_SCRIPT" @PORT@ ;;
