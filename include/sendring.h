@@ -3,9 +3,8 @@
  *
  * A broker fan-out sends once to each of hundreds of subscribers in a row. Made one sendmsg at a
  * time, each send pays the system call's entry and exit, which on the project's virtual machines
- * costs about 1 us on its own (a getppid loop) and much more around a loopback send: a C program
- * that sent 2,100 bytes to each of 1,000 loopback sockets per round spent 6.4-9.6 us of CPU per
- * sendmsg against 3.0-3.7 us per send queued 256 at a time to an io_uring (README: Design).
+ * costs about 1 us on its own, and a loopback send much more: made 256 at a time through a ring
+ * they cost about half the CPU (README: Design, Batched sends).
  *
  * Every send is queued with MSG_DONTWAIT: io_uring then completes it at once, with -EAGAIN when
  * the socket is full, instead of parking it until the socket drains. sendring_submit therefore
