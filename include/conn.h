@@ -131,7 +131,8 @@ struct conn {
  */
 struct conn *conn_start(const struct conn_env *env, int fd, int worker);
 
-/* conn_on_event - handles epoll events for `c` on worker `worker` (index for reclaim). */
+/* conn_on_event - handles epoll events for `c` on worker `worker` (index for reclaim). With a
+ * batch open on the worker (conn_batch.h), its send may wait there, `c` still busy. */
 void conn_on_event(struct conn *c, uint32_t events, int worker);
 
 /* conn_wake - asks that `c` handle the CONN_WAKE_* `reasons` soon; any thread, without holding
