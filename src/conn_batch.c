@@ -66,11 +66,17 @@ void conn_batch_begin(struct conn_batch *b)
     batch_open = b;
 }
 
+/* Whether the batch has a slot and the iovecs for one more send of any shape. */
+static bool has_room(const struct conn_batch *b)
+{
+    return b->n < BATCH_SENDS && b->iov_used + OUTQ_IOV <= BATCH_IOV;
+}
+
 bool conn_batch_defer(struct conn *c, bool more)
 {
     struct conn_batch *b = batch_open;
     if (!b || c->state != CONN_WS || c->close_after || c->peer_eof || outq_bytes(&c->out) == 0 ||
-        b->n == BATCH_SENDS || b->iov_used + OUTQ_IOV > BATCH_IOV ||
+        !has_room(b) ||
         sendring_room(b->ring) == 0 /* the ring failed (sendring.h): ordinary sends only */)
         return false;
     size_t stage_left = BATCH_STAGE - b->stage_used;
@@ -146,8 +152,8 @@ static void flush(struct conn_batch *b, int worker)
 bool conn_batch_full(void)
 {
     const struct conn_batch *b = batch_open;
-    return b && (b->n == BATCH_SENDS || b->iov_used + OUTQ_IOV > BATCH_IOV ||
-                 BATCH_STAGE - b->stage_used < OUTQ_GATHER_MAX);
+    /* A send that finds the stage short goes scattered, not ordinary: flushing is still better. */
+    return b && (!has_room(b) || BATCH_STAGE - b->stage_used < OUTQ_GATHER_MAX);
 }
 
 void conn_batch_flush(int worker)

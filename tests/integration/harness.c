@@ -355,3 +355,14 @@ int kernel_has_io_uring(void)
     close(fd);
     return 1;
 }
+
+int extra_args_have(const char *opt)
+{
+    const char *extra = getenv("HERALD_EXTRA_ARGS");
+    return extra && strstr(extra, opt) != NULL;
+}
+
+int server_batches_sends(void)
+{
+    return !extra_args_have("--no-uring") && kernel_has_io_uring();
+}

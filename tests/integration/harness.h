@@ -75,6 +75,13 @@ ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms);
 /* 1 when this kernel lets a process create an io_uring (as the server asks for one), else 0. */
 int kernel_has_io_uring(void);
 
+/* 1 when HERALD_EXTRA_ARGS (the mode a suite runs in, see herald_start) holds `opt`, else 0. */
+int extra_args_have(const char *opt);
+
+/* 1 when the server under test batches its WebSocket sends through io_uring: the kernel offers one
+ * and the suite does not run with --no-uring. */
+int server_batches_sends(void);
+
 /* 0 when the server under test is a sanitizer build: ASan keeps freed memory in quarantine and
  * TSan maps shadow memory, so RSS says nothing about what the server holds there. */
 int server_rss_meaningful(void);

@@ -216,18 +216,29 @@ Test(broker, no_subprotocol_gets_the_same_protocol_and_wildcards_work)
     wsc_close(&p);
 }
 
+/* n connections (calloc'd array, the caller frees it), each subscribed to `topic`: all the requests
+ * are sent before any ack is awaited. */
+static struct wsc *open_subscribers(int n, const char *topic)
+{
+    struct wsc *subs = calloc((size_t)n, sizeof(*subs));
+    cr_assert_not_null(subs);
+    char req[128];
+    snprintf(req, sizeof(req), "{\"op\":\"sub\",\"topic\":\"%s\"}", topic);
+    for (int i = 0; i < n; i++) {
+        bopen(&subs[i]);
+        bsend(&subs[i], req);
+    }
+    for (int i = 0; i < n; i++)
+        expect_type(&subs[i], "ack", NULL);
+    return subs;
+}
+
 Test(broker, sixteen_publishers_thousand_subscribers_one_order)
 {
     enum { PUBS = 16, EACH = 40 };
     /* 1,000 subscribers; a quarter of them under the (much slower) sanitizer builds. */
     const int SUBS = under_sanitizer() ? 250 : 1000;
-    struct wsc *subs = calloc((size_t)SUBS, sizeof(*subs));
-    for (int i = 0; i < SUBS; i++) {
-        bopen(&subs[i]);
-        bsend(&subs[i], "{\"op\":\"sub\",\"topic\":\"order\"}");
-    }
-    for (int i = 0; i < SUBS; i++)
-        expect_type(&subs[i], "ack", NULL);
+    struct wsc *subs = open_subscribers(SUBS, "order");
     struct wsc pubs[PUBS];
     for (int p = 0; p < PUBS; p++)
         bopen(&pubs[p]);
@@ -279,18 +290,11 @@ Test(broker, sixteen_publishers_thousand_subscribers_one_order)
  * each. Either way every subscriber gets every message, in order. */
 Test(broker, fan_out_sends_are_batched_unless_no_uring)
 {
-    const char *extra = getenv("HERALD_EXTRA_ARGS");
-    bool batching = !(extra && strstr(extra, "--no-uring")) && kernel_has_io_uring();
+    bool batching = server_batches_sends();
     enum { MSGS = 30 };
     /* More than one wake batch (256) and more than a worker keeps for itself (16). */
     const int SUBS = under_sanitizer() ? 100 : 600;
-    struct wsc *subs = calloc((size_t)SUBS, sizeof(*subs));
-    for (int i = 0; i < SUBS; i++) {
-        bopen(&subs[i]);
-        bsend(&subs[i], "{\"op\":\"sub\",\"topic\":\"batched\"}");
-    }
-    for (int i = 0; i < SUBS; i++)
-        expect_type(&subs[i], "ack", NULL);
+    struct wsc *subs = open_subscribers(SUBS, "batched");
     double before = scrape_metric(srv.port, "herald_batched_sends_total");
     double subs_before = scrape_metric(srv.port, "herald_batch_submissions_total");
     cr_assert(before >= 0 && subs_before >= 0, "batching metrics missing");

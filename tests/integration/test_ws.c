@@ -171,8 +171,7 @@ Test(ws, echoes_every_length_form)
  * adds a few of its own. */
 Test(ws, round_trips_rearm_the_fd_only_in_oneshot_mode)
 {
-    const char *extra = getenv("HERALD_EXTRA_ARGS");
-    int oneshot = extra && strstr(extra, "--ws-oneshot");
+    int oneshot = extra_args_have("--ws-oneshot");
     struct wsc c;
     ws_open(&c, NULL);
     wsc_send(&c, WS_OP_TEXT, "warm", 4);
@@ -201,8 +200,7 @@ Test(ws, round_trips_rearm_the_fd_only_in_oneshot_mode)
  * --no-uring (the Makefile runs this suite again with it) every reply is its own sendmsg. */
 Test(ws, echo_replies_to_many_clients_are_batched_unless_no_uring)
 {
-    const char *extra = getenv("HERALD_EXTRA_ARGS");
-    int batching = !(extra && strstr(extra, "--no-uring")) && kernel_has_io_uring();
+    int batching = server_batches_sends();
     enum { CLIENTS = 32, ROUNDS = 50 };
     struct wsc c[CLIENTS];
     for (int k = 0; k < CLIENTS; k++)
@@ -246,8 +244,7 @@ Test(ws, a_ring_that_cannot_send_is_refused_and_sends_are_ordinary)
         cr_skip_test("LD_PRELOAD shim: plain build only");
     if (!kernel_has_io_uring())
         cr_skip_test("no io_uring here: nothing to refuse");
-    const char *extra = getenv("HERALD_EXTRA_ARGS");
-    if (extra && strstr(extra, "--no-uring"))
+    if (extra_args_have("--no-uring"))
         cr_skip_test("--no-uring: the server makes no ring");
     const char *bin = getenv("HERALD_BIN");
     char shim[4096];
