@@ -36,8 +36,9 @@ BASE_CFLAGS := -std=gnu11 $(OPT) -g $(WARN) -Iinclude -D_GNU_SOURCE -MMD -MP \
 ALL_CFLAGS := $(BASE_CFLAGS) $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
 # Criterion's runtime cannot start under TSan (its shared arena mapping fails), so under TSan the
-# test programs are built plain and drive the TSan-instrumented server; the unit tests, which are
-# single-threaded pure code, run under ASan+UBSan instead.
+# test programs are built plain and drive the TSan-instrumented server; the unit tests run under
+# ASan+UBSan instead (the few with threads, such as outq's reference caches, are covered under TSan
+# through the server that uses them).
 ifeq ($(SANITIZER),thread)
 TEST_SANFLAGS :=
 else
@@ -123,7 +124,7 @@ run: $(BIN) $(WEB_LIB)
 
 ifeq ($(SANITIZER),thread)
 unit:
-	@echo "== unit tests: not under TSan (single-threaded pure code; run under ASan+UBSan)"
+	@echo "== unit tests: not under TSan (Criterion cannot start under it; run under ASan+UBSan)"
 else
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t $(CRITERION_FLAGS); done

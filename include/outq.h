@@ -14,7 +14,7 @@
  *
  * Ownership: push functions take over the caller's reference (_take). Thread safety: an outq
  * belongs to one connection and is used by the thread that owns it; obuf references may be taken
- * and dropped from any thread (atomic count).
+ * and dropped from any thread (atomic count, taken in bulk on threads with a reference cache).
  */
 #ifndef HERALD_OUTQ_H
 #define HERALD_OUTQ_H
@@ -39,8 +39,26 @@ struct obuf {
 struct obuf *obuf_new(size_t cap);
 /* obuf_ref - adds a reference; returns b. Any thread. */
 struct obuf *obuf_ref(struct obuf *b);
-/* obuf_unref - drops a reference, freeing the buffer with the last one. NULL is ignored. */
+/* obuf_unref - drops a reference, freeing the buffer with the last one. NULL is ignored. Any
+ * thread. On a thread with a reference cache the buffer may live on until obuf_cache_flush. */
 void obuf_unref(struct obuf *b);
+
+/*
+ * A thread's reference cache: with one open, obuf_ref takes references in bulk (one atomic add for
+ * many) and hands them out one at a time, and obuf_unref of a buffer the cache holds returns its
+ * reference to the cache, so a frame fanned out to many subscribers costs no atomic operation per
+ * delivery. Buffers keep every reference the cache holds until obuf_cache_flush gives them back:
+ * a thread with a cache must flush before it blocks, and close it before it ends.
+ *
+ * obuf_cache_open - opens the calling thread's cache (no-op if open). Returns 0 or -ENOMEM (the
+ * thread then goes on without one).
+ * obuf_cache_flush - gives back every reference the calling thread's cache holds, freeing the
+ * buffers nobody else holds. No-op without a cache.
+ * obuf_cache_close - flushes and frees the calling thread's cache.
+ */
+int obuf_cache_open(void);
+void obuf_cache_flush(void);
+void obuf_cache_close(void);
 /* obuf_put - appends n bytes; returns 0, or HERALD_ELIMIT (nothing written) when they do not fit.
  */
 int obuf_put(struct obuf *b, const void *p, size_t n);

@@ -33,17 +33,141 @@ struct obuf *obuf_new(size_t cap)
     return b;
 }
 
+/* ---- a worker's reference cache ----
+ *
+ * A broker frame fanned out to thousands of subscribers gets a reference per delivery and loses it
+ * when the send went out: two atomic operations per delivery on a counter that every worker
+ * serving the topic hits, the first of them under the topic's lock (broker.c), which made the two
+ * workers of a fan-out collide there. A worker that opened its cache takes references in bulk
+ * instead (CACHE_BULK at a time, one atomic add) and hands them out one by one as credits; a
+ * reference dropped on the same worker goes back to the credits. The count is then always
+ * "holders + credits", so a buffer is never freed while a credit exists, and the credits go back
+ * (one atomic subtraction per buffer) when the worker is about to wait (obuf_cache_flush), or
+ * when another buffer needs the slot. */
+#define CACHE_SLOTS 256 /* a power of two; a wave of fan-out touches a few dozen frames */
+#define CACHE_WAYS  4   /* slots a buffer may occupy, from its hash on */
+#define CACHE_BULK  256 /* references taken at once */
+
+struct obuf_credit {
+    struct obuf *b;
+    uint32_t credits;
+};
+
+struct obuf_cache {
+    struct obuf_credit slot[CACHE_SLOTS];
+    uint64_t used[CACHE_SLOTS / 64]; /* slots holding a buffer: what a flush walks */
+    unsigned victim;                 /* which way gives way when all are taken */
+};
+
+static __thread struct obuf_cache *cache; /* the calling thread's, NULL if it has none */
+
+static void unref_n(struct obuf *b, unsigned n)
+{
+    /* acq_rel: every write by other holders happens before the free. */
+    if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) == n)
+        free(b);
+}
+
+static size_t cache_home(const struct obuf *b)
+{
+    uintptr_t p = (uintptr_t)b >> 4; /* malloc'd: the low bits are zero */
+    return (size_t)((p ^ (p >> 9)) * 0x9E3779B1u) % CACHE_SLOTS;
+}
+
+/* The slot holding b, or NULL. */
+static struct obuf_credit *cache_find(struct obuf_cache *c, const struct obuf *b)
+{
+    size_t h = cache_home(b);
+    for (size_t k = 0; k < CACHE_WAYS; k++) {
+        struct obuf_credit *s = &c->slot[(h + k) % CACHE_SLOTS];
+        if (s->b == b)
+            return s;
+    }
+    return NULL;
+}
+
+/* Gives a slot's credits back to its buffer and empties it. */
+static void slot_return(struct obuf_cache *c, struct obuf_credit *s)
+{
+    size_t i = (size_t)(s - c->slot);
+    if (s->credits)
+        unref_n(s->b, s->credits);
+    s->b = NULL;
+    s->credits = 0;
+    c->used[i / 64] &= ~(1ull << (i % 64));
+}
+
+/* A slot for b: an empty one of its ways, or the victim's, returned first. */
+static struct obuf_credit *cache_claim(struct obuf_cache *c, struct obuf *b)
+{
+    size_t h = cache_home(b);
+    struct obuf_credit *s = NULL;
+    for (size_t k = 0; k < CACHE_WAYS && !s; k++)
+        if (!c->slot[(h + k) % CACHE_SLOTS].b)
+            s = &c->slot[(h + k) % CACHE_SLOTS];
+    if (!s) {
+        s = &c->slot[(h + c->victim++ % CACHE_WAYS) % CACHE_SLOTS];
+        slot_return(c, s);
+    }
+    size_t i = (size_t)(s - c->slot);
+    s->b = b;
+    c->used[i / 64] |= 1ull << (i % 64);
+    return s;
+}
+
+int obuf_cache_open(void)
+{
+    if (cache)
+        return 0;
+    cache = calloc(1, sizeof(*cache));
+    return cache ? 0 : -ENOMEM;
+}
+
+void obuf_cache_flush(void)
+{
+    struct obuf_cache *c = cache;
+    if (!c)
+        return;
+    for (size_t w = 0; w < CACHE_SLOTS / 64; w++)
+        while (c->used[w])
+            slot_return(c, &c->slot[w * 64 + (size_t)__builtin_ctzll(c->used[w])]);
+}
+
+void obuf_cache_close(void)
+{
+    obuf_cache_flush();
+    free(cache);
+    cache = NULL;
+}
+
 struct obuf *obuf_ref(struct obuf *b)
 {
-    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    struct obuf_cache *c = cache;
+    if (!c) {
+        atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+        return b;
+    }
+    struct obuf_credit *s = cache_find(c, b);
+    if (!s)
+        s = cache_claim(c, b);
+    if (s->credits == 0) {
+        /* Relaxed, as any reference taken from one the caller holds. */
+        atomic_fetch_add_explicit(&b->refs, CACHE_BULK, memory_order_relaxed);
+        s->credits = CACHE_BULK;
+    }
+    s->credits--;
     return b;
 }
 
 void obuf_unref(struct obuf *b)
 {
-    /* acq_rel: every write by other holders happens before the free. */
-    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-        free(b);
+    if (!b)
+        return;
+    struct obuf_credit *s = cache ? cache_find(cache, b) : NULL;
+    if (s && s->credits < UINT32_MAX)
+        s->credits++; /* still counted: a credit until the flush */
+    else
+        unref_n(b, 1);
 }
 
 int obuf_put(struct obuf *b, const void *p, size_t n)

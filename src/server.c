@@ -21,6 +21,7 @@
 #include "conn_batch.h"
 #include "err.h"
 #include "log.h"
+#include "outq.h"
 #include "reclaim.h"
 #include "static_files.h"
 #include "broker.h"
@@ -558,6 +559,9 @@ static void *worker_main(void *arg)
     int per_wait = srv->nthreads == 1 ? EVENTS_PER_WAIT_ALONE : EVENTS_PER_WAIT;
     struct local_fanout lf = {.n = 0};
     local_fanout = &lf;
+    /* Fan-out takes a frame's references here in bulk, not one atomic per delivery (outq.h). */
+    if (obuf_cache_open() < 0)
+        log_msg(LOG_WARN, "worker %d: no reference cache (out of memory)", w->index);
     int err = 0;
     worker_batch = srv->cfg->uring ? conn_batch_new(&err) : NULL;
     if (srv->cfg->uring && !worker_batch)
@@ -601,12 +605,14 @@ static void *worker_main(void *arg)
             conn_batch_flush(w->index);
         }
         conn_batch_end(w->index);
+        obuf_cache_flush(); /* frames whose sends went out are freed before the wait */
         reclaim_poll(&srv->reclaim, w->index);
     }
     local_fanout = NULL; /* worker 0 is the main thread, which goes on to shut down */
     conn_batch_free(worker_batch);
     worker_batch = NULL;
     ws_deflate_thread_cleanup();
+    obuf_cache_close();
     return NULL;
 }
 

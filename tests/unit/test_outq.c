@@ -1,6 +1,8 @@
 /* Unit tests for the send queue: order, coalescing, partial sends, shared buffers, files, dmsgs. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,4 +321,132 @@ Test(outq, prepare_gathers_small_pieces_and_sent_releases_what_went)
     cr_assert_eq(q.count, 0u);
     cr_assert_eq(outq_prepare(&q, iov, OUTQ_IOV, stage, sizeof(stage), &more), 0);
     outq_deinit(&q);
+}
+
+/* ---- a thread's reference cache ---- */
+
+#define CACHED_BUFS 1000 /* more than the cache has slots: some give way to others */
+
+static struct obuf *bufs[CACHED_BUFS];
+
+static void make_bufs(void)
+{
+    for (int i = 0; i < CACHED_BUFS; i++)
+        bufs[i] = buf_of("cached");
+}
+
+/* Every buffer back to the test's own reference alone, then freed (ASan checks the frees). */
+static void assert_only_the_test_holds_them(void)
+{
+    for (int i = 0; i < CACHED_BUFS; i++) {
+        cr_assert_eq(atomic_load(&bufs[i]->refs), 1, "buffer %d holds %u references", i,
+                     atomic_load(&bufs[i]->refs));
+        obuf_unref(bufs[i]);
+    }
+}
+
+Test(outq, a_cache_gives_every_reference_back_at_flush)
+{
+    cr_assert_eq(obuf_cache_open(), 0);
+    struct obuf *b = buf_of("fan-out");
+    for (int i = 0; i < 1000; i++)
+        obuf_ref(b);
+    cr_assert_geq(atomic_load(&b->refs), 1001, "a held reference is always counted");
+    for (int i = 0; i < 1000; i++)
+        obuf_unref(b);
+    cr_assert_geq(atomic_load(&b->refs), 1, "the creator's reference still counts");
+    obuf_cache_flush();
+    cr_assert_eq(atomic_load(&b->refs), 1);
+    obuf_cache_close();
+    obuf_unref(b);
+}
+
+Test(outq, a_cache_with_more_buffers_than_slots_loses_no_reference)
+{
+    make_bufs();
+    cr_assert_eq(obuf_cache_open(), 0);
+    for (int round = 0; round < 3; round++) /* each taken 3 times, interleaved */
+        for (int i = 0; i < CACHED_BUFS; i++)
+            obuf_ref(bufs[i]);
+    for (int i = 0; i < CACHED_BUFS; i++)
+        cr_assert_geq(atomic_load(&bufs[i]->refs), 4);
+    for (int round = 0; round < 3; round++)
+        for (int i = CACHED_BUFS - 1; i >= 0; i--)
+            obuf_unref(bufs[i]);
+    obuf_cache_close();
+    assert_only_the_test_holds_them();
+}
+
+Test(outq, a_buffer_whose_holders_left_is_freed_by_the_flush)
+{
+    cr_assert_eq(obuf_cache_open(), 0);
+    struct outq q;
+    outq_init(&q);
+    struct obuf *b = buf_of("last");
+    cr_assert_eq(outq_push_take(&q, obuf_ref(b)), 0);
+    obuf_unref(b);      /* the publisher's */
+    outq_deinit(&q);    /* the last holder: the cache still counts its credits */
+    obuf_cache_close(); /* frees it: ASan reports a leak otherwise */
+}
+
+struct cache_thread {
+    struct outq q[16];
+    bool cached;
+};
+
+/* Takes references to every buffer into its queues (with or without a cache), then drops them. */
+static void *take_and_drop(void *arg)
+{
+    struct cache_thread *ct = arg;
+    if (ct->cached)
+        cr_assert_eq(obuf_cache_open(), 0);
+    for (int k = 0; k < 16; k++) {
+        outq_init(&ct->q[k]);
+        for (int i = 0; i < CACHED_BUFS; i++)
+            cr_assert_eq(outq_push_take(&ct->q[k], obuf_ref(bufs[i])), 0);
+    }
+    for (int k = 0; k < 16; k++)
+        outq_deinit(&ct->q[k]);
+    if (ct->cached)
+        obuf_cache_close();
+    return NULL;
+}
+
+Test(outq, threads_with_and_without_caches_share_buffers)
+{
+    make_bufs();
+    struct cache_thread ct[3] = {{.cached = true}, {.cached = true}, {.cached = false}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, take_and_drop, &ct[i]), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    assert_only_the_test_holds_them();
+}
+
+/* A queue filled on a worker with a cache and sent (released) on another, as when a connection's
+ * next turn runs on the other worker. */
+static void *release_queues(void *arg)
+{
+    struct cache_thread *ct = arg;
+    for (int k = 0; k < 16; k++)
+        outq_deinit(&ct->q[k]);
+    return NULL;
+}
+
+Test(outq, references_taken_through_a_cache_may_be_dropped_on_another_thread)
+{
+    make_bufs();
+    static struct cache_thread ct;
+    cr_assert_eq(obuf_cache_open(), 0);
+    for (int k = 0; k < 16; k++) {
+        outq_init(&ct.q[k]);
+        for (int i = 0; i < CACHED_BUFS; i++)
+            cr_assert_eq(outq_push_take(&ct.q[k], obuf_ref(bufs[i])), 0);
+    }
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, release_queues, &ct), 0);
+    pthread_join(th, NULL);
+    obuf_cache_close();
+    assert_only_the_test_holds_them();
 }
