@@ -37,7 +37,8 @@ struct obuf {
 
 /* obuf_new - a buffer of `cap` bytes with one reference and len 0; NULL when out of memory. */
 struct obuf *obuf_new(size_t cap);
-/* obuf_ref - adds a reference; returns b. Any thread. */
+/* obuf_ref - adds a reference (from the calling thread's reference cache, if it has one: see
+ * below); returns b. The caller must hold a reference to b. Any thread. */
 struct obuf *obuf_ref(struct obuf *b);
 /* obuf_unref - drops a reference, freeing the buffer with the last one. NULL is ignored. Any
  * thread. On a thread with a reference cache the buffer may live on until obuf_cache_flush. */
@@ -47,8 +48,10 @@ void obuf_unref(struct obuf *b);
  * A thread's reference cache: with one open, obuf_ref takes references in bulk (one atomic add for
  * many) and hands them out one at a time, and obuf_unref of a buffer the cache holds returns its
  * reference to the cache, so a frame fanned out to many subscribers costs no atomic operation per
- * delivery. Buffers keep every reference the cache holds until obuf_cache_flush gives them back:
- * a thread with a cache must flush before it blocks, and close it before it ends.
+ * delivery. Buffers keep every reference the cache holds until obuf_cache_flush gives them back
+ * (or another buffer needs the slot): a thread with a cache must flush before any wait of
+ * unbounded length (a worker's epoll_wait), and close it before it ends. A reference taken on one
+ * thread may be dropped on any other.
  *
  * obuf_cache_open - opens the calling thread's cache (no-op if open). Returns 0 or -ENOMEM (the
  * thread then goes on without one).

@@ -164,8 +164,8 @@ void obuf_unref(struct obuf *b)
     if (!b)
         return;
     struct obuf_credit *s = cache ? cache_find(cache, b) : NULL;
-    if (s && s->credits < UINT32_MAX)
-        s->credits++; /* still counted: a credit until the flush */
+    if (s)
+        s->credits++; /* still counted: a credit until the flush (credits < refs: no overflow) */
     else
         unref_n(b, 1);
 }

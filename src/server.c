@@ -569,6 +569,7 @@ static void *worker_main(void *arg)
                 "worker %d: no io_uring (%s): one sendmsg per WebSocket send", w->index,
                 herald_strerror(err));
     for (int stop = 0; !stop;) {
+        obuf_cache_flush(); /* frames whose sends went out are freed before the wait */
         reclaim_enter_wait(&srv->reclaim, w->index);
         int n = epoll_wait(srv->epfd, evs, per_wait, IDLE_WAKE_MS);
         reclaim_leave_wait(&srv->reclaim, w->index);
@@ -605,7 +606,6 @@ static void *worker_main(void *arg)
             conn_batch_flush(w->index);
         }
         conn_batch_end(w->index);
-        obuf_cache_flush(); /* frames whose sends went out are freed before the wait */
         reclaim_poll(&srv->reclaim, w->index);
     }
     local_fanout = NULL; /* worker 0 is the main thread, which goes on to shut down */

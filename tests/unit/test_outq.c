@@ -377,16 +377,67 @@ Test(outq, a_cache_with_more_buffers_than_slots_loses_no_reference)
     assert_only_the_test_holds_them();
 }
 
-Test(outq, a_buffer_whose_holders_left_is_freed_by_the_flush)
+Test(outq, a_cache_takes_references_in_bulk_and_takes_released_ones_back)
+{
+    cr_assert_eq(obuf_cache_open(), 0);
+    struct obuf *b = buf_of("bulk");
+    obuf_ref(b);
+    unsigned after_one = atomic_load(&b->refs);
+    cr_assert_gt(after_one, 2, "one atomic add takes references for later ones");
+    obuf_ref(b);
+    cr_assert_eq(atomic_load(&b->refs), after_one, "the second comes from the cache");
+    obuf_unref(b);
+    obuf_unref(b);
+    cr_assert_eq(atomic_load(&b->refs), after_one, "released ones go back to the cache");
+    obuf_cache_flush();
+    cr_assert_eq(atomic_load(&b->refs), 1);
+    obuf_cache_close();
+    obuf_unref(b);
+}
+
+Test(outq, a_buffer_whose_holders_left_lives_until_the_flush)
 {
     cr_assert_eq(obuf_cache_open(), 0);
     struct outq q;
     outq_init(&q);
     struct obuf *b = buf_of("last");
+    obuf_ref(b); /* the test's, to look at the count */
     cr_assert_eq(outq_push_take(&q, obuf_ref(b)), 0);
-    obuf_unref(b);      /* the publisher's */
-    outq_deinit(&q);    /* the last holder: the cache still counts its credits */
-    obuf_cache_close(); /* frees it: ASan reports a leak otherwise */
+    obuf_unref(b);   /* the publisher's */
+    outq_deinit(&q); /* the last holder but the test */
+    cr_assert_gt(atomic_load(&b->refs), 1, "the cache's credits are still counted");
+    obuf_cache_close();
+    cr_assert_eq(atomic_load(&b->refs), 1);
+    obuf_unref(b);
+}
+
+static void *unref_times(void *arg)
+{
+    for (int i = 0; i < 257; i++)
+        obuf_unref(arg);
+    return NULL;
+}
+
+/* A slot whose credits were all handed out and whose buffer was then freed by other threads: the
+ * cache must not touch that memory again (ASan), and a new buffer at the same address is counted
+ * as its own. */
+Test(outq, a_slot_without_credits_outlives_its_buffer_safely)
+{
+    cr_assert_eq(obuf_cache_open(), 0);
+    struct obuf *a = buf_of("gone");
+    for (int i = 0; i < 256; i++)
+        obuf_ref(a); /* every credit of one bulk handed out, if the bulk is 256 */
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, unref_times, a), 0);
+    pthread_join(th, NULL); /* dropped the 256 and the creator's: a is freed if no credit is left */
+    obuf_cache_flush();     /* must not touch a if its slot has no credit */
+    struct obuf *b = buf_of("new");
+    obuf_ref(b);
+    obuf_unref(b);
+    obuf_cache_flush();
+    cr_assert_eq(atomic_load(&b->refs), 1);
+    obuf_cache_close();
+    obuf_unref(b);
 }
 
 struct cache_thread {
