@@ -2,6 +2,7 @@
 #include "wsc.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -26,6 +27,8 @@ static int send_all(int fd, const void *p, size_t n)
     const char *s = p;
     while (n > 0) {
         ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             return -1;
         s += w;
@@ -46,11 +49,22 @@ static ssize_t fill(struct wsc *c, long long deadline)
         c->buf = nb;
         c->cap = ncap;
     }
-    long long left = deadline - clock_ms();
-    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-    if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+    /* A signal handled by the application (without SA_RESTART) interrupts the wait: it goes on
+     * until the deadline. */
+    int ready;
+    do {
+        long long left = deadline - clock_ms();
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        if (left <= 0)
+            return -1;
+        ready = poll(&pfd, 1, (int)left);
+    } while (ready < 0 && errno == EINTR);
+    if (ready <= 0)
         return -1;
-    ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+    ssize_t r;
+    do
+        r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+    while (r < 0 && errno == EINTR);
     if (r > 0)
         c->len += (size_t)r;
     return r < 0 ? -1 : r;

@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -196,7 +197,10 @@ static ssize_t fill(struct client *c)
 {
     if (c->len == sizeof(c->buf))
         return -1;
-    ssize_t r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+    ssize_t r;
+    do /* a signal to the test process (seen under ASan) is not the end of the response */
+        r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+    while (r < 0 && errno == EINTR);
     if (r > 0)
         c->len += (size_t)r;
     return r;
@@ -296,6 +300,8 @@ ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms)
             continue;
         char tmp[4096];
         ssize_t r = recv(fd, tmp, sizeof(tmp), 0);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0)
             return r == 0 || len > 0 ? (ssize_t)len : -1;
         size_t n = (size_t)r < cap - len ? (size_t)r : cap - len;

@@ -5,12 +5,14 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -845,4 +847,34 @@ Test(ws, a_client_that_sends_but_never_reads_is_pinged_out)
                   now_ms() - t0);
     wsc_close(&c);
     free(herald_stop(&p));
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+/* A client application that handles signals without SA_RESTART (timers, SIGCHLD) must not see a
+ * wait for a message cut short by them: the C client's waits go on until their deadline. Before,
+ * a signal ended the wait at once as if it had timed out (seen as a flaky test under ASan). */
+Test(ws, a_client_wait_interrupted_by_signals_goes_on)
+{
+    struct wsc c;
+    ws_open(&c, NULL);
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGALRM, &sa, &old), 0); /* no SA_RESTART */
+    struct itimerval every_5ms = {{0, 5000}, {0, 5000}}, off = {{0, 0}, {0, 0}};
+    cr_assert_eq(setitimer(ITIMER_REAL, &every_5ms, NULL), 0);
+    struct wsc_frame f;
+    long long t0 = now_ms();
+    int rc = wsc_recv(&c, &f, 300); /* nothing comes: it must wait the whole 300 ms */
+    long long waited = now_ms() - t0;
+    cr_assert_neq(rc, 0);
+    cr_assert_eq(wsc_send(&c, WS_OP_TEXT, "still here", 10), 0);
+    expect_message(&c, WS_OP_TEXT, "still here", 10);
+    setitimer(ITIMER_REAL, &off, NULL);
+    sigaction(SIGALRM, &old, NULL);
+    cr_assert_geq(waited, 250, "the wait ended after %lld ms", waited);
+    wsc_close(&c);
 }
