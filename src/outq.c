@@ -74,18 +74,6 @@ static size_t cache_home(const struct obuf *b)
     return (size_t)((p ^ (p >> 9)) * 0x9E3779B1u) % CACHE_SLOTS;
 }
 
-/* The slot holding b, or NULL. */
-static struct obuf_credit *cache_find(struct obuf_cache *c, const struct obuf *b)
-{
-    size_t h = cache_home(b);
-    for (size_t k = 0; k < CACHE_WAYS; k++) {
-        struct obuf_credit *s = &c->slot[(h + k) % CACHE_SLOTS];
-        if (s->b == b)
-            return s;
-    }
-    return NULL;
-}
-
 /* Gives a slot's credits back to its buffer and empties it. */
 static void slot_return(struct obuf_cache *c, struct obuf_credit *s)
 {
@@ -97,14 +85,23 @@ static void slot_return(struct obuf_cache *c, struct obuf_credit *s)
     c->used[i / 64] &= ~(1ull << (i % 64));
 }
 
-/* A slot for b: an empty one of its ways, or the victim's, returned first. */
-static struct obuf_credit *cache_claim(struct obuf_cache *c, struct obuf *b)
+/* The slot holding b, found in one pass over its ways; or, with `claim`, one made for it: the
+ * first empty way, else the victim's, its credits returned first. NULL when b has none and not
+ * `claim`. b is not NULL (an empty slot holds NULL). */
+static struct obuf_credit *cache_slot(struct obuf_cache *c, struct obuf *b, bool claim)
 {
     size_t h = cache_home(b);
-    struct obuf_credit *s = NULL;
-    for (size_t k = 0; k < CACHE_WAYS && !s; k++)
-        if (!c->slot[(h + k) % CACHE_SLOTS].b)
-            s = &c->slot[(h + k) % CACHE_SLOTS];
+    struct obuf_credit *empty = NULL;
+    for (size_t k = 0; k < CACHE_WAYS; k++) {
+        struct obuf_credit *s = &c->slot[(h + k) % CACHE_SLOTS];
+        if (s->b == b)
+            return s;
+        if (!s->b && !empty)
+            empty = s;
+    }
+    if (!claim)
+        return NULL;
+    struct obuf_credit *s = empty;
     if (!s) {
         s = &c->slot[(h + c->victim++ % CACHE_WAYS) % CACHE_SLOTS];
         slot_return(c, s);
@@ -147,9 +144,7 @@ struct obuf *obuf_ref(struct obuf *b)
         atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
         return b;
     }
-    struct obuf_credit *s = cache_find(c, b);
-    if (!s)
-        s = cache_claim(c, b);
+    struct obuf_credit *s = cache_slot(c, b, true);
     if (s->credits == 0) {
         /* Relaxed, as any reference taken from one the caller holds. */
         atomic_fetch_add_explicit(&b->refs, CACHE_BULK, memory_order_relaxed);
@@ -163,7 +158,7 @@ void obuf_unref(struct obuf *b)
 {
     if (!b)
         return;
-    struct obuf_credit *s = cache ? cache_find(cache, b) : NULL;
+    struct obuf_credit *s = cache ? cache_slot(cache, b, false) : NULL;
     if (s)
         s->credits++; /* still counted: a credit until the flush (credits < refs: no overflow) */
     else
