@@ -99,8 +99,9 @@ uint64_t broker_session_id(const struct broker_session *s);
 /* broker_session_set_compression - the session's connection takes compressed deliveries (see
  * above). Only before its first subscription; ignored after. */
 void broker_session_set_compression(struct broker_session *s, bool on);
-/* broker_session_free - unsubscribes everything and frees the session. After it returns no wake
- * for this owner is dispatched any more (batches already dispatched still hold references). */
+/* broker_session_free - unsubscribes everything and frees the session. After it returns no new
+ * wake for this owner is collected; wakes collected before, on any thread, may still be
+ * dispatched (held ones at their thread's broker_hold_end), each holding a reference. */
 void broker_session_free(struct broker_session *s);
 
 struct broker_sub_opts {
@@ -157,6 +158,20 @@ struct broker_pub_result {
  */
 int broker_publish(struct broker *b, const char *topic, size_t tlen, const char *data, size_t dlen,
                    struct broker_pub_result *res, const char **why);
+
+/*
+ * broker_hold_begin, broker_hold_end - between them, the calling thread's publishes keep their
+ * wake batches instead of dispatching them, and broker_hold_end dispatches them all. A subscriber
+ * woken by the first publish of a burst is then woken once, after the last, and one pull takes
+ * the burst (up to its pull window); dispatched at once, it could be served by another worker
+ * between two publishes of the burst, and take them in several sends. A hold dispatches early
+ * once its publishes' frames reach 64 KiB, so it adds at most the time to read and append that
+ * much. A worker holds around each epoll event of a connection (server.c). Holds do not nest.
+ * Per thread: other threads' publishes dispatch as usual. No hold may be open on a broker being
+ * freed.
+ */
+void broker_hold_begin(void);
+void broker_hold_end(void);
 
 /*
  * broker_pull - queues on `out` the messages the session has not received yet, in offset order per

@@ -6,7 +6,7 @@
  * Locks, outermost first: the registry's rwlock (topic table and the list of wildcard
  * subscriptions), a session's mutex, a topic's mutex. A thread may take a later lock while holding
  * an earlier one, never the reverse. Wakes found under a lock are collected in a wake_list and
- * dispatched after every lock is released.
+ * dispatched after every lock is released (a publish's, during a hold, by broker_hold_end).
  *
  * Topic lifetime: a topic is removed by broker_sweep (under the registry's write lock) once it has
  * no subscribers, no kept messages and no references. A topic pointer is used outside the
@@ -16,6 +16,7 @@
 #include "broker.h"
 #include "broker_internal.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,6 +36,11 @@
  * per publish, and its subscribers scanned at most every max(history_size / 4, this) publishes. */
 #define SHRINK_DROPS    256
 #define SHRINK_SCAN_MIN 64
+/* A hold (broker_hold_begin) dispatches early once its publishes' frames reach this many bytes:
+ * a subscriber's pull takes about this much per send (broker_ws.c: PULL_WINDOW), and the wait of
+ * the burst's first subscribers, and what waits for each subscriber, stay bounded however long
+ * the event runs (a large HTTP batch, a publisher that never pauses). */
+#define HOLD_MAX_BYTES (64 * 1024)
 
 struct broker *broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks)
 {
@@ -571,6 +577,58 @@ void broker__dispatch(struct broker *b, struct wake_list *w)
     free(w->b);
 }
 
+/* The calling thread's publishes held back (broker_hold_begin): their wakes, the broker they are
+ * for, and the bytes of their frames. */
+static __thread struct {
+    bool on;
+    struct broker *b;
+    struct wake_list w;
+    size_t bytes;
+} held;
+
+/* Dispatches what is held; a hold that is on stays on. */
+static void held_dispatch(void)
+{
+    struct wake_list w = held.w;
+    struct broker *b = held.b;
+    held.w = (struct wake_list){0};
+    held.b = NULL;
+    held.bytes = 0;
+    if (b)
+        broker__dispatch(b, &w);
+}
+
+void broker_hold_begin(void)
+{
+    assert(!held.on);
+    held.on = true;
+}
+
+void broker_hold_end(void)
+{
+    held.on = false;
+    held_dispatch();
+}
+
+/* What a hold may gather before it dispatches: HOLD_MAX_BYTES, or less when a subscriber is
+ * allowed less behind (--max-outbound), so a held burst never makes one a slow consumer. */
+static size_t hold_max(const struct broker *b)
+{
+    size_t lag = b->cfg.max_lag / 4;
+    return lag > 0 && lag < HOLD_MAX_BYTES ? lag : HOLD_MAX_BYTES;
+}
+
+/* Where a publish on b collects its wakes: the thread's held list while a hold is on (the first
+ * publish names the broker; one of another broker, never seen in Herald, dispatches its own at
+ * once), else `own`, dispatched by the publish itself. */
+static struct wake_list *publish_wakes(struct broker *b, struct wake_list *own)
+{
+    if (!held.on || (held.b && held.b != b))
+        return own;
+    held.b = b;
+    return &held.w;
+}
+
 /* Over --history-memory: drops t's oldest messages, but never one a subscriber of t has not
  * received yet (that would cut it off as a slow consumer for no fault of its own) and never the
  * newest. Under the topic's lock, which also guards every entry's cursor. */
@@ -602,7 +660,7 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
     /* Compressed once for every subscriber that takes it, outside the lock but for the offset. */
     struct obuf *z = atomic_load(&t->n_deflate) ? zframe_start(f) : NULL;
     size_t body = f->len;
-    struct wake_list w = {0};
+    struct wake_list own = {0}, *w = publish_wakes(b, &own);
     pthread_mutex_lock(&t->lock);
     frame_finish(f, t->head + 1);
     if (z)
@@ -611,7 +669,7 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
     if (rc == 0) {
         res->offset = t->head;
         res->reach = (unsigned)t->n_entries;
-        collect_wakes(b, t, &w);
+        collect_wakes(b, t, w);
         /* Over the global cap, the topic that adds makes room first; the sweep trims the
          * others (topics that stopped publishing) within a minute. */
         trim_for_cap(b, t);
@@ -625,7 +683,10 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
         return rc;
     }
     atomic_fetch_add(&b->published, 1);
-    broker__dispatch(b, &w);
+    if (w == &own)
+        broker__dispatch(b, &own);
+    else if ((held.bytes += body) >= hold_max(b))
+        held_dispatch(); /* a subscriber's pull window's worth: holding longer gains nothing */
     return 0;
 }
 

@@ -1114,3 +1114,144 @@ Test(broker, a_large_topic_wakes_its_subscribers_in_one_order_whatever_order_the
     }
     broker_free(b);
 }
+
+/* A hold: the burst's wakes wait for broker_hold_end, which wakes each subscriber once for all
+ * of it; outside a hold, and on other threads during one, a publish wakes at once. */
+static void *publish_on_other_thread(void *b)
+{
+    struct broker_pub_result r;
+    const char *why;
+    /* No Criterion assertion off the test's thread: the result goes back to it. */
+    return (void *)(intptr_t)broker_publish(b, "u", 1, "\"elsewhere\"", 11, &r, &why);
+}
+
+Test(broker, a_hold_wakes_each_subscriber_once_after_the_burst)
+{
+    struct broker *b = mk(100);
+    struct owner oa = {0}, oc = {0};
+    struct broker_session *a = broker_session_new(b, &oa), *c = broker_session_new(b, &oc);
+    cr_assert_eq(sub(a, "t", NULL), 0);
+    cr_assert_eq(sub(a, "u", NULL), 0);
+    cr_assert_eq(sub(c, "u", NULL), 0);
+
+    broker_hold_begin();
+    pub(b, "t", "1", NULL);
+    pub(b, "t", "2", NULL);
+    pub(b, "u", "3", NULL);
+    cr_assert_eq(atomic_load(&oa.wakes), 0, "no wake before the hold ends");
+    cr_assert_eq(atomic_load(&oc.wakes), 0);
+    cr_assert_eq(atomic_load(&oa.refs), 1, "the held wake keeps its owner");
+    /* Another thread's publish to u finds a and c due a wake already (the held one): it adds
+     * none, and the held wake brings its message too. */
+    pthread_t th;
+    void *rc;
+    cr_assert_eq(pthread_create(&th, NULL, publish_on_other_thread, b), 0);
+    pthread_join(th, &rc);
+    cr_assert_eq((intptr_t)rc, 0);
+    cr_assert_eq(atomic_load(&oc.wakes), 0);
+    broker_hold_end();
+    cr_assert_eq(atomic_load(&oa.wakes), 1, "one wake for the whole burst, across its topics");
+    cr_assert_eq(atomic_load(&oc.wakes), 1);
+    cr_assert_eq(atomic_load(&oa.refs), 0);
+    cr_assert_eq(atomic_load(&oc.refs), 0);
+    free(pull_all(a, NULL));
+    free(pull_all(c, NULL));
+
+    broker_hold_end(); /* nothing held: nothing happens */
+    cr_assert_eq(atomic_load(&oa.wakes), 1);
+    pub(b, "t", "4", NULL);
+    cr_assert_eq(atomic_load(&oa.wakes), 2, "after the hold a publish wakes at once");
+
+    broker_session_free(a);
+    broker_session_free(c);
+    broker_free(b);
+}
+
+static void *hold_and_wait(void *arg)
+{
+    pthread_barrier_t *bar = arg;
+    broker_hold_begin();
+    pthread_barrier_wait(&bar[0]); /* holding */
+    pthread_barrier_wait(&bar[1]); /* the main thread published */
+    broker_hold_end();
+    return NULL;
+}
+
+Test(broker, a_hold_belongs_to_its_thread)
+{
+    struct broker *b = mk(100);
+    struct owner oa = {0};
+    struct broker_session *a = broker_session_new(b, &oa);
+    cr_assert_eq(sub(a, "t", NULL), 0);
+    pthread_barrier_t bar[2];
+    pthread_barrier_init(&bar[0], NULL, 2);
+    pthread_barrier_init(&bar[1], NULL, 2);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, hold_and_wait, bar), 0);
+    pthread_barrier_wait(&bar[0]);
+    pub(b, "t", "1", NULL);
+    cr_assert_eq(atomic_load(&oa.wakes), 1, "woken at once while another thread holds");
+    pthread_barrier_wait(&bar[1]);
+    pthread_join(th, NULL);
+    cr_assert_eq(atomic_load(&oa.wakes), 1);
+    pthread_barrier_destroy(&bar[0]);
+    pthread_barrier_destroy(&bar[1]);
+    broker_session_free(a);
+    broker_free(b);
+}
+
+/* A hold dispatches early once its publishes' frames reach 64 KiB, or a quarter of max_lag when
+ * that is less: however long an event runs, its first subscribers are not kept waiting, nor
+ * allowed to fall behind far enough to be slow consumers. */
+static int publishes_until_woken(size_t max_lag)
+{
+    struct broker_config cfg = {.history_size = 1000, .max_subscriptions = 8, .max_lag = max_lag};
+    struct broker_hooks hooks = {.ref = o_ref, .unref = o_unref, .dispatch = o_dispatch};
+    struct broker *b = broker_new(&cfg, &hooks);
+    cr_assert_not_null(b);
+    struct owner oa = {0};
+    struct broker_session *a = broker_session_new(b, &oa);
+    cr_assert_eq(sub(a, "t", NULL), 0);
+    char data[1002];
+    memset(data, 'x', sizeof(data));
+    data[0] = data[sizeof(data) - 2] = '"';
+    data[sizeof(data) - 1] = '\0';
+    int n = 0;
+    broker_hold_begin();
+    while (atomic_load(&oa.wakes) == 0 && n < 1000) {
+        pub(b, "t", data, NULL);
+        n++;
+    }
+    broker_hold_end();
+    cr_assert_eq(atomic_load(&oa.wakes), 1);
+    broker_session_free(a);
+    broker_free(b);
+    return n;
+}
+
+Test(broker, a_hold_dispatches_early_past_its_bound)
+{
+    int n = publishes_until_woken(0); /* frames of about 1,040 bytes */
+    cr_assert(n >= 60 && n <= 64, "woken after %d publishes of ~1 KiB, before the hold ended", n);
+    n = publishes_until_woken(8192);
+    cr_assert(n == 2, "a quarter of max_lag (2 KiB): woken after %d publishes", n);
+}
+
+/* A session freed during a hold: its held wake keeps the owner until the hold ends, and never
+ * touches the freed session (ASan would report it). */
+Test(broker, a_session_freed_during_a_hold_is_woken_once_then_let_go)
+{
+    struct broker *b = mk(100);
+    struct owner oa = {0};
+    struct broker_session *a = broker_session_new(b, &oa);
+    cr_assert_eq(sub(a, "t", NULL), 0);
+    broker_hold_begin();
+    pub(b, "t", "1", NULL);
+    broker_session_free(a);
+    cr_assert_eq(atomic_load(&oa.refs), 1, "the held wake keeps the owner");
+    pub(b, "t", "2", NULL);
+    broker_hold_end();
+    cr_assert_eq(atomic_load(&oa.wakes), 1);
+    cr_assert_eq(atomic_load(&oa.refs), 0);
+    broker_free(b);
+}
