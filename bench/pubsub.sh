@@ -444,6 +444,24 @@ rev_of() { [[ $1 == herald-b ]] && echo "${HERALD_B_REV:-${HERALD_B_BIN:-$GIT_RE
 
 run_out() { echo "$TMP/runs/$2-$3-r$1.txt"; } # round scenario name -> wsload's output file
 
+# Herald's delivery and send counters from /metrics, as "deliveries sends" (nothing for the peers,
+# or if they cannot be read). Bash's /dev/tcp: the machine needs no HTTP client for it.
+herald_counts() { # name
+	[[ $1 == herald* ]] || return 0
+	{ exec 9<>"/dev/tcp/127.0.0.1/${PORT[$1]}"; } 2>/dev/null || return 0
+	printf 'GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n' >&9
+	timeout 5 awk '$1 == "herald_messages_delivered_total" { d = $2 } $1 == "herald_sends_total" { s = $2 }
+		END { if (d != "" && s != "") print d, s }' <&9
+	exec 9<&-
+}
+
+# Deliveries per send over a whole run (warm-up and settling included), from herald_counts taken
+# before and after it; empty when there are none.
+per_send() { # out
+	[[ -s $1.m0 && -s $1.m1 ]] || return 0
+	awk 'NR == FNR { d = $1; s = $2; next } { if ($2 > s) printf "%.1f", ($1 - d) / ($2 - s) }' "$1.m0" "$1.m1"
+}
+
 # One wsload run against one server, output in run_out's file; dies if it fails. With a fourth
 # argument (SIDE=1), wsload creates GATE.name.ready once connected and subscribed, and starts its
 # load when GATE.go appears.
@@ -470,6 +488,7 @@ run_load() { # round scenario name [gate]
 	proto_args "$name"
 	scen_args "$s" "$round"
 	server_pid_args "$name"
+	is_connect "$s" || herald_counts "$name" >"$out.m0"
 	if ! "${GEN_ON[@]}" timeout -k 5 $((warm + dur + 2 * CONNECT_TIMEOUT + SETTLE + 30)) "$WSLOAD" \
 		"${SCEN[@]}" "${PROTO[@]}" -t "$THREADS" -d "$dur" --warmup "$warm" \
 		--settle "$SETTLE" --connect-timeout "$CONNECT_TIMEOUT" "${SPIDS[@]}" "${gated[@]}" \
@@ -477,17 +496,21 @@ run_load() { # round scenario name [gate]
 		cat "$out" >&2
 		die "wsload $s against $name failed or timed out"
 	fi
+	is_connect "$s" || herald_counts "$name" >"$out.m1"
 }
 
 # The run's figures into runs.jsonl and the TSV, and a log line.
 record_load() { # round scenario name
-	local round=$1 s=$2 name=$3 out f
+	local round=$1 s=$2 name=$3 out f per extra=""
 	local -A v=()
 	out=$(run_out "$round" "$s" "$name")
 	alive "${PID[$name]}" || die "$name died during $s, round $round"
-	printf '{"bench":"ws-pubsub","scenario":"%s","server":"%s","round":%d,"workers":%d,"rev":"%s",%s\n' \
-		"$s" "$name" "$round" "$(workers_of "$name")" "$(rev_of "$name")" "$(sed -n 's/^JSON {//p' "$out" | head -n1 | sed 's/"scenario":/"wsload_scenario":/')" \
+	per=$(per_send "$out")
+	printf '{"bench":"ws-pubsub","scenario":"%s","server":"%s","round":%d,"workers":%d,"rev":"%s",%s%s\n' \
+		"$s" "$name" "$round" "$(workers_of "$name")" "$(rev_of "$name")" \
+		"${per:+\"deliveries_per_send\":$per,}" "$(sed -n 's/^JSON {//p' "$out" | head -n1 | sed 's/"scenario":/"wsload_scenario":/')" \
 		>>"$TMP/runs.jsonl"
+	[[ -z $per ]] || extra=", $per deliveries per send"
 	if is_connect "$s"; then
 		for f in "${CONNECT_FIELDS[@]}"; do
 			v[$f]=$(json_field "$out" "$f")
@@ -529,7 +552,7 @@ record_load() { # round scenario name
 		"${v[published_per_s]}" "${v[expected]}" "${v[server_cpu_pct]}" >>"$RES"
 	log "round $round $s $name: ${v[msgs_per_s]} deliveries/s (${v[published_per_s]} published/s)," \
 		"p50 ${v[p50_us]} us, p99 ${v[p99_us]} us, server ${v[server_cpu_us_per_msg]} CPU us/delivery," \
-		"wsload ${v[gen_cpu_pct]}% of a core, lost ${v[lost]}, other load ${v[other_cpu_pct]}%"
+		"wsload ${v[gen_cpu_pct]}% of a core, lost ${v[lost]}, other load ${v[other_cpu_pct]}%$extra"
 }
 
 measure() { # round scenario name

@@ -15,6 +15,7 @@ struct worker_stats {
     _Alignas(64) atomic_uint_fast64_t events; /* epoll events and wakes handled */
     atomic_uint_fast64_t bytes_in;            /* read from clients */
     atomic_uint_fast64_t bytes_out;           /* written to clients */
+    atomic_uint_fast64_t sends;               /* writes to client sockets that wrote bytes */
     atomic_uint_fast64_t ws_messages_in;      /* WebSocket messages received */
     atomic_uint_fast64_t http_requests;       /* HTTP requests answered */
     atomic_uint_fast64_t epoll_rearms;        /* EPOLL_CTL_MOD calls on connections */

@@ -113,6 +113,7 @@ static void batch_finish(struct batch_send *s, int res, bool batched, int worker
     if (res > 0) {
         outq_sent(&c->out, (size_t)res);
         STATS_COUNT(bytes_out, (uint64_t)res);
+        STATS_COUNT(sends, 1);
         if (batched)
             STATS_COUNT(batched_sends, 1);
     }

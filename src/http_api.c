@@ -347,6 +347,9 @@ static int handle_metrics(const struct http_api *api, const struct reply *r)
            sum(api, offsetof(struct worker_stats, bytes_in)));
     metric(&t, "herald_bytes_out_total", "counter", "Bytes written to clients.",
            sum(api, offsetof(struct worker_stats, bytes_out)));
+    metric(&t, "herald_sends_total", "counter",
+           "Writes to client sockets that wrote bytes: system calls and io_uring sends.",
+           sum(api, offsetof(struct worker_stats, sends)));
     metric(&t, "herald_http_requests_total", "counter", "HTTP requests answered.",
            sum(api, offsetof(struct worker_stats, http_requests)));
     metric(&t, "herald_epoll_rearms_total", "counter",

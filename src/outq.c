@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "stats.h"
 
 /* Many small pieces are copied into one stack buffer and go out as one iovec: the kernel's cost
  * per iovec (importing the array, kmalloc'd past 8 entries, and walking it while copying) is more
@@ -455,6 +456,7 @@ int outq_flush(struct outq *q, int sockfd, size_t *sent)
             seg_at(q, 0)->kind == OUTQ_FILE ? send_file(q, sockfd) : send_buffers(q, sockfd);
         if (w < 0)
             return w == -EWOULDBLOCK ? -EAGAIN : (int)w;
+        STATS_COUNT(sends, w > 0);
         if (sent)
             *sent += (size_t)w;
     }

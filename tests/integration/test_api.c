@@ -252,6 +252,7 @@ Test(api, metrics_are_present_and_move)
                            "herald_messages_delivered_total",
                            "herald_bytes_in_total",
                            "herald_bytes_out_total",
+                           "herald_sends_total",
                            "herald_slow_consumer_disconnects_total",
                            "herald_presence_members",
                            "herald_history_bytes",

@@ -335,6 +335,33 @@ Test(broker, fan_out_sends_are_batched_unless_no_uring)
     free(subs);
 }
 
+/* herald_sends_total counts writes to client sockets: one publish to SUBS idle subscribers is one
+ * send each, one for the publisher's ack and one for the /metrics answer read in between. */
+Test(broker, the_sends_metric_counts_one_send_per_subscriber_woken)
+{
+    enum { SUBS = 40 };
+    struct wsc *subs = open_subscribers(SUBS, "counted");
+    struct wsc pub;
+    bopen(&pub);
+    double before = scrape_metric(srv.port, "herald_sends_total");
+    double delivered = scrape_metric(srv.port, "herald_messages_delivered_total");
+    cr_assert(before >= 0 && delivered >= 0, "metrics missing");
+    bsend(&pub, "{\"op\":\"pub\",\"topic\":\"counted\",\"data\":1}");
+    expect_type(&pub, "ack", NULL);
+    for (int i = 0; i < SUBS; i++)
+        cJSON_Delete(brecv(&subs[i]));
+    double sends = scrape_metric(srv.port, "herald_sends_total") - before;
+    delivered = scrape_metric(srv.port, "herald_messages_delivered_total") - delivered;
+    cr_assert_eq(delivered, SUBS);
+    /* SUBS deliveries, the ack, two /metrics answers; a send split by a full socket would add
+     * one, which these small frames never meet. */
+    cr_assert(sends >= SUBS + 2 && sends <= SUBS + 4, "%.0f sends for %d subscribers", sends, SUBS);
+    for (int i = 0; i < SUBS; i++)
+        wsc_close(&subs[i]);
+    wsc_close(&pub);
+    free(subs);
+}
+
 /* Gives a socket that was made slow with a tiny SO_RCVBUF a normal receive window again: the
  * window's clamp was set from the tiny buffer, and through it the megabytes the kernel buffered
  * for the reader come at a few KiB per 200 ms (the sender waits for a window of a full segment). */
