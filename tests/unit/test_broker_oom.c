@@ -79,6 +79,27 @@ Test(broker_oom, a_wake_lost_to_a_failed_allocation_comes_with_the_next_publish)
     broker_free(b);
 }
 
+/* The same within a hold (broker_hold_begin): the failed wake is made by the next publish of the
+ * burst, held with it and dispatched once at the end. */
+Test(broker_oom, a_wake_lost_in_a_hold_comes_with_the_next_publish_of_the_burst)
+{
+    struct broker_session *s;
+    struct broker *b = with_subscriber(0, &s);
+    const char *why;
+    struct broker_pub_result pr;
+    broker_hold_begin();
+    fail_size = sizeof(struct broker_batch);
+    cr_assert_eq(broker_publish(b, "t", 1, "1", 1, &pr, &why), 0);
+    fail_size = 0;
+    cr_assert_eq(broker_publish(b, "t", 1, "2", 1, &pr, &why), 0);
+    cr_assert_eq(dispatched, 0, "held until the end");
+    broker_hold_end();
+    cr_assert_eq(dispatched, 1, "the subscriber was not woken after the failed wake");
+    cr_assert_eq(pull(s), 2);
+    broker_session_free(s);
+    broker_free(b);
+}
+
 /* The ring grows for a subscriber that still needs its oldest message (broker.h); when that
  * allocation fails the oldest gives way after all, and the publish goes through: one lagging
  * subscriber must not make every publisher to its topic fail. (It did: ENOMEM, not published.) */
