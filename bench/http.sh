@@ -116,11 +116,7 @@ chmod 644 "$ROOT/bench.bin" "$ROOT/index.html"
 # GET /bench.bin once and check it is a 200 with exactly our file.
 check_response() { # name port
 	local name=$1 port=$2 resp="$TMP/$1.check"
-	# shellcheck disable=SC2016 # the inner script takes the port as \$1
-	timeout 5 bash -c '
-		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-		printf "GET /bench.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" >&3
-		cat <&3' _ "$port" >"$resp" 2>/dev/null || true
+	http_get "$port" /bench.bin >"$resp"
 	head -n1 "$resp" | grep -q '^HTTP/1\.[01] 200' ||
 		die "$name: GET /bench.bin did not answer 200: $(head -c 300 "$resp")"
 	tail -c 1024 "$resp" | cmp -s - "$ROOT/bench.bin" ||

@@ -118,6 +118,16 @@ machine_busy() {
 # ---- ports -----------------------------------------------------------------------------------
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
+# The whole answer (head and body) to GET PATH on 127.0.0.1:PORT, within 5 s; nothing if there is
+# none. Bash's /dev/tcp: the machine needs no HTTP client.
+http_get() { # port path
+	# shellcheck disable=SC2016 # the inner script takes the port and path as $1 and $2
+	timeout 5 bash -c '
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$2" >&3
+		cat <&3' _ "$1" "$2" 2>/dev/null || true
+}
+
 USED_PORTS=" "
 pick_port() { # sets REPLY
 	local p i

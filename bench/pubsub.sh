@@ -445,14 +445,11 @@ rev_of() { [[ $1 == herald-b ]] && echo "${HERALD_B_REV:-${HERALD_B_BIN:-$GIT_RE
 run_out() { echo "$TMP/runs/$2-$3-r$1.txt"; } # round scenario name -> wsload's output file
 
 # Herald's delivery and send counters from /metrics, as "deliveries sends" (nothing for the peers,
-# or if they cannot be read). Bash's /dev/tcp: the machine needs no HTTP client for it.
+# or if they cannot be read).
 herald_counts() { # name
 	[[ $1 == herald* ]] || return 0
-	{ exec 9<>"/dev/tcp/127.0.0.1/${PORT[$1]}"; } 2>/dev/null || return 0
-	printf 'GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n' >&9
-	timeout 5 awk '$1 == "herald_messages_delivered_total" { d = $2 } $1 == "herald_sends_total" { s = $2 }
-		END { if (d != "" && s != "") print d, s }' <&9
-	exec 9<&-
+	http_get "${PORT[$1]}" /metrics | awk '$1 == "herald_messages_delivered_total" { d = $2 }
+		$1 == "herald_sends_total" { s = $2 } END { if (d != "" && s != "") print d, s }'
 }
 
 # Deliveries per send over a whole run (warm-up and settling included), from herald_counts taken
