@@ -17,6 +17,7 @@
 #include "broker_internal.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -44,9 +45,11 @@
 
 struct broker *broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks)
 {
-    struct broker *b = calloc(1, sizeof(*b));
+    size_t size = (sizeof(struct broker) + 63) / 64 * 64; /* aligned_alloc wants a multiple */
+    struct broker *b = aligned_alloc(64, size);
     if (!b)
         return NULL;
+    memset(b, 0, size);
     b->cfg = *cfg;
     if (b->cfg.history_size == 0)
         b->cfg.history_size = 1;
@@ -692,6 +695,17 @@ int broker_publish(struct broker *b, const char *topic, size_t tlen, const char 
 
 /* ---- delivery ---- */
 
+/* The calling thread's counters: threads take the shards in turn at their first pull, so up to
+ * BROKER_SHARDS threads (a worker per CPU) each have their own. */
+static struct broker_shard *my_shard(struct broker *b)
+{
+    static atomic_uint next;
+    static __thread unsigned mine = UINT_MAX;
+    if (mine == UINT_MAX)
+        mine = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % BROKER_SHARDS;
+    return &b->shard[mine];
+}
+
 /* Queues what e has not received, up to the budget (0: nothing), and adds to *left the bytes
  * still waiting for it. Under the session's lock. */
 static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, size_t budget,
@@ -731,8 +745,9 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     entry_set_idle(t, e);
     pthread_mutex_unlock(&t->lock);
     /* Once per pull, not per message: every worker adds to these. */
-    atomic_fetch_add_explicit(&b->delivered, e->cursor - from, memory_order_relaxed);
-    atomic_fetch_add_explicit(&b->delivered_bytes, bytes, memory_order_relaxed);
+    struct broker_shard *sh = my_shard(b);
+    atomic_fetch_add_explicit(&sh->delivered, e->cursor - from, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->delivered_bytes, bytes, memory_order_relaxed);
     return bytes;
 }
 
@@ -815,8 +830,11 @@ void broker_stats(struct broker *b, struct broker_stats *st)
     pthread_rwlock_unlock(&b->lock);
     st->subscriptions = atomic_load(&b->subscriptions);
     st->published = atomic_load(&b->published);
-    st->delivered = atomic_load(&b->delivered);
-    st->delivered_bytes = atomic_load(&b->delivered_bytes);
+    st->delivered = st->delivered_bytes = 0;
+    for (size_t i = 0; i < BROKER_SHARDS; i++) {
+        st->delivered += atomic_load(&b->shard[i].delivered);
+        st->delivered_bytes += atomic_load(&b->shard[i].delivered_bytes);
+    }
     st->members = atomic_load(&b->members);
     st->history_bytes = atomic_load(&b->history_bytes);
     st->topics_removed = atomic_load(&b->topics_removed);

@@ -114,7 +114,16 @@ struct broker_session {
     bool missed;
 };
 
+/* Counters every pull adds to, one set per thread (my_shard in broker.c): two workers adding to one
+ * cache line would move it between their cores at every pull of a fan-out. */
+#define BROKER_SHARDS 8
+
+struct broker_shard {
+    _Alignas(64) atomic_uint_fast64_t delivered, delivered_bytes;
+};
+
 struct broker {
+    struct broker_shard shard[BROKER_SHARDS]; /* first: the allocation is aligned for them */
     struct broker_config cfg;
     struct broker_hooks hooks;
     pthread_rwlock_t lock;
@@ -122,7 +131,7 @@ struct broker {
     size_t nbuckets, ntopics;
     struct pattern *patterns;
     char boot[17];
-    atomic_uint_fast64_t topic_seq, published, subscriptions, delivered, delivered_bytes, members;
+    atomic_uint_fast64_t topic_seq, published, subscriptions, members;
     atomic_uint_fast64_t sessions; /* made so far: the last session id */
     atomic_size_t history_bytes;   /* memory of every topic's kept messages */
     atomic_uint_fast64_t topics_removed;

@@ -1255,3 +1255,60 @@ Test(broker, a_session_freed_during_a_hold_is_woken_once_then_let_go)
     cr_assert_eq(atomic_load(&oa.refs), 0);
     broker_free(b);
 }
+
+/* Delivery counters: each pulling thread counts apart (broker_stats sums them), so the totals must
+ * come out exact however many threads pull, also more threads than there are sets of counters. */
+struct puller {
+    struct broker_session *s;
+    pthread_barrier_t *bar;
+    size_t bytes;
+};
+
+static void *pull_on_own_thread(void *arg)
+{
+    struct puller *p = arg;
+    pthread_barrier_wait(p->bar);
+    struct outq q;
+    outq_init(&q);
+    bool more, lost;
+    size_t left;
+    p->bytes = broker_pull(p->s, &q, 1 << 20, &more, &lost, &left);
+    outq_deinit(&q);
+    return NULL;
+}
+
+Test(broker, deliveries_pulled_on_many_threads_are_all_counted)
+{
+    enum { THREADS = 12, MESSAGES = 50 };
+    struct broker *b = mk(100);
+    struct owner o[THREADS] = {0};
+    struct puller p[THREADS];
+    pthread_t th[THREADS];
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, THREADS);
+    for (int i = 0; i < THREADS; i++) {
+        p[i] = (struct puller){.s = broker_session_new(b, &o[i]), .bar = &bar};
+        cr_assert_eq(sub(p[i].s, "t", NULL), 0);
+    }
+    for (int m = 0; m < MESSAGES; m++)
+        pub(b, "t", m % 2 ? "\"odd\"" : "[1,2,3,4]", NULL);
+    struct broker_stats before;
+    broker_stats(b, &before);
+    cr_assert_eq(before.delivered, 0);
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, pull_on_own_thread, &p[i]), 0);
+    size_t bytes = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_gt(p[i].bytes, 0);
+        bytes += p[i].bytes;
+    }
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_eq(st.delivered, (uint64_t)THREADS * MESSAGES);
+    cr_assert_eq(st.delivered_bytes, (uint64_t)bytes);
+    for (int i = 0; i < THREADS; i++)
+        broker_session_free(p[i].s);
+    pthread_barrier_destroy(&bar);
+    broker_free(b);
+}
