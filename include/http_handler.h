@@ -26,6 +26,7 @@ struct http_api;
 struct http_ctx {
     const struct static_root *root;
     const struct http_api *api; /* /api/... and /metrics; NULL: none */
+    unsigned file_cache_ms;     /* small files are kept this long (static_cache.h); 0: never */
 };
 
 /* http_status_text - the reason phrase for a status ("Not Found"); "Unknown" when not listed. */

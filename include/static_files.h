@@ -18,7 +18,8 @@
 
 struct static_root {
     int dirfd;
-    char *path; /* as resolved by realpath, for messages */
+    char *path;  /* as resolved by realpath, for messages */
+    uint64_t id; /* unique among the roots this process opened: names it in caches */
 };
 
 /* static_root_open - opens `path` as the root. Returns 0 or -errno (ENOTDIR, ENOENT, ENOSYS when

@@ -25,6 +25,7 @@ void config_defaults(struct herald_config *cfg)
     cfg->root = HERALD_DEFAULT_ROOT;
     cfg->idle_timeout = 5;
     cfg->header_timeout = 10;
+    cfg->file_cache_ms = 1000;
     cfg->log_level = LOG_INFO;
     cfg->max_request_line = 8192;
     cfg->max_head = 16384;
@@ -63,6 +64,8 @@ void config_usage(FILE *out)
             "                          the kernel allows it)\n"
             "  --root DIR              document root for static files\n"
             "                          (default %s)\n"
+            "  --file-cache-ms MS      serve small static files from memory, reading them\n"
+            "                          again this long after (default 1000; 0: always read)\n"
             "  --idle-timeout SEC      close connections idle this long (default 5)\n"
             "  --header-timeout SEC    a request head must arrive within this (default 10)\n"
             "  --max-body BYTES        largest request body accepted (default 1048576)\n"
@@ -157,6 +160,7 @@ enum {
     OPT_MAX_BODY,
     OPT_MAX_CONN,
     OPT_LOG,
+    OPT_FILE_CACHE,
     OPT_ECHO,
     OPT_MAX_MSG,
     OPT_PING,
@@ -181,6 +185,7 @@ static const struct option long_opts[] = {
     {"no-pin", no_argument, NULL, OPT_NO_PIN},
     {"no-uring", no_argument, NULL, OPT_NO_URING},
     {"root", required_argument, NULL, OPT_ROOT},
+    {"file-cache-ms", required_argument, NULL, OPT_FILE_CACHE},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"header-timeout", required_argument, NULL, OPT_HEADER},
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
@@ -227,6 +232,11 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         return 0;
     case OPT_ROOT:
         cfg->root = arg;
+        return 0;
+    case OPT_FILE_CACHE:
+        if (parse_ulong(arg, 0, 3600000, &v) < 0)
+            return -1;
+        cfg->file_cache_ms = (unsigned)v;
         return 0;
     case OPT_IDLE:
     case OPT_HEADER:

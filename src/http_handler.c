@@ -8,6 +8,7 @@
 #include "config.h"
 #include "err.h"
 #include "path.h"
+#include "static_cache.h"
 
 #define ALLOW_METHODS "GET, HEAD, OPTIONS"
 #define HEAD_CAP      640 /* room for the status line and every header this file writes */
@@ -204,15 +205,24 @@ static int not_modified(const struct http_request *req, const struct static_file
     return ims && http_date_parse(ims, len, &t) == 0 && f->mtime.tv_sec <= t;
 }
 
-static int serve_file(const struct http_request *req, struct static_file *f, int keep_alive,
-                      struct outq *out)
+/* Closes the file's descriptor, if it has one (a kept file has none: static_cache.h). */
+static void file_done(struct static_file *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+}
+
+/* Answers with the file: its bytes from `body` when the cache kept it, else read from f->fd. */
+static int serve_file(const struct http_request *req, struct static_file *f, const char *body,
+                      int keep_alive, struct outq *out)
 {
     int head_only = req->method == HTTP_HEAD;
     int notmod = not_modified(req, f);
     int inline_body = !head_only && !notmod && f->size <= HTTP_INLINE_FILE_MAX;
     struct obuf *b = http_response_start(notmod ? 304 : 200, keep_alive, inline_body ? f->size : 0);
     if (!b) {
-        close(f->fd);
+        file_done(f);
         return -ENOMEM;
     }
     char date[32];
@@ -227,9 +237,14 @@ static int serve_file(const struct http_request *req, struct static_file *f, int
     if (!notmod)
         put_header_u(b, "Content-Length: ", f->size);
     obuf_puts(b, "\r\n");
+    if (inline_body && body) {
+        memcpy(b->data + b->len, body, f->size);
+        b->len += (uint32_t)f->size;
+        return outq_push_take(out, b);
+    }
     if (inline_body) {
         ssize_t r = pread(f->fd, b->data + b->len, f->size, 0);
-        close(f->fd);
+        file_done(f);
         if (r != (ssize_t)f->size) {
             obuf_unref(b);
             return -EIO;
@@ -238,8 +253,9 @@ static int serve_file(const struct http_request *req, struct static_file *f, int
         return outq_push_take(out, b);
     }
     int rc = outq_push_take(out, b);
-    if (rc < 0 || head_only || notmod) {
-        close(f->fd);
+    /* A kept file is at most HTTP_INLINE_FILE_MAX: only HEAD and 304 come here with one. */
+    if (rc < 0 || head_only || notmod || f->fd < 0) {
+        file_done(f);
         return rc;
     }
     return outq_push_file_take(out, f->fd, 0, f->size);
@@ -255,12 +271,15 @@ static int handle_get(const struct http_ctx *ctx, const struct http_request *req
     if (rc < 0)
         return http_error(out, -rc, rc == -404 ? NULL : "bad path", keep_alive, head_only);
     struct static_file f;
-    rc = static_open(ctx->root, rel, is_dir, &f);
+    const char *body;
+    rc = static_cache_open(ctx->root, ctx->file_cache_ms, rel, is_dir, &f, &body);
     if (rc == STATIC_REDIRECT)
         return redirect_dir(req, keep_alive, out);
+    if (rc == -EIO)
+        return http_error(out, 500, "file read failed", keep_alive, head_only);
     if (rc < 0)
         return http_error(out, -rc, NULL, keep_alive, head_only);
-    rc = serve_file(req, &f, keep_alive, out);
+    rc = serve_file(req, &f, body, keep_alive, out);
     /* A file that vanished or shrank between fstat and read is answered, not dropped. */
     return rc == -EIO ? http_error(out, 500, "file read failed", keep_alive, head_only) : rc;
 }

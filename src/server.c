@@ -21,6 +21,7 @@
 #include "conn_batch.h"
 #include "err.h"
 #include "log.h"
+#include "static_cache.h"
 #include "outq.h"
 #include "reclaim.h"
 #include "static_files.h"
@@ -415,12 +416,13 @@ int server_new(struct server **out, const struct herald_config *cfg)
         server_free(srv);
         return rc;
     }
-    srv->env = (struct conn_env){.cfg = cfg,
-                                 .http = {.root = &srv->root, .api = &srv->api},
-                                 .wheel = &srv->wheel,
-                                 .epfd = srv->epfd,
-                                 .nconns = &srv->nconns,
-                                 .reclaim = &srv->reclaim};
+    srv->env = (struct conn_env){
+        .cfg = cfg,
+        .http = {.root = &srv->root, .api = &srv->api, .file_cache_ms = cfg->file_cache_ms},
+        .wheel = &srv->wheel,
+        .epfd = srv->epfd,
+        .nconns = &srv->nconns,
+        .reclaim = &srv->reclaim};
     if ((rc = setup_broker(srv)) < 0) {
         server_free(srv);
         return rc;
@@ -623,6 +625,7 @@ static void *worker_main(void *arg)
     conn_batch_free(worker_batch);
     worker_batch = NULL;
     ws_deflate_thread_cleanup();
+    static_cache_thread_free();
     obuf_cache_close();
     return NULL;
 }

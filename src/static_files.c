@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ static int openat2_beneath(int dirfd, const char *rel, int flags)
 
 int static_root_open(struct static_root *root, const char *path)
 {
+    static atomic_uint_fast64_t next_id;
+    root->id = atomic_fetch_add(&next_id, 1) + 1;
     root->dirfd = -1;
     root->path = realpath(path, NULL);
     if (!root->path)

@@ -295,6 +295,10 @@ Test(server, command_line_help_version_and_errors)
     cr_assert_not_null(strstr(out, "--bogus"));
     cr_assert_eq(run_cli("--threads=0", out, sizeof(out)), 2);
     cr_assert_eq(run_cli("--listen=nocolon", out, sizeof(out)), 2);
+    cr_assert_eq(run_cli("--file-cache-ms=-1", out, sizeof(out)), 2);
+    cr_assert_eq(run_cli("--file-cache-ms=3600001", out, sizeof(out)), 2);
+    cr_assert_eq(run_cli("--help", out, sizeof(out)), 0);
+    cr_assert_not_null(strstr(out, "--file-cache-ms"));
 }
 
 Test(server, ipv6_listener)

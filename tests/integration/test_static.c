@@ -155,3 +155,34 @@ Test(static_files, large_files_arrive_whole_and_keep_alive_continues)
     client_close(c);
     free(c);
 }
+
+/* Small files are served from each worker's memory (static_cache.h) and read again once
+ * --file-cache-ms has passed: a change on disk shows within that time, whichever worker answers. */
+Test(static_files, a_changed_or_removed_file_is_noticed_within_the_cache_time)
+{
+    struct http_resp r;
+    char etag[64], etag2[64];
+    cr_assert_eq(get_status("/docs/page.css", &r), 200);
+    cr_assert_str_eq(r.body, "body{}\n");
+    cr_assert_eq(resp_header(&r, "ETag", etag, sizeof(etag)), 0);
+    resp_free(&r);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/docs", root);
+    usleep(20000); /* a later modification time */
+    write_file(path, "page.css", "body{color:red}\n", 0);
+    usleep(1300 * 1000);          /* the default --file-cache-ms is 1000 */
+    for (int i = 0; i < 4; i++) { /* both workers */
+        cr_assert_eq(get_status("/docs/page.css", &r), 200);
+        cr_assert_str_eq(r.body, "body{color:red}\n", "request %d", i);
+        cr_assert_eq(resp_header(&r, "ETag", etag2, sizeof(etag2)), 0);
+        cr_assert_str_neq(etag, etag2);
+        resp_free(&r);
+    }
+    snprintf(path, sizeof(path), "%s/docs/page.css", root);
+    cr_assert_eq(unlink(path), 0);
+    usleep(1300 * 1000);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(get_status("/docs/page.css", &r), 404, "request %d", i);
+        resp_free(&r);
+    }
+}
