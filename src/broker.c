@@ -42,6 +42,12 @@
  * the burst's first subscribers, and what waits for each subscriber, stay bounded however long
  * the event runs (a large HTTP batch, a publisher that never pauses). */
 #define HOLD_MAX_BYTES (64 * 1024)
+/* A fan-out's subscribers pull the same messages in a row (the wave a publish wakes), so those
+ * frames are copied once into one buffer that every such pull shares (take_run): only for topics
+ * with at least RUN_MIN_SUBS subscribers, where the copy is shared enough to pay, and for at most
+ * RUN_MAX_BYTES, which bounds what a topic keeps in it. */
+#define RUN_MIN_SUBS  32
+#define RUN_MAX_BYTES 8192
 
 struct broker *broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks)
 {
@@ -101,6 +107,7 @@ static void topic_free(struct broker *b, struct topic *t)
         free(t->p);
     }
     free(t->entries);
+    obuf_unref(t->run);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -706,6 +713,65 @@ static struct broker_shard *my_shard(struct broker *b)
     return &b->shard[mine];
 }
 
+/* The offset up to which a pull from `from` goes with `budget` (as pull_entry's loop: messages
+ * until the bytes reach the budget, at least one), and *bytes, their plain frames' bytes. From
+ * the slots' running totals, without touching the frames. Under the topic's lock; from <= head.
+ */
+static uint64_t range_end(const struct topic *t, uint64_t from, size_t budget, size_t *bytes)
+{
+    uint64_t base = t->ring[from % t->cap].before, last = from;
+    for (;;) {
+        uint64_t next = last < t->head ? t->ring[(last + 1) % t->cap].before : t->bytes;
+        if (last == t->head || next - base >= budget) {
+            *bytes = (size_t)(next - base);
+            return last;
+        }
+        last++;
+    }
+}
+
+/* The shared buffer of the plain frames from..last (last > from), made now if the topic's is of
+ * another range; NULL where sharing does not pay (few subscribers, too many bytes) or memory
+ * runs out: the caller then queues the frames one by one. Under the topic's lock. */
+static struct obuf *take_run(struct topic *t, uint64_t from, uint64_t last, size_t bytes)
+{
+    if (t->run && t->run_from == from && t->run_to == last)
+        return t->run;
+    if (t->n_entries < RUN_MIN_SUBS || bytes > RUN_MAX_BYTES)
+        return NULL;
+    struct obuf *r = obuf_new(bytes);
+    if (!r)
+        return NULL;
+    for (uint64_t o = from; o <= last; o++) {
+        const struct obuf *f = t->ring[o % t->cap].frame;
+        obuf_put(r, f->data + f->start, f->len - f->start); /* fits: bytes is their sum */
+    }
+    obuf_unref(t->run);
+    t->run = r;
+    t->run_from = from;
+    t->run_to = last;
+    return r;
+}
+
+/* Queues e's plain frames from its cursor as one shared run (take_run) when it is a subscriber
+ * catching up to the head with two messages or more; returns the bytes queued, 0 if it did not.
+ * Under the topic's lock. */
+static size_t pull_run(struct entry *e, struct outq *out, size_t budget)
+{
+    struct topic *t = e->t;
+    if (e->s->deflate || budget == 0 || e->cursor >= t->head)
+        return 0;
+    size_t bytes;
+    uint64_t last = range_end(t, e->cursor, budget, &bytes);
+    /* Only up to the head: a subscriber with a longer backlog pulls a range of its own, which
+     * would replace the run the others share. */
+    struct obuf *r = last == t->head ? take_run(t, e->cursor, last, bytes) : NULL;
+    if (!r || outq_push_take(out, obuf_ref(r)) < 0)
+        return 0;
+    e->cursor = last + 1;
+    return bytes;
+}
+
 /* Queues what e has not received, up to the budget (0: nothing), and adds to *left the bytes
  * still waiting for it. Under the session's lock. */
 static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, size_t budget,
@@ -727,6 +793,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     if (e->cursor < t->low)
         t->low = e->cursor; /* it may need protecting again (oldest_unneeded) */
     uint64_t from = e->cursor;
+    bytes += pull_run(e, out, budget - (bytes < budget ? bytes : budget));
     while (e->cursor <= t->head && budget > 0 && (bytes < budget || bytes == 0)) {
         const struct slot *sl = &t->ring[e->cursor % t->cap];
         struct obuf *f = e->s->deflate && sl->zframe ? sl->zframe : sl->frame;

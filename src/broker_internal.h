@@ -87,7 +87,11 @@ struct topic {
     struct entry **entries;
     size_t n_entries, cap_entries, n_idle;
     struct presence *p; /* made at the first join: most topics never have a member */
-    char name[];        /* NUL-terminated, len bytes */
+    /* The plain frames of offsets run_from..run_to in one buffer, shared by the subscribers
+     * that pull just that range (broker.c: take_run); NULL if none. */
+    struct obuf *run;
+    uint64_t run_from, run_to;
+    char name[]; /* NUL-terminated, len bytes */
 };
 
 struct pattern {

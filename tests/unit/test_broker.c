@@ -62,6 +62,35 @@ static uint64_t pub(struct broker *b, const char *topic, const char *data, unsig
     return r.offset;
 }
 
+/* Appends the payload of each frame in p[0..len) to out (one per line): a segment holds one frame,
+ * or several when a large topic's subscribers share a run of them (broker.c: take_run). */
+static void frames_to_lines(const uint8_t *p, size_t len, char **out, size_t *olen, size_t *cap)
+{
+    while (len > 0) {
+        cr_assert_geq(len, 2);
+        cr_assert_eq(p[0], 0x81, "a final text frame");
+        size_t n = p[1] & 0x7f, hl = 2;
+        if (n == 126) {
+            cr_assert_geq(len, 4);
+            n = (size_t)p[2] << 8 | p[3];
+            hl = 4;
+        } else {
+            cr_assert_lt(n, 127, "no 64-bit lengths in these tests");
+        }
+        cr_assert_geq(len, hl + n, "the header's length fits the segment");
+        if (*olen + n + 2 > *cap) {
+            *cap = (*olen + n + 2) * 2;
+            *out = realloc(*out, *cap);
+        }
+        memcpy(*out + *olen, p + hl, n);
+        *olen += n;
+        (*out)[(*olen)++] = '\n';
+        (*out)[*olen] = '\0';
+        p += hl + n;
+        len -= hl + n;
+    }
+}
+
 /* Pulls everything and returns the JSON payloads, one per line. */
 static char *pull_all(struct broker_session *s, bool *lost)
 {
@@ -76,23 +105,7 @@ static char *pull_all(struct broker_session *s, bool *lost)
     char *out = calloc(1, cap);
     for (uint32_t i = 0; i < q.count; i++) {
         struct obuf *f = q.segs[(q.head + i) % q.cap].buf.b;
-        const uint8_t *p = (const uint8_t *)f->data + f->start;
-        cr_assert_eq(p[0], 0x81, "a final text frame");
-        size_t hl = ws_frame_header_size(f->len - f->start - 2, false);
-        size_t n = f->len - f->start - hl;
-        /* The header's length field matches the payload. */
-        size_t declared = (p[1] & 0x7f) < 126    ? (p[1] & 0x7f)
-                          : (p[1] & 0x7f) == 126 ? ((size_t)p[2] << 8 | p[3])
-                                                 : n;
-        cr_assert_eq(declared, n);
-        if (len + n + 2 > cap) {
-            cap = (len + n + 2) * 2;
-            out = realloc(out, cap);
-        }
-        memcpy(out + len, p + hl, n);
-        len += n;
-        out[len++] = '\n';
-        out[len] = '\0';
+        frames_to_lines((const uint8_t *)f->data + f->start, f->len - f->start, &out, &len, &cap);
     }
     outq_deinit(&q);
     return out;
@@ -1310,5 +1323,168 @@ Test(broker, deliveries_pulled_on_many_threads_are_all_counted)
     for (int i = 0; i < THREADS; i++)
         broker_session_free(p[i].s);
     pthread_barrier_destroy(&bar);
+    broker_free(b);
+}
+
+/* A large topic's subscribers that pull the same messages share one buffer holding all their
+ * frames (broker.c: take_run): one queued segment each, the same for all, the bytes those of the
+ * frames in order. */
+#define RUN_SUBS 40 /* past broker.c's RUN_MIN_SUBS */
+
+static struct broker_session *run_subs[RUN_SUBS];
+static struct owner run_owners[RUN_SUBS];
+
+static void run_setup(struct broker *b, int deflate_first)
+{
+    for (int i = 0; i < RUN_SUBS; i++) {
+        run_owners[i] = (struct owner){0};
+        run_subs[i] = broker_session_new(b, &run_owners[i]);
+        if (i == 0 && deflate_first)
+            broker_session_set_compression(run_subs[i], true);
+        cr_assert_eq(sub(run_subs[i], "wave", NULL), 0);
+    }
+}
+
+static void run_teardown(struct broker *b)
+{
+    for (int i = 0; i < RUN_SUBS; i++)
+        broker_session_free(run_subs[i]);
+    broker_free(b);
+}
+
+/* Pulls s into q with `budget` and returns the bytes queued. */
+static size_t pull_budget(struct broker_session *s, struct outq *q, size_t budget)
+{
+    bool more, lost;
+    size_t left;
+    outq_init(q);
+    return broker_pull(s, q, budget, &more, &lost, &left);
+}
+
+static char *segs_to_lines(const struct outq *q)
+{
+    size_t cap = 4096, len = 0;
+    char *out = calloc(1, cap);
+    for (uint32_t i = 0; i < q->count; i++) {
+        struct obuf *f = q->segs[(q->head + i) % q->cap].buf.b;
+        frames_to_lines((const uint8_t *)f->data + f->start, f->len - f->start, &out, &len, &cap);
+    }
+    return out;
+}
+
+Test(broker, a_large_topics_subscribers_share_one_buffer_for_the_same_messages)
+{
+    struct broker *b = mk(100);
+    run_setup(b, 0);
+    for (int m = 1; m <= 5; m++) {
+        char d[16];
+        snprintf(d, sizeof(d), "%d", m * 11);
+        pub(b, "wave", d, NULL);
+    }
+    struct obuf *shared = NULL;
+    size_t bytes0 = 0;
+    for (int i = 0; i < RUN_SUBS; i++) {
+        struct outq q;
+        size_t bytes = pull_budget(run_subs[i], &q, 1 << 20);
+        cr_assert_eq(q.count, 1, "subscriber %d: one segment for five messages", i);
+        struct obuf *seg = q.segs[q.head].buf.b;
+        if (i == 0) {
+            shared = seg;
+            bytes0 = bytes;
+        }
+        cr_assert_eq(seg, shared, "subscriber %d shares the buffer", i);
+        cr_assert_eq(bytes, bytes0);
+        cr_assert_eq(seg->len - seg->start, bytes);
+        char *lines = segs_to_lines(&q);
+        cr_assert_str_eq(lines, "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":11,\"offset\":1}\n"
+                                "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":22,\"offset\":2}\n"
+                                "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":33,\"offset\":3}\n"
+                                "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":44,\"offset\":4}\n"
+                                "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":55,\"offset\":5}\n");
+        free(lines);
+        outq_deinit(&q);
+    }
+    /* The next wave: a buffer of its own, from offset 6 on. */
+    pub(b, "wave", "66", NULL);
+    pub(b, "wave", "77", NULL);
+    for (int i = 0; i < RUN_SUBS; i++) {
+        char *lines = pull_all(run_subs[i], NULL);
+        cr_assert_str_eq(lines, "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":66,\"offset\":6}\n"
+                                "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":77,\"offset\":7}\n");
+        free(lines);
+    }
+    struct broker_stats st;
+    broker_stats(b, &st);
+    cr_assert_eq(st.delivered, 7 * RUN_SUBS);
+    run_teardown(b);
+}
+
+/* A subscriber whose budget stops it before the head takes the frames one by one and leaves the
+ * shared buffer to the others; a single new message is queued as its own frame; a compressed
+ * subscriber gets its own frames. All of them get every message, in order. */
+Test(broker, a_short_budget_a_single_message_and_compression_take_frames_one_by_one)
+{
+    struct broker *b = mk(100);
+    run_setup(b, 1);
+    pub(b, "wave", "1", NULL);
+    pub(b, "wave", "2", NULL);
+    pub(b, "wave", "3", NULL);
+    struct outq q;
+    pull_budget(run_subs[1], &q, 1 << 20);
+    cr_assert_eq(q.count, 1);
+    struct obuf *shared = q.segs[q.head].buf.b;
+    outq_deinit(&q);
+    /* Subscriber 2 with room for about one message: frames 1, then 2 and 3 on the next pull. */
+    size_t one = pull_budget(run_subs[2], &q, 1);
+    cr_assert_eq(q.count, 1);
+    cr_assert_neq(q.segs[q.head].buf.b, shared);
+    cr_assert_lt(one, shared->len - shared->start);
+    outq_deinit(&q);
+    pull_budget(run_subs[3], &q, 1 << 20);
+    cr_assert_eq(q.segs[q.head].buf.b, shared, "the others still share it");
+    outq_deinit(&q);
+    /* A budget of exactly two frames (all three are the same size) stops after two. */
+    size_t frame = (shared->len - shared->start) / 3;
+    cr_assert_eq(pull_budget(run_subs[4], &q, 2 * frame), 2 * frame);
+    cr_assert_eq(q.count, 2);
+    outq_deinit(&q);
+    /* One byte short of three frames: all three, as one shared run. */
+    cr_assert_eq(pull_budget(run_subs[5], &q, 3 * frame - 1), 3 * frame);
+    cr_assert_eq(q.count, 1);
+    cr_assert_eq(q.segs[q.head].buf.b, shared);
+    outq_deinit(&q);
+    char *lines = pull_all(run_subs[2], NULL);
+    cr_assert_str_eq(lines, "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":2,\"offset\":2}\n"
+                            "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":3,\"offset\":3}\n");
+    free(lines);
+    /* The compressed subscriber: one segment per message (these are too short to compress). */
+    pull_budget(run_subs[0], &q, 1 << 20);
+    cr_assert_eq(q.count, 3);
+    outq_deinit(&q);
+    /* One message: its frame itself, as for any topic. */
+    pub(b, "wave", "4", NULL);
+    pull_budget(run_subs[1], &q, 1 << 20);
+    cr_assert_eq(q.count, 1);
+    struct obuf *f = q.segs[q.head].buf.b;
+    cr_assert_eq(f->len - f->start,
+                 2 + strlen("{\"type\":\"msg\",\"topic\":\"wave\",\"data\":4,\"offset\":4}"));
+    outq_deinit(&q);
+    run_teardown(b);
+}
+
+/* Few subscribers: frames are queued one by one, as they always were. */
+Test(broker, a_small_topic_queues_each_frame_apart)
+{
+    struct broker *b = mk(100);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    cr_assert_eq(sub(s, "few", NULL), 0);
+    pub(b, "few", "1", NULL);
+    pub(b, "few", "2", NULL);
+    struct outq q;
+    pull_budget(s, &q, 1 << 20);
+    cr_assert_eq(q.count, 2);
+    outq_deinit(&q);
+    broker_session_free(s);
     broker_free(b);
 }
