@@ -14,6 +14,10 @@
  * Bounded: at most STATIC_CACHE_ENTRIES files and STATIC_CACHE_BYTES of them per thread, the
  * least recently used one leaving first. Errors (404, 403, redirects) are never kept.
  *
+ * Each worker keeps its own copies: within ttl_ms of a change, one worker may answer with the new
+ * file and another with the old one (and its old ETag). A request on a miss reads the whole small
+ * file to keep it, even a HEAD or one answered 304.
+ *
  * Thread safety: each thread has its own cache, made at its first use; nothing is shared. A
  * thread that used it calls static_cache_thread_free before it ends.
  */

@@ -570,6 +570,8 @@ static void collect_wakes(struct broker *b, struct topic *t, struct wake_list *w
 {
     if (!wake_reserve(w, t->n_idle))
         return;
+    if (t->n_idle >= RUN_MIN_SUBS)
+        t->wave_from = t->head; /* where every subscriber woken here stands (pull_run) */
     order_idle(t);
     for (size_t i = 0; i < t->n_idle; i++)
         broker__wake_entry(b, t->entries[i], w);
@@ -713,63 +715,50 @@ static struct broker_shard *my_shard(struct broker *b)
     return &b->shard[mine];
 }
 
-/* The offset up to which a pull from `from` goes with `budget` (as pull_entry's loop: messages
- * until the bytes reach the budget, at least one), and *bytes, their plain frames' bytes. From
- * the slots' running totals, without touching the frames. Under the topic's lock; from <= head.
- */
-static uint64_t range_end(const struct topic *t, uint64_t from, size_t budget, size_t *bytes)
+/* The shared buffer of the plain frames from `from` to the head (`bytes` of them), the topic's if
+ * it is of that range, else made now; NULL when memory runs out (the caller then queues the frames
+ * one by one). Under the topic's lock. */
+static struct obuf *take_run(struct topic *t, uint64_t from, size_t bytes)
 {
-    uint64_t base = t->ring[from % t->cap].before, last = from;
-    for (;;) {
-        uint64_t next = last < t->head ? t->ring[(last + 1) % t->cap].before : t->bytes;
-        if (last == t->head || next - base >= budget) {
-            *bytes = (size_t)(next - base);
-            return last;
-        }
-        last++;
-    }
-}
-
-/* The shared buffer of the plain frames from..last (last > from), made now if the topic's is of
- * another range; NULL where sharing does not pay (few subscribers, too many bytes) or memory
- * runs out: the caller then queues the frames one by one. Under the topic's lock. */
-static struct obuf *take_run(struct topic *t, uint64_t from, uint64_t last, size_t bytes)
-{
-    if (t->run && t->run_from == from && t->run_to == last)
+    if (t->run && t->run_from == from && t->run_to == t->head)
         return t->run;
-    if (t->n_entries < RUN_MIN_SUBS || bytes > RUN_MAX_BYTES)
-        return NULL;
     struct obuf *r = obuf_new(bytes);
     if (!r)
         return NULL;
-    for (uint64_t o = from; o <= last; o++) {
+    for (uint64_t o = from; o <= t->head; o++) {
         const struct obuf *f = t->ring[o % t->cap].frame;
         obuf_put(r, f->data + f->start, f->len - f->start); /* fits: bytes is their sum */
     }
     obuf_unref(t->run);
     t->run = r;
     t->run_from = from;
-    t->run_to = last;
+    t->run_to = t->head;
     return r;
 }
 
-/* Queues e's plain frames from its cursor as one shared run (take_run) when it is a subscriber
- * catching up to the head with two messages or more; returns the bytes queued, 0 if it did not.
- * Under the topic's lock. */
+/* Queues e's plain frames from its cursor to the head as one shared run (take_run) and returns
+ * their bytes, or returns 0 having queued nothing. Only for a subscriber of the topic's latest
+ * large wake (its cursor at wave_from: every subscriber that wake reached stands there), in a
+ * topic of RUN_MIN_SUBS subscribers or more, with two messages or more within RUN_MAX_BYTES, all
+ * of which its budget takes (as pull_entry's loop would: the messages before the last one stay
+ * under the budget). Anyone else (a longer backlog, a budget that stops earlier, compressed
+ * frames) goes frame by frame: its range would replace the run the wave shares. So a run is made
+ * at most once per wake and head, however the pulls interleave. Under the topic's lock. */
 static size_t pull_run(struct entry *e, struct outq *out, size_t budget)
 {
     struct topic *t = e->t;
-    if (e->s->deflate || budget == 0 || e->cursor >= t->head)
+    if (e->s->deflate || t->n_entries < RUN_MIN_SUBS || e->cursor != t->wave_from ||
+        e->cursor >= t->head)
         return 0;
-    size_t bytes;
-    uint64_t last = range_end(t, e->cursor, budget, &bytes);
-    /* Only up to the head: a subscriber with a longer backlog pulls a range of its own, which
-     * would replace the run the others share. */
-    struct obuf *r = last == t->head ? take_run(t, e->cursor, last, bytes) : NULL;
+    uint64_t first = t->ring[e->cursor % t->cap].before;
+    uint64_t bytes = t->bytes - first, but_last = t->ring[t->head % t->cap].before - first;
+    if (bytes > RUN_MAX_BYTES || but_last >= budget)
+        return 0;
+    struct obuf *r = take_run(t, e->cursor, (size_t)bytes);
     if (!r || outq_push_take(out, obuf_ref(r)) < 0)
         return 0;
-    e->cursor = last + 1;
-    return bytes;
+    e->cursor = t->head + 1;
+    return (size_t)bytes;
 }
 
 /* Queues what e has not received, up to the budget (0: nothing), and adds to *left the bytes
@@ -856,7 +845,11 @@ static bool topic_collect(struct broker *b, struct topic **link, uint64_t now)
     pthread_mutex_lock(&t->lock);
     trim_expired(b, t, now);
     trim_for_cap(b, t);
-    ring_shrink(b, t, true, SIZE_MAX); /* a quiet topic has no publishes to shrink it */
+    ring_shrink(b, t, true, SIZE_MAX);    /* a quiet topic has no publishes to shrink it */
+    if (t->run && t->run_to != t->head) { /* superseded: no pull can take it any more */
+        obuf_unref(t->run);
+        t->run = NULL;
+    }
     bool idle = t->n_entries == 0 && t->count == 0 && atomic_load(&t->refs) == 0;
     pthread_mutex_unlock(&t->lock);
     if (!idle)

@@ -88,9 +88,10 @@ struct topic {
     size_t n_entries, cap_entries, n_idle;
     struct presence *p; /* made at the first join: most topics never have a member */
     /* The plain frames of offsets run_from..run_to in one buffer, shared by the subscribers
-     * that pull just that range (broker.c: take_run); NULL if none. */
+     * that pull just that range (broker.c: pull_run); NULL if none. wave_from: the offset at
+     * which the latest wake of RUN_MIN_SUBS subscribers or more found them. */
     struct obuf *run;
-    uint64_t run_from, run_to;
+    uint64_t run_from, run_to, wave_from;
     char name[]; /* NUL-terminated, len bytes */
 };
 

@@ -350,7 +350,7 @@ int config_parse_args(struct herald_config *cfg, int argc, char **argv, FILE *ou
         int rc = apply_opt(cfg, opt, optarg, out);
         if (rc < 0) {
             fprintf(err, "herald: invalid value '%s' for --%s (try --help)\n", optarg,
-                    long_opts[opt - OPT_LISTEN].name);
+                    long_opts[idx].name);
             return -1;
         }
         if (rc > 0)

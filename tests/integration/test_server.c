@@ -296,6 +296,18 @@ Test(server, command_line_help_version_and_errors)
     cr_assert_eq(run_cli("--threads=0", out, sizeof(out)), 2);
     cr_assert_eq(run_cli("--listen=nocolon", out, sizeof(out)), 2);
     cr_assert_eq(run_cli("--file-cache-ms=-1", out, sizeof(out)), 2);
+    cr_assert_not_null(strstr(out, "for --file-cache-ms"), "%s", out);
+    /* Every option's error names that option (the table's order is not the options' enum's). */
+    const char *bad[] = {"--threads=0",     "--idle-timeout=0",  "--echo-path=x",
+                         "--max-message=1", "--ping-interval=0", "--pong-timeout=0",
+                         "--ws-path=x",     "--history-size=0",  "--max-subscriptions=0",
+                         "--max-outbound=0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "for %.*s", (int)(strchr(bad[i], '=') - bad[i]), bad[i]);
+        cr_assert_eq(run_cli(bad[i], out, sizeof(out)), 2, "%s", bad[i]);
+        cr_assert_not_null(strstr(out, want), "%s: %s", bad[i], out);
+    }
     cr_assert_eq(run_cli("--file-cache-ms=3600001", out, sizeof(out)), 2);
     cr_assert_eq(run_cli("--help", out, sizeof(out)), 0);
     cr_assert_not_null(strstr(out, "--file-cache-ms"));

@@ -171,7 +171,7 @@ Test(static_files, a_changed_or_removed_file_is_noticed_within_the_cache_time)
     usleep(20000); /* a later modification time */
     write_file(path, "page.css", "body{color:red}\n", 0);
     usleep(1300 * 1000);          /* the default --file-cache-ms is 1000 */
-    for (int i = 0; i < 4; i++) { /* both workers */
+    for (int i = 0; i < 4; i++) { /* whichever worker answers */
         cr_assert_eq(get_status("/docs/page.css", &r), 200);
         cr_assert_str_eq(r.body, "body{color:red}\n", "request %d", i);
         cr_assert_eq(resp_header(&r, "ETag", etag2, sizeof(etag2)), 0);

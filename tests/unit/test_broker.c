@@ -1432,7 +1432,8 @@ Test(broker, a_short_budget_a_single_message_and_compression_take_frames_one_by_
     struct outq q;
     pull_budget(run_subs[1], &q, 1 << 20);
     cr_assert_eq(q.count, 1);
-    struct obuf *shared = q.segs[q.head].buf.b;
+    /* Held, so that a buffer made later cannot take its address. */
+    struct obuf *shared = obuf_ref(q.segs[q.head].buf.b);
     outq_deinit(&q);
     /* Subscriber 2 with room for about one message: frames 1, then 2 and 3 on the next pull. */
     size_t one = pull_budget(run_subs[2], &q, 1);
@@ -1457,6 +1458,11 @@ Test(broker, a_short_budget_a_single_message_and_compression_take_frames_one_by_
     cr_assert_str_eq(lines, "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":2,\"offset\":2}\n"
                             "{\"type\":\"msg\",\"topic\":\"wave\",\"data\":3,\"offset\":3}\n");
     free(lines);
+    /* Subscriber 2's pull from offset 2 to the head did not replace the wave's run. */
+    pull_budget(run_subs[6], &q, 1 << 20);
+    cr_assert_eq(q.count, 1);
+    cr_assert_eq(q.segs[q.head].buf.b, shared, "the wave still shares the first buffer");
+    outq_deinit(&q);
     /* The compressed subscriber: one segment per message (these are too short to compress). */
     pull_budget(run_subs[0], &q, 1 << 20);
     cr_assert_eq(q.count, 3);
@@ -1469,6 +1475,7 @@ Test(broker, a_short_budget_a_single_message_and_compression_take_frames_one_by_
     cr_assert_eq(f->len - f->start,
                  2 + strlen("{\"type\":\"msg\",\"topic\":\"wave\",\"data\":4,\"offset\":4}"));
     outq_deinit(&q);
+    obuf_unref(shared);
     run_teardown(b);
 }
 
@@ -1487,4 +1494,24 @@ Test(broker, a_small_topic_queues_each_frame_apart)
     outq_deinit(&q);
     broker_session_free(s);
     broker_free(b);
+}
+
+/* More than 8 KiB of messages (broker.c: RUN_MAX_BYTES) go frame by frame: a topic keeps at most
+ * that much in its shared buffer. */
+Test(broker, a_wave_past_the_shared_buffers_bound_goes_frame_by_frame)
+{
+    struct broker *b = mk(100);
+    run_setup(b, 0);
+    char data[1100];
+    memset(data, 'x', sizeof(data));
+    data[0] = '"';
+    data[sizeof(data) - 2] = '"';
+    data[sizeof(data) - 1] = '\0';
+    for (int m = 0; m < 9; m++) /* 9 frames of about 1.1 KiB */
+        pub(b, "wave", data, NULL);
+    struct outq q;
+    pull_budget(run_subs[0], &q, 1 << 20);
+    cr_assert_eq(q.count, 9);
+    outq_deinit(&q);
+    run_teardown(b);
 }
