@@ -43,7 +43,7 @@
  * the event runs (a large HTTP batch, a publisher that never pauses). */
 #define HOLD_MAX_BYTES (64 * 1024)
 /* A fan-out's subscribers pull the same messages in a row (the wave a publish wakes), so those
- * frames are copied once into one buffer that every such pull shares (take_run): only for topics
+ * frames are copied once into one buffer that every such pull shares (pull_run): only for topics
  * with at least RUN_MIN_SUBS subscribers, where the copy is shared enough to pay, and for at most
  * RUN_MAX_BYTES, which bounds what a topic keeps in it. */
 #define RUN_MIN_SUBS  32
