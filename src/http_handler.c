@@ -237,19 +237,18 @@ static int serve_file(const struct http_request *req, struct static_file *f, con
     if (!notmod)
         put_header_u(b, "Content-Length: ", f->size);
     obuf_puts(b, "\r\n");
-    if (inline_body && body) {
-        memcpy(b->data + b->len, body, f->size);
-        b->len += (uint32_t)f->size;
-        return outq_push_take(out, b);
-    }
     if (inline_body) {
-        ssize_t r = pread(f->fd, b->data + b->len, f->size, 0);
-        file_done(f);
-        if (r != (ssize_t)f->size) {
-            obuf_unref(b);
-            return -EIO;
+        if (body) {
+            memcpy(b->data + b->len, body, f->size);
+        } else {
+            ssize_t r = pread(f->fd, b->data + b->len, f->size, 0);
+            file_done(f);
+            if (r != (ssize_t)f->size) {
+                obuf_unref(b);
+                return -EIO;
+            }
         }
-        b->len += (uint32_t)r;
+        b->len += (uint32_t)f->size;
         return outq_push_take(out, b);
     }
     int rc = outq_push_take(out, b);

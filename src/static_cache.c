@@ -5,17 +5,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "http_handler.h"
+#include "twheel.h"
 
 /* A kept file is always answered inline, from its bytes (http_handler.c: serve_file). */
 _Static_assert(STATIC_CACHE_FILE_MAX <= HTTP_INLINE_FILE_MAX, "kept files are sent inline");
 
 struct kept {
-    char *rel; /* NULL: the slot is free */
-    uint64_t root_id, hash;
+    char *rel;  /* NULL: the slot is free */
+    size_t len; /* of rel */
+    uint64_t root_id;
     int is_dir;
     uint64_t expires_ms;
     uint64_t used;           /* the cache's clock at the last hit: the smallest leaves first */
@@ -31,21 +32,6 @@ struct static_cache {
 
 static __thread struct static_cache *cache;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t hash_rel(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 static void drop(struct static_cache *c, struct kept *k)
 {
     c->bytes -= k->meta.size;
@@ -54,13 +40,13 @@ static void drop(struct static_cache *c, struct kept *k)
     memset(k, 0, sizeof(*k));
 }
 
-static struct kept *find(struct static_cache *c, uint64_t root_id, const char *rel, uint64_t h,
+static struct kept *find(struct static_cache *c, uint64_t root_id, const char *rel, size_t len,
                          int is_dir)
 {
     for (size_t i = 0; i < STATIC_CACHE_ENTRIES; i++) {
         struct kept *k = &c->k[i];
-        if (k->rel && k->hash == h && k->root_id == root_id && k->is_dir == is_dir &&
-            strcmp(k->rel, rel) == 0)
+        if (k->rel && k->len == len && k->root_id == root_id && k->is_dir == is_dir &&
+            memcmp(k->rel, rel, len) == 0)
             return k;
     }
     return NULL;
@@ -101,7 +87,7 @@ static int read_whole(int fd, char *buf, size_t size)
 
 /* Keeps the file static_open just opened in *out; on 0 its fd is closed and *body set. A file
  * that cannot be kept (too large, no memory) is left open for the caller, *body NULL. */
-static int keep(struct static_cache *c, uint64_t root_id, const char *rel, uint64_t h, int is_dir,
+static int keep(struct static_cache *c, uint64_t root_id, const char *rel, size_t len, int is_dir,
                 uint64_t expires, struct static_file *out, const char **body)
 {
     if (out->size > STATIC_CACHE_FILE_MAX)
@@ -124,7 +110,7 @@ static int keep(struct static_cache *c, uint64_t root_id, const char *rel, uint6
     struct kept *k = make_room(c, size);
     *k = (struct kept){.rel = copy,
                        .root_id = root_id,
-                       .hash = h,
+                       .len = len,
                        .is_dir = is_dir,
                        .expires_ms = expires,
                        .used = ++c->clock,
@@ -141,8 +127,9 @@ int static_cache_open(const struct static_root *root, unsigned ttl_ms, const cha
     *body = NULL;
     if (ttl_ms == 0 || (!cache && !(cache = calloc(1, sizeof(*cache)))))
         return static_open(root, rel, is_dir, out);
-    uint64_t h = hash_rel(rel), now = now_ms();
-    struct kept *k = find(cache, root->id, rel, h, is_dir);
+    size_t len = strlen(rel);
+    uint64_t now = twheel_now();
+    struct kept *k = find(cache, root->id, rel, len, is_dir);
     if (k && now < k->expires_ms) {
         k->used = ++cache->clock;
         *out = k->meta;
@@ -154,7 +141,7 @@ int static_cache_open(const struct static_root *root, unsigned ttl_ms, const cha
     int rc = static_open(root, rel, is_dir, out);
     if (rc != 0)
         return rc;
-    return keep(cache, root->id, rel, h, is_dir, now + ttl_ms, out, body);
+    return keep(cache, root->id, rel, len, is_dir, now + ttl_ms, out, body);
 }
 
 void static_cache_thread_free(void)
