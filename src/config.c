@@ -21,6 +21,7 @@ void config_defaults(struct herald_config *cfg)
     strcpy(cfg->listen_port, "8080");
     cfg->threads = 0;
     cfg->pin = 1;
+    cfg->sched_batch = 1;
     cfg->uring = 1;
     cfg->root = HERALD_DEFAULT_ROOT;
     cfg->idle_timeout = 5;
@@ -59,6 +60,9 @@ void config_usage(FILE *out)
             "  --threads N             worker threads (default: one per usable CPU)\n"
             "  --no-pin                let the scheduler move workers between CPUs\n"
             "                          (default: each worker pinned to its own CPU)\n"
+            "  --sched POLICY          workers' scheduling policy: batch (SCHED_BATCH: a\n"
+            "                          woken worker does not preempt another task on its\n"
+            "                          CPU) or normal (SCHED_OTHER) (default batch)\n"
             "  --no-uring              make every WebSocket send with its own sendmsg, not\n"
             "                          in batches through io_uring (default: io_uring where\n"
             "                          the kernel allows it)\n"
@@ -152,6 +156,7 @@ enum {
     OPT_LISTEN = 256,
     OPT_THREADS,
     OPT_NO_PIN,
+    OPT_SCHED,
     OPT_NO_URING,
     OPT_WS_ONESHOT,
     OPT_ROOT,
@@ -183,6 +188,7 @@ static const struct option long_opts[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"no-pin", no_argument, NULL, OPT_NO_PIN},
+    {"sched", required_argument, NULL, OPT_SCHED},
     {"no-uring", no_argument, NULL, OPT_NO_URING},
     {"root", required_argument, NULL, OPT_ROOT},
     {"file-cache-ms", required_argument, NULL, OPT_FILE_CACHE},
@@ -229,6 +235,11 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         return 0;
     case OPT_NO_PIN:
         cfg->pin = 0;
+        return 0;
+    case OPT_SCHED:
+        if (strcmp(arg, "batch") != 0 && strcmp(arg, "normal") != 0)
+            return -1;
+        cfg->sched_batch = arg[0] == 'b';
         return 0;
     case OPT_ROOT:
         cfg->root = arg;

@@ -562,11 +562,27 @@ static void pin(struct server *srv, int index)
                 srv->cpus[index % srv->ncpus], herald_strerror(-rc));
 }
 
+/* Workers run as SCHED_BATCH, which only gives up wakeup preemption. A worker is pinned, so when
+ * the shared epoll wakes it on a CPU busy with another task it cannot move; preempting that task
+ * would make the two share one CPU while another worker's CPU idles. Not preempting, it waits its
+ * turn, and the ready events stay on the shared list for whichever worker calls epoll_wait first.
+ * Alone on its CPU, as on a dedicated machine, a worker runs at once either way. */
+static void batch(struct server *srv, int index)
+{
+    if (!srv->cfg->sched_batch)
+        return;
+    struct sched_param sp = {.sched_priority = 0};
+    int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    if (rc != 0)
+        log_msg(LOG_WARN, "worker %d: cannot run as SCHED_BATCH: %s", index, herald_strerror(-rc));
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct server *srv = w->srv;
     pin(srv, w->index);
+    batch(srv, w->index);
     stats_local = &srv->stats[w->index];
     struct epoll_event evs[EVENTS_PER_WAIT_ALONE];
     int per_wait = srv->nthreads == 1 ? EVENTS_PER_WAIT_ALONE : EVENTS_PER_WAIT;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,49 @@ Test(server, one_pinned_worker_per_cpu)
     free(herald_stop(&p));
 }
 
+/* How many of pid's threads run under scheduling policy `policy` (sched_getscheduler takes a
+ * thread's id), out of *nthreads. */
+static int threads_with_policy(pid_t pid, int policy, int *nthreads)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d);
+    int n = 0, with = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (de->d_name[0] == '.')
+            continue;
+        int p = sched_getscheduler((pid_t)atoi(de->d_name));
+        n += p >= 0;
+        with += p == policy;
+    }
+    closedir(d);
+    *nthreads = n;
+    return with;
+}
+
+/* Workers run as SCHED_BATCH: a pinned worker woken over another busy task waits its turn
+ * instead of preempting it, while a worker on a free CPU takes the shared epoll's events (README,
+ * Design). `--sched normal` leaves them SCHED_OTHER. */
+Test(server, workers_run_as_sched_batch_unless_told_normal)
+{
+    struct herald_proc p;
+    const char *args[] = {"--threads", "3", NULL};
+    herald_start(&p, args);
+    int batch = 0, n = 0; /* the workers set their policy as they start */
+    for (long long end = now_ms() + 5000; batch < 3 && now_ms() < end; usleep(20000))
+        batch = threads_with_policy(p.pid, SCHED_BATCH, &n);
+    cr_assert_eq(batch, 3, "%d of %d threads SCHED_BATCH", batch, n);
+    free(herald_stop(&p));
+
+    const char *normal[] = {"--threads", "3", "--sched", "normal", NULL};
+    herald_start(&p, normal);
+    usleep(300000);
+    cr_assert_eq(threads_with_policy(p.pid, SCHED_BATCH, &n), 0);
+    cr_assert_geq(threads_with_policy(p.pid, SCHED_OTHER, &n), 3, "%d threads", n);
+    free(herald_stop(&p));
+}
+
 Test(server, max_connections_refuses_the_excess)
 {
     struct herald_proc p;
@@ -298,10 +342,10 @@ Test(server, command_line_help_version_and_errors)
     cr_assert_eq(run_cli("--file-cache-ms=-1", out, sizeof(out)), 2);
     cr_assert_not_null(strstr(out, "for --file-cache-ms"), "%s", out);
     /* Every option's error names that option (the table's order is not the options' enum's). */
-    const char *bad[] = {"--threads=0",     "--idle-timeout=0",  "--echo-path=x",
-                         "--max-message=1", "--ping-interval=0", "--pong-timeout=0",
-                         "--ws-path=x",     "--history-size=0",  "--max-subscriptions=0",
-                         "--max-outbound=0"};
+    const char *bad[] = {"--threads=0",      "--idle-timeout=0",  "--echo-path=x",
+                         "--max-message=1",  "--ping-interval=0", "--pong-timeout=0",
+                         "--ws-path=x",      "--history-size=0",  "--max-subscriptions=0",
+                         "--max-outbound=0", "--sched=fast"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char want[64];
         snprintf(want, sizeof(want), "for %.*s", (int)(strchr(bad[i], '=') - bad[i]), bad[i]);
