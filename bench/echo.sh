@@ -70,6 +70,7 @@ KEEP_TMP=${KEEP_TMP:-0}
 FOREIGN_WARN=${FOREIGN_WARN:-10}
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 PIN=${PIN:-1}
+sched_knobs # SCHED (batch) and PEER_SCHED (normal): the servers' scheduling policies (lib.sh)
 
 [[ $PIN == 0 || $PIN == 1 ]] || die "PIN must be 0 or 1 (got '$PIN')"
 [[ $TEXT == 0 || $TEXT == 1 ]] || die "TEXT must be 0 or 1 (got '$TEXT')"
@@ -125,10 +126,10 @@ start_herald() { # name
 	local pin_flag=()
 	((PIN)) || pin_flag=(--no-pin)
 	start_server "$1" check_echo "$HERALD_BIN" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
-		--echo-path /echo --no-compression --log-level warn "${pin_flag[@]}"
+		--echo-path /echo --no-compression --log-level warn "${pin_flag[@]}" "${HERALD_SCHED[@]}"
 }
 
-start_bun() { start_server "$1" check_echo "$BUN_BIN" "$BUN_SCRIPT" @PORT@; }
+start_bun() { start_server "$1" check_echo "${PEER_CHRT[@]}" "$BUN_BIN" "$BUN_SCRIPT" @PORT@; }
 
 # ---- runs ------------------------------------------------------------------------------------
 measure() { # round name
@@ -167,7 +168,7 @@ TYPE=binary
 ((TEXT)) && TYPE=text
 
 log "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP conns=$CONNS inflight=$INFLIGHT bytes=$BYTES ($TYPE)" \
-	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN cpus=$(nproc)"
+	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN sched=$SCHED peer-sched=$PEER_SCHED cpus=$(nproc)"
 machine_busy
 start_herald "$A_NAME"
 case $B_NAME in

@@ -59,6 +59,8 @@ BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 # PIN=1 (default): Herald's default, each worker pinned to a CPU, against nginx with
 # `worker_cpu_affinity auto`. PIN=0: Herald --no-pin against nginx's default (unpinned).
 PIN=${PIN:-1}
+# SCHED (batch) and PEER_SCHED (normal): the servers' scheduling policies (sched_knobs, lib.sh).
+sched_knobs
 
 [[ $PIN == 0 || $PIN == 1 ]] || die "PIN must be 0 or 1 (got '$PIN')"
 for v in ROUNDS CONNS THREADS WORKERS STARTUP_TIMEOUT; do
@@ -139,7 +141,7 @@ start_nginx() { # name
 	! grep -v '^[[:space:]]*#' "$conf" | grep '@[A-Z_]*@' >&2 || die "unsubstituted placeholder in $conf"
 	timeout 10 "$NGINX" -t -q -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 ||
 		{ cat "$prefix/stdout.log" "$prefix/error.log" >&2 2>/dev/null || true; die "$name: nginx -t failed"; }
-	"$NGINX" -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
+	"${PEER_CHRT[@]}" "$NGINX" -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
 	PID[$name]=$!
 	wait_ready "$name" "$prefix/error.log" check_response
 }
@@ -148,7 +150,7 @@ start_herald() { # name
 	local pin_flag=()
 	((PIN)) || pin_flag=(--no-pin)
 	start_server "$1" check_response "$HERALD_BIN" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
-		--root "$ROOT" --log-level warn "${pin_flag[@]}"
+		--root "$ROOT" --log-level warn "${pin_flag[@]}" "${HERALD_SCHED[@]}"
 }
 
 # ---- runs ------------------------------------------------------------------------------------
@@ -218,7 +220,8 @@ NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 WRK_VERSION=$(wrk --version 2>&1 | head -n1 | awk '{print $2}' || true)
 GIT_REV=$(git_rev)
 
-log "rounds=$ROUNDS duration=$DURATION conns=$CONNS wrk-threads=$THREADS workers=$WORKERS pin=$PIN cpus=$(nproc)"
+log "rounds=$ROUNDS duration=$DURATION conns=$CONNS wrk-threads=$THREADS workers=$WORKERS pin=$PIN" \
+	"sched=$SCHED peer-sched=$PEER_SCHED cpus=$(nproc)"
 machine_busy
 start_nginx "$B_NAME"
 if [[ $BENCH_SELFTEST == 1 ]]; then start_nginx "$A_NAME"; else start_herald "$A_NAME"; fi

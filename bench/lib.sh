@@ -248,6 +248,24 @@ start_server() {
 	wait_ready "$name" "$log" "$check"
 }
 
+# Scheduling policies: SCHED (batch, Herald's default, or normal: Herald --sched normal) and
+# PEER_SCHED (normal, the peers' default, or batch: every peer under `chrt -b 0`, to see what the
+# policy alone would give them). Sets HERALD_SCHED (flags for Herald) and PEER_CHRT (a prefix).
+# shellcheck disable=SC2034 # both are for the scripts that source this file
+sched_knobs() {
+	SCHED=${SCHED:-batch}
+	PEER_SCHED=${PEER_SCHED:-normal}
+	[[ $SCHED == batch || $SCHED == normal ]] || die "SCHED must be batch or normal (got '$SCHED')"
+	[[ $PEER_SCHED == batch || $PEER_SCHED == normal ]] ||
+		die "PEER_SCHED must be batch or normal (got '$PEER_SCHED')"
+	HERALD_SCHED=() PEER_CHRT=()
+	[[ $SCHED == batch ]] || HERALD_SCHED=(--sched normal)
+	if [[ $PEER_SCHED == batch ]]; then
+		command -v chrt >/dev/null || die "PEER_SCHED=batch needs chrt (util-linux)"
+		PEER_CHRT=(chrt -b 0)
+	fi
+}
+
 # ---- tools -----------------------------------------------------------------------------------
 # The load generator is the one thing the scripts build; make rebuilds it only when stale.
 build_wsload() {

@@ -131,6 +131,7 @@ KEEP_TMP=${KEEP_TMP:-0}
 FOREIGN_WARN=${FOREIGN_WARN:-10}
 BENCH_SELFTEST=${BENCH_SELFTEST:-0}
 PIN=${PIN:-1}
+sched_knobs # SCHED (batch) and PEER_SCHED (normal): the servers' scheduling policies (lib.sh)
 SIDE=${SIDE:-0}
 SIDE_CPUS=${SIDE_CPUS:-0 1}
 
@@ -371,7 +372,7 @@ start_nchan() { # name
 	! grep -v '^[[:space:]]*#' "$conf" | grep '@[A-Z_]*@' >&2 || die "unsubstituted placeholder in $conf"
 	timeout 10 "$NGINX_BIN" -t -q -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 ||
 		{ cat "$prefix/stdout.log" "$prefix/error.log" >&2 2>/dev/null || true; die "$name: nginx -t failed"; }
-	"${ON_CPU[@]}" "$NGINX_BIN" -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
+	"${ON_CPU[@]}" "${PEER_CHRT[@]}" "$NGINX_BIN" -p "$prefix/" -c "$conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
 	PID[$name]=$!
 	wait_ready "$name" "$prefix/error.log" check_pubsub
 }
@@ -384,14 +385,14 @@ start_one() { # name
 		local b_args=()
 		[[ $name != herald-b || -z ${HERALD_B_ARGS:-} ]] || read -ra b_args <<<"$HERALD_B_ARGS"
 		start_server "$name" check_pubsub "${ON_CPU[@]}" "$TMP/$name" --listen "127.0.0.1:@PORT@" --threads "$WORKERS" \
-			--root "$TMP/root" --no-compression --log-level warn "${pin_flag[@]}" "${b_args[@]}"
+			--root "$TMP/root" --no-compression --log-level warn "${pin_flag[@]}" "${HERALD_SCHED[@]}" "${b_args[@]}"
 		;;
-	bun) start_server "$name" check_pubsub "${ON_CPU[@]}" "$BUN_BIN" "$BUN_SCRIPT" @PORT@ ;;
-	node) start_server "$name" check_pubsub "${ON_CPU[@]}" "$NODE_BIN" "$NODE_SCRIPT" @PORT@ ;;
+	bun) start_server "$name" check_pubsub "${ON_CPU[@]}" "${PEER_CHRT[@]}" "$BUN_BIN" "$BUN_SCRIPT" @PORT@ ;;
+	node) start_server "$name" check_pubsub "${ON_CPU[@]}" "${PEER_CHRT[@]}" "$NODE_BIN" "$NODE_SCRIPT" @PORT@ ;;
 	nats)
 		# The config reads the WebSocket port from the environment; the client port is another one.
 		pick_port
-		start_server "$name" check_pubsub "${ON_CPU[@]}" env NATS_WS_PORT=@PORT@ "$NATS_BIN" -c "$NATS_CONF" -p "$REPLY"
+		start_server "$name" check_pubsub "${ON_CPU[@]}" "${PEER_CHRT[@]}" env NATS_WS_PORT=@PORT@ "$NATS_BIN" -c "$NATS_CONF" -p "$REPLY"
 		;;
 	nchan) start_nchan "$name" ;;
 	esac
@@ -605,7 +606,8 @@ done
 log "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP scenarios=${RUN_SCEN[*]} servers=${SERVERS[*]}" \
 	"fanout=$FANOUT_SUBS fanout-big=$FANOUT_BIG_SUBS sweep=($FANOUT_SWEEP) inflight=$INFLIGHT window=$WINDOW" \
 	"bytes=$BYTES rooms=$ROOMS_CLIENTS/$ROOMS rates=$RATES connect=$CONNECT_CONNS ($CONNECT_TOPICS)" \
-	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN cpus=$(nproc) fd-limit=$FD_LIMIT" \
+	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN sched=$SCHED peer-sched=$PEER_SCHED" \
+	"cpus=$(nproc) fd-limit=$FD_LIMIT" \
 	"side=$SIDE$( ((SIDE)) && echo " (servers on CPU $SERVER_CPU, wsloads on CPU $GEN_CPU)")"
 machine_busy
 for name in "${SERVERS[@]}"; do start_one "$name"; done
@@ -661,6 +663,7 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 	) · $(nproc) CPUs · $(uname -r)"
 	echo "wsload on 127.0.0.1 · $ROUNDS round(s) × ${DURATION_S}s after ${WARMUP_S}s warm-up · payload $BYTES B" \
 		"text · wsload -t $THREADS · Herald --threads $WORKERS $( ((PIN)) && echo pinned || echo --no-pin)" \
+		"--sched $SCHED$([[ $PEER_SCHED == normal ]] || echo " · peers under chrt -b 0")" \
 		"--no-compression · Bun and Node single-threaded, never pinned · deliveries/s = messages received by all" \
 		"subscribers in the measured window · CPU = server utime+stime per delivery · lost = owed minus" \
 		"received after ${SETTLE}s of settling, summed over rounds · machine ${IDLE_BUSY}% busy before start"

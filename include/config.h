@@ -18,7 +18,8 @@ struct herald_config {
     char listen_port[16];    /* "8080"; "0" picks a free port */
     int threads;             /* workers; 0 means one per CPU the process may use */
     int pin;                 /* pin each worker to its own CPU (default 1) */
-    int sched_batch;         /* workers run as SCHED_BATCH (default 1; server.c says why) */
+    int sched_batch;         /* workers switch from SCHED_OTHER to SCHED_BATCH (default 1); a
+                                policy set from outside (chrt) is kept; server.c says why */
     int uring;               /* batch WebSocket sends through io_uring when possible (default 1) */
     const char *root;        /* document root */
     unsigned idle_timeout;   /* seconds without I/O before a connection is closed */

@@ -546,6 +546,7 @@ static void on_signal(struct server *srv)
 struct worker {
     struct server *srv;
     int index;
+    bool batch; /* switch to SCHED_BATCH (want_batch) */
     pthread_t thread;
 };
 
@@ -562,19 +563,27 @@ static void pin(struct server *srv, int index)
                 srv->cpus[index % srv->ncpus], herald_strerror(-rc));
 }
 
-/* Workers run as SCHED_BATCH, which only gives up wakeup preemption. A worker is pinned, so when
- * the shared epoll wakes it on a CPU busy with another task it cannot move; preempting that task
- * would make the two share one CPU while another worker's CPU idles. Not preempting, it waits its
- * turn, and the ready events stay on the shared list for whichever worker calls epoll_wait first.
- * Alone on its CPU, as on a dedicated machine, a worker runs at once either way. */
-static void batch(struct server *srv, int index)
+/* Workers run as SCHED_BATCH, which only gives up wakeup preemption. A pinned worker that the
+ * shared epoll wakes on a CPU busy with another task cannot move; preempting that task would make
+ * the two share one CPU while another worker's CPU idles. Not preempting, it waits its turn. The
+ * event it was woken for waits with it, unless a worker already running calls epoll_wait first or
+ * a later event wakes another one: under a steady stream of events, the work goes to the workers
+ * that can run. Alone on its CPU a worker runs at once either way; behind a busy task, an event
+ * can wait for that task's slice to end (README, Design). */
+static void set_batch(int index)
 {
-    if (!srv->cfg->sched_batch)
-        return;
     struct sched_param sp = {.sched_priority = 0};
     int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     if (rc != 0)
         log_msg(LOG_WARN, "worker %d: cannot run as SCHED_BATCH: %s", index, herald_strerror(-rc));
+}
+
+/* Whether the workers switch to SCHED_BATCH: asked for, and the process runs under the default
+ * policy. One chosen from outside (`chrt`: real-time, idle, batch) is kept. Decided once, on the
+ * main thread before the others start: with SCHED_RESET_ON_FORK only it still has that policy. */
+static bool want_batch(const struct herald_config *cfg)
+{
+    return cfg->sched_batch && (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER;
 }
 
 static void *worker_main(void *arg)
@@ -582,7 +591,8 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct server *srv = w->srv;
     pin(srv, w->index);
-    batch(srv, w->index);
+    if (w->batch)
+        set_batch(w->index);
     stats_local = &srv->stats[w->index];
     struct epoll_event evs[EVENTS_PER_WAIT_ALONE];
     int per_wait = srv->nthreads == 1 ? EVENTS_PER_WAIT_ALONE : EVENTS_PER_WAIT;
@@ -653,8 +663,9 @@ int server_run(struct server *srv)
     if (!ws)
         return -ENOMEM;
     int started = 1, rc = 0;
+    bool batch = want_batch(srv->cfg);
     for (int i = 1; i < n; i++, started++) {
-        ws[i] = (struct worker){.srv = srv, .index = i};
+        ws[i] = (struct worker){.srv = srv, .index = i, .batch = batch};
         rc = -pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
         if (rc < 0) {
             log_msg(LOG_ERROR, "cannot start worker %d: %s", i, herald_strerror(rc));
@@ -662,7 +673,7 @@ int server_run(struct server *srv)
             break;
         }
     }
-    ws[0] = (struct worker){.srv = srv, .index = 0};
+    ws[0] = (struct worker){.srv = srv, .index = 0, .batch = batch};
     if (rc == 0)
         worker_main(&ws[0]);
     for (int i = 1; i < started; i++)

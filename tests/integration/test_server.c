@@ -248,25 +248,54 @@ static int threads_with_policy(pid_t pid, int policy, int *nthreads)
     return with;
 }
 
+/* Waits until pid has at least `want` threads, then a moment more: each worker sets its policy
+ * as it starts, before anything else. Returns how many of them run under `policy`. */
+static int settled_threads_with_policy(pid_t pid, int want, int policy, int *nthreads)
+{
+    for (long long end = now_ms() + 10000; now_ms() < end; usleep(20000)) {
+        threads_with_policy(pid, policy, nthreads);
+        if (*nthreads >= want)
+            break;
+    }
+    cr_assert_geq(*nthreads, want, "only %d threads", *nthreads);
+    usleep(200000);
+    return threads_with_policy(pid, policy, nthreads);
+}
+
 /* Workers run as SCHED_BATCH: a pinned worker woken over another busy task waits its turn
- * instead of preempting it, while a worker on a free CPU takes the shared epoll's events (README,
- * Design). `--sched normal` leaves them SCHED_OTHER. */
+ * instead of preempting it (README, Design). `--sched normal` leaves them as started. */
 Test(server, workers_run_as_sched_batch_unless_told_normal)
 {
+    if (sched_getscheduler(0) != SCHED_OTHER)
+        cr_skip_test("the tests run under a policy of their own, which Herald inherits");
     struct herald_proc p;
     const char *args[] = {"--threads", "3", NULL};
     herald_start(&p, args);
-    int batch = 0, n = 0; /* the workers set their policy as they start */
-    for (long long end = now_ms() + 5000; batch < 3 && now_ms() < end; usleep(20000))
-        batch = threads_with_policy(p.pid, SCHED_BATCH, &n);
+    int n = 0;
+    int batch = settled_threads_with_policy(p.pid, 3, SCHED_BATCH, &n);
     cr_assert_eq(batch, 3, "%d of %d threads SCHED_BATCH", batch, n);
     free(herald_stop(&p));
 
     const char *normal[] = {"--threads", "3", "--sched", "normal", NULL};
     herald_start(&p, normal);
-    usleep(300000);
-    cr_assert_eq(threads_with_policy(p.pid, SCHED_BATCH, &n), 0);
+    cr_assert_eq(settled_threads_with_policy(p.pid, 3, SCHED_BATCH, &n), 0);
     cr_assert_geq(threads_with_policy(p.pid, SCHED_OTHER, &n), 3, "%d threads", n);
+    free(herald_stop(&p));
+}
+
+/* A policy chosen from outside, as with `chrt --fifo 1 herald`, is kept by every worker. */
+Test(server, a_policy_set_from_outside_is_kept)
+{
+    struct sched_param fifo = {.sched_priority = 1}, zero = {.sched_priority = 0};
+    if (sched_setscheduler(0, SCHED_FIFO, &fifo) != 0) /* inherited through fork and exec */
+        cr_skip_test("no real-time policy allowed here");
+    struct herald_proc p;
+    const char *args[] = {"--threads", "3", NULL};
+    herald_start(&p, args);
+    cr_assert_eq(sched_setscheduler(0, SCHED_OTHER, &zero), 0);
+    int n = 0;
+    cr_assert_eq(settled_threads_with_policy(p.pid, 3, SCHED_BATCH, &n), 0);
+    cr_assert_geq(threads_with_policy(p.pid, SCHED_FIFO, &n), 3, "%d threads", n);
     free(herald_stop(&p));
 }
 
