@@ -19,6 +19,8 @@
 #
 # Bun is single-threaded by design (one JavaScript thread serves every socket) and is never pinned.
 # Only 127.0.0.1 is used; every wsload run and every wait is bounded by `timeout`.
+# SCHED (batch: Herald's default; normal: --sched normal) and PEER_SCHED (normal; batch: the
+# peers under chrt -b 0): the servers' scheduling policies (sched_knobs in lib.sh).
 set -euo pipefail
 
 BENCH_NAME=echo.sh
@@ -206,7 +208,8 @@ FAIL=0
 	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) · herald $GIT_REV · bun $BUN_VERSION · $(nproc) CPUs · $(uname -r)"
 	echo "wsload --scenario echo on 127.0.0.1 · $ROUNDS round(s) × ${DURATION_S}s after ${WARMUP_S}s warm-up ·" \
 		"-c $CONNS -w $INFLIGHT -b $BYTES ($TYPE) -t $THREADS · Herald --threads $WORKERS" \
-		"$( ((PIN)) && echo pinned || echo --no-pin) --no-compression · Bun single-threaded, never pinned ·" \
+		"$( ((PIN)) && echo pinned || echo --no-pin) --sched $SCHED --no-compression · Bun single-threaded," \
+		"never pinned$([[ $PEER_SCHED == normal ]] || echo ", under chrt -b 0") ·" \
 		"msg = one round trip · CPU = server utime+stime per round trip over the measured window ·" \
 		"machine ${IDLE_BUSY}% busy before start"
 	echo
@@ -225,11 +228,11 @@ FAIL=0
 		errs=$(sum_col echo "$name" 11)
 		printf '| %s | %s | %.0f (%.0f-%.0f) | %.0f | %.0f | %.0f | %.2f | %.0f (%.2f) | %.1f |\n' "$name" \
 			"$(workers_of "$name")" "$rate" "$rmin" "$rmax" "$p50" "$p99" "$p999" "$cpu" "$gen" "$genus" "$foreign"
-		JSON_LINES+=("$(printf 'JSON {"bench":"ws-echo","server":"%s","msgs_per_s_median":%.1f,"msgs_per_s_min":%.1f,"msgs_per_s_max":%.1f,"p50_us_median":%.0f,"p99_us_median":%.0f,"p999_us_median":%.0f,"cpu_us_per_msg_median":%.3f,"wsload_cpu_pct_median":%.1f,"other_cpu_pct_median":%.1f,"errors":%d,"rounds":%d,"duration_s":%d,"conns":%d,"inflight":%d,"bytes":%d,"type":"%s","wsload_threads":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
+		JSON_LINES+=("$(printf 'JSON {"bench":"ws-echo","server":"%s","msgs_per_s_median":%.1f,"msgs_per_s_min":%.1f,"msgs_per_s_max":%.1f,"p50_us_median":%.0f,"p99_us_median":%.0f,"p999_us_median":%.0f,"cpu_us_per_msg_median":%.3f,"wsload_cpu_pct_median":%.1f,"other_cpu_pct_median":%.1f,"errors":%d,"rounds":%d,"duration_s":%d,"conns":%d,"inflight":%d,"bytes":%d,"type":"%s","wsload_threads":%d,"workers":%d,"pin":%d,"sched":"%s","peer_sched":"%s","rev":"%s"}' \
 			"$name" "$rate" "$rmin" "$rmax" "$p50" "$p99" "$p999" "$cpu" "$gen" "$foreign" "$errs" "$ROUNDS" \
 			"$DURATION_S" "$CONNS" "$INFLIGHT" "$BYTES" "$TYPE" "$THREADS" "$(
 				[[ $name == bun ]] && echo 1 || echo "$WORKERS"
-			)" "$PIN" "$GIT_REV")")
+			)" "$PIN" "$SCHED" "$PEER_SCHED" "$GIT_REV")")
 	done
 	if [[ -n $B_NAME ]]; then
 		read -r a_rate _ _ < <(col_stats echo "$A_NAME" 4)
@@ -247,8 +250,8 @@ FAIL=0
 		read -r q_cpu q_cmin q_cmax < <(pair_stats echo "$A_NAME" "$B_NAME" 8)
 		printf '| **%s/%s** | | msgs/s **%s** (higher is better; by round: %s, %s-%s) | | p99 %s (lower is better) | | CPU us/msg %s (lower is better; by round: %s, %s-%s) | | |\n' \
 			"$A_NAME" "$B_NAME" "$r_rate" "$q_rate" "$q_rmin" "$q_rmax" "$r_p99" "$r_cpu" "$q_cpu" "$q_cmin" "$q_cmax"
-		JSON_LINES+=("$(printf 'JSON {"bench":"ws-echo","ratio":"%s/%s","msgs_per_s":%s,"p99":%s,"cpu_us_per_msg":%s,"msgs_per_s_by_round":[%s,%s,%s],"cpu_us_per_msg_by_round":[%s,%s,%s],"pin":%d,"rev":"%s"}' \
-			"$A_NAME" "$B_NAME" "$r_rate" "$r_p99" "$r_cpu" "$q_rate" "$q_rmin" "$q_rmax" "$q_cpu" "$q_cmin" "$q_cmax" "$PIN" "$GIT_REV")")
+		JSON_LINES+=("$(printf 'JSON {"bench":"ws-echo","ratio":"%s/%s","msgs_per_s":%s,"p99":%s,"cpu_us_per_msg":%s,"msgs_per_s_by_round":[%s,%s,%s],"cpu_us_per_msg_by_round":[%s,%s,%s],"pin":%d,"sched":"%s","peer_sched":"%s","rev":"%s"}' \
+			"$A_NAME" "$B_NAME" "$r_rate" "$r_p99" "$r_cpu" "$q_rate" "$q_rmin" "$q_rmax" "$q_cpu" "$q_cmin" "$q_cmax" "$PIN" "$SCHED" "$PEER_SCHED" "$GIT_REV")")
 	fi
 	echo
 	echo "wsload runs on the same $(nproc) CPUs as the servers: its CPU column is what the load itself cost;" \

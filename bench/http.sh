@@ -13,6 +13,8 @@
 # BENCH_SELFTEST=1 puts a second nginx where Herald goes, to test this script without Herald.
 #
 # Only 127.0.0.1 is used; every wrk run and every wait is bounded by `timeout`.
+# SCHED (batch: Herald's default; normal: --sched normal) and PEER_SCHED (normal; batch: the
+# peers under chrt -b 0): the servers' scheduling policies (sched_knobs in lib.sh).
 set -euo pipefail
 
 BENCH_NAME=http.sh
@@ -257,7 +259,8 @@ FAIL=0
 	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) · herald $GIT_REV · nginx $NGINX_VERSION · wrk $WRK_VERSION ·" \
 		"$(nproc) CPUs · $(uname -r)"
 	echo "GET /bench.bin (1024 B) on 127.0.0.1 · $ROUNDS round(s) × $DURATION · wrk -t$THREADS -c$CONNS ·" \
-		"$WORKERS server workers · CPU = server utime+stime per completed request ·" \
+		"$WORKERS server workers · Herald --sched $SCHED$([[ $PEER_SCHED == normal ]] || echo ", nginx under chrt -b 0") ·" \
+		"CPU = server utime+stime per completed request ·" \
 		"machine ${IDLE_BUSY}% busy before start"
 	echo
 	echo "| mode | server | req/s median (min-max) | p99 ms median | CPU us/req |"
@@ -272,8 +275,8 @@ FAIL=0
 			non2xx=$(sum_col "$mode" "$name" 9)
 			read -r foreign _ _ < <(col_stats "$mode" "$name" 10)
 			printf '| %s | %s | %.0f (%.0f-%.0f) | %.2f | %.1f |\n' "$mode" "$name" "$rps" "$rmin" "$rmax" "$p99" "$cpu"
-			JSON_LINES+=("$(printf 'JSON {"bench":"http","mode":"%s","server":"%s","rps_median":%.1f,"rps_min":%.1f,"rps_max":%.1f,"p99_ms_median":%.3f,"cpu_us_per_req_median":%.2f,"other_cpu_pct_median":%.1f,"socket_errors":%d,"non_2xx":%d,"rounds":%d,"duration":"%s","conns":%d,"wrk_threads":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
-				"$mode" "$name" "$rps" "$rmin" "$rmax" "$p99" "$cpu" "$foreign" "$errs" "$non2xx" "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "$PIN" "$GIT_REV")")
+			JSON_LINES+=("$(printf 'JSON {"bench":"http","mode":"%s","server":"%s","rps_median":%.1f,"rps_min":%.1f,"rps_max":%.1f,"p99_ms_median":%.3f,"cpu_us_per_req_median":%.2f,"other_cpu_pct_median":%.1f,"socket_errors":%d,"non_2xx":%d,"rounds":%d,"duration":"%s","conns":%d,"wrk_threads":%d,"workers":%d,"pin":%d,"sched":"%s","peer_sched":"%s","rev":"%s"}' \
+				"$mode" "$name" "$rps" "$rmin" "$rmax" "$p99" "$cpu" "$foreign" "$errs" "$non2xx" "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$WORKERS" "$PIN" "$SCHED" "$PEER_SCHED" "$GIT_REV")")
 		done
 		read -r a_rps _ _ < <(col_stats "$mode" "$A_NAME" 4)
 		read -r b_rps _ _ < <(col_stats "$mode" "$B_NAME" 4)

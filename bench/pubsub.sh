@@ -54,6 +54,8 @@
 # Herald and wsload run from copies taken at the start, so a rebuild during the run changes
 # nothing. Only 127.0.0.1 is used (wsload spreads its connections over 127.0.0.1-127.0.0.N when
 # the ephemeral port range is too small); every wsload run and every wait is bounded by `timeout`.
+# SCHED (batch: Herald's default; normal: --sched normal) and PEER_SCHED (normal; batch: the
+# peers under chrt -b 0): the servers' scheduling policies (sched_knobs in lib.sh).
 set -euo pipefail
 
 BENCH_NAME=pubsub.sh
@@ -663,8 +665,8 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 	) · $(nproc) CPUs · $(uname -r)"
 	echo "wsload on 127.0.0.1 · $ROUNDS round(s) × ${DURATION_S}s after ${WARMUP_S}s warm-up · payload $BYTES B" \
 		"text · wsload -t $THREADS · Herald --threads $WORKERS $( ((PIN)) && echo pinned || echo --no-pin)" \
-		"--sched $SCHED$([[ $PEER_SCHED == normal ]] || echo " · peers under chrt -b 0")" \
-		"--no-compression · Bun and Node single-threaded, never pinned · deliveries/s = messages received by all" \
+		"--sched $SCHED --no-compression$([[ $PEER_SCHED == normal ]] || echo " · peers under chrt -b 0")" \
+		"· Bun and Node single-threaded, never pinned · deliveries/s = messages received by all" \
 		"subscribers in the measured window · CPU = server utime+stime per delivery · lost = owed minus" \
 		"received after ${SETTLE}s of settling, summed over rounds · machine ${IDLE_BUSY}% busy before start"
 	if ((SIDE)); then
@@ -700,9 +702,9 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 			printf '| %s | %s | %.0f (%.0f-%.0f) | %.0f | %.0f | %.0f | %.0f | %.3f | %.0f | %.0f (%.3f) | %s | %.1f |\n' \
 				"$s" "$name" "$rate" "$rmin" "$rmax" "$pubs" "$p50" "$p99" "$p999" "$cpu" "$srvpct" "$gen" "$genus" \
 				"$lost" "$foreign"
-			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","server":"%s","deliveries_per_s_median":%.1f,"deliveries_per_s_min":%.1f,"deliveries_per_s_max":%.1f,"published_per_s_median":%.1f,"p50_us_median":%.0f,"p99_us_median":%.0f,"p999_us_median":%.0f,"cpu_us_per_delivery_median":%.4f,"server_cpu_pct_median":%.1f,"wsload_cpu_pct_median":%.1f,"wsload_cpu_us_per_delivery_median":%.4f,"other_cpu_pct_median":%.1f,"lost":%s,"expected":%s,"errors":%s,"rounds":%d,"duration_s":%d,"bytes":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
+			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","server":"%s","deliveries_per_s_median":%.1f,"deliveries_per_s_min":%.1f,"deliveries_per_s_max":%.1f,"published_per_s_median":%.1f,"p50_us_median":%.0f,"p99_us_median":%.0f,"p999_us_median":%.0f,"cpu_us_per_delivery_median":%.4f,"server_cpu_pct_median":%.1f,"wsload_cpu_pct_median":%.1f,"wsload_cpu_us_per_delivery_median":%.4f,"other_cpu_pct_median":%.1f,"lost":%s,"expected":%s,"errors":%s,"rounds":%d,"duration_s":%d,"bytes":%d,"workers":%d,"pin":%d,"sched":"%s","peer_sched":"%s","rev":"%s"}' \
 				"$s" "$name" "$rate" "$rmin" "$rmax" "$pubs" "$p50" "$p99" "$p999" "$cpu" "$srvpct" "$gen" "$genus" "$foreign" \
-				"$lost" "$owed" "$errs" "$ROUNDS" "$DURATION_S" "$BYTES" "$(workers_of "$name")" "$PIN" "$GIT_REV")")
+				"$lost" "$owed" "$errs" "$ROUNDS" "$DURATION_S" "$BYTES" "$(workers_of "$name")" "$PIN" "$SCHED" "$PEER_SCHED" "$GIT_REV")")
 		done
 		read -r a_rate _ _ < <(col_stats "$s" "$A_NAME" 4)
 		read -r a_p99 _ _ < <(col_stats "$s" "$A_NAME" 6)
@@ -721,8 +723,8 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 			[[ $s == rooms-* ]] || awk -v r="$r_rate" 'BEGIN { exit !(r >= 1.0) }' || FAIL=1
 			printf '| %s | **%s/%s** | **%s** (by round: %s, %s-%s) | | | **%s** | | **%s** (by round: %s, %s-%s) | | | | |\n' \
 				"$s" "$A_NAME" "$b" "$r_rate" "$q_rate" "$q_rmin" "$q_rmax" "$r_p99" "$r_cpu" "$q_cpu" "$q_cmin" "$q_cmax"
-			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","ratio":"%s/%s","deliveries_per_s":%s,"p99":%s,"cpu_us_per_delivery":%s,"deliveries_per_s_by_round":[%s,%s,%s],"cpu_us_per_delivery_by_round":[%s,%s,%s],"pin":%d,"rev":"%s"}' \
-				"$s" "$A_NAME" "$b" "$r_rate" "$r_p99" "$r_cpu" "$q_rate" "$q_rmin" "$q_rmax" "$q_cpu" "$q_cmin" "$q_cmax" "$PIN" "$GIT_REV")")
+			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","ratio":"%s/%s","deliveries_per_s":%s,"p99":%s,"cpu_us_per_delivery":%s,"deliveries_per_s_by_round":[%s,%s,%s],"cpu_us_per_delivery_by_round":[%s,%s,%s],"pin":%d,"sched":"%s","peer_sched":"%s","rev":"%s"}' \
+				"$s" "$A_NAME" "$b" "$r_rate" "$r_p99" "$r_cpu" "$q_rate" "$q_rmin" "$q_rmax" "$q_cpu" "$q_cmin" "$q_cmax" "$PIN" "$SCHED" "$PEER_SCHED" "$GIT_REV")")
 		done
 	done
 	if ((HAVE_CONNECT)); then
@@ -742,9 +744,9 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 			((unready == 0)) || FAIL=1
 			printf '| %s | %s | %.0f (%.0f-%.0f) | %.0f | %.2f (%.2f-%.2f) | %s | %s | %.1f |\n' "$s" "$name" \
 				"$rate" "$rmin" "$rmax" "$orate" "$kib" "$kmin" "$kmax" "$unready" "$errs" "$foreign"
-			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","server":"%s","conns_per_s_median":%.1f,"conns_per_s_min":%.1f,"conns_per_s_max":%.1f,"conns_open_per_s_median":%.1f,"kib_per_conn_median":%.3f,"kib_per_conn_min":%.3f,"kib_per_conn_max":%.3f,"unready":%s,"errors":%s,"other_cpu_pct_median":%.1f,"conns":%d,"rounds":%d,"workers":%d,"pin":%d,"rev":"%s"}' \
+			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","server":"%s","conns_per_s_median":%.1f,"conns_per_s_min":%.1f,"conns_per_s_max":%.1f,"conns_open_per_s_median":%.1f,"kib_per_conn_median":%.3f,"kib_per_conn_min":%.3f,"kib_per_conn_max":%.3f,"unready":%s,"errors":%s,"other_cpu_pct_median":%.1f,"conns":%d,"rounds":%d,"workers":%d,"pin":%d,"sched":"%s","peer_sched":"%s","rev":"%s"}' \
 				"$s" "$name" "$rate" "$rmin" "$rmax" "$orate" "$kib" "$kmin" "$kmax" "$unready" "$errs" "$foreign" \
-				"$CONNECT_CONNS" "$ROUNDS" "$(workers_of "$name")" "$PIN" "$GIT_REV")")
+				"$CONNECT_CONNS" "$ROUNDS" "$(workers_of "$name")" "$PIN" "$SCHED" "$PEER_SCHED" "$GIT_REV")")
 		done
 		read -r a_rate _ _ < <(col_stats "$s" "$A_NAME" 4)
 		read -r a_kib _ _ < <(col_stats "$s" "$A_NAME" 16)
@@ -753,8 +755,8 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 			read -r b_kib _ _ < <(col_stats "$s" "$b" 16)
 			printf '| %s | **%s/%s** | **%s** | | **%s** | | | |\n' "$s" "$A_NAME" "$b" \
 				"$(ratio "$a_rate" "$b_rate")" "$(ratio "$a_kib" "$b_kib")"
-			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","ratio":"%s/%s","conns_per_s":%s,"kib_per_conn":%s,"pin":%d,"rev":"%s"}' \
-				"$s" "$A_NAME" "$b" "$(ratio "$a_rate" "$b_rate")" "$(ratio "$a_kib" "$b_kib")" "$PIN" "$GIT_REV")")
+			JSON_LINES+=("$(printf 'JSON {"bench":"ws-pubsub","scenario":"%s","ratio":"%s/%s","conns_per_s":%s,"kib_per_conn":%s,"pin":%d,"sched":"%s","peer_sched":"%s","rev":"%s"}' \
+				"$s" "$A_NAME" "$b" "$(ratio "$a_rate" "$b_rate")" "$(ratio "$a_kib" "$b_kib")" "$PIN" "$SCHED" "$PEER_SCHED" "$GIT_REV")")
 		done
 	done
 	echo
