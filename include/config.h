@@ -20,6 +20,8 @@ struct herald_config {
     int pin;                 /* pin each worker to its own CPU (default 1) */
     int sched_batch;         /* workers switch from SCHED_OTHER to SCHED_BATCH (default 1); a
                                 policy set from outside (chrt) is kept; server.c says why */
+    int fanout_steer;        /* a worker whose CPU other tasks crowd leaves the shared fan-out
+                                queue to the others (default 1; fanout.h) */
     int uring;               /* batch WebSocket sends through io_uring when possible (default 1) */
     const char *root;        /* document root */
     unsigned idle_timeout;   /* seconds without I/O before a connection is closed */

@@ -21,6 +21,10 @@ struct worker_stats {
     atomic_uint_fast64_t epoll_rearms;        /* EPOLL_CTL_MOD calls on connections */
     atomic_uint_fast64_t batched_sends;       /* sends made in an io_uring submission */
     atomic_uint_fast64_t batch_submissions;   /* io_uring submissions of two sends or more */
+    atomic_uint_fast64_t fanout_batches;      /* wake batches served from the shared queue */
+    /* A gauge, not a counter: the share of the worker's CPU other tasks took in the last window
+     * (cpu_share.h), in thousandths; 0 when not measured. */
+    atomic_uint_fast64_t cpu_others_permille;
 };
 
 /* The calling worker's counters (NULL outside workers). Set by the worker at start. */

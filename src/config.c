@@ -22,6 +22,7 @@ void config_defaults(struct herald_config *cfg)
     cfg->threads = 0;
     cfg->pin = 1;
     cfg->sched_batch = 1;
+    cfg->fanout_steer = 1;
     cfg->uring = 1;
     cfg->root = HERALD_DEFAULT_ROOT;
     cfg->idle_timeout = 5;
@@ -64,6 +65,9 @@ void config_usage(FILE *out)
             "                          does not preempt another task on its CPU); normal:\n"
             "                          they keep the policy Herald was started with\n"
             "                          (default batch; a policy set with chrt is kept)\n"
+            "  --fanout-all            every worker serves large fan-outs, also one whose\n"
+            "                          CPU other processes keep busy (default: such a\n"
+            "                          worker leaves them to the workers with free CPUs)\n"
             "  --no-uring              make every WebSocket send with its own sendmsg, not\n"
             "                          in batches through io_uring (default: io_uring where\n"
             "                          the kernel allows it)\n"
@@ -157,6 +161,7 @@ enum {
     OPT_LISTEN = 256,
     OPT_THREADS,
     OPT_NO_PIN,
+    OPT_FANOUT_ALL,
     OPT_SCHED,
     OPT_NO_URING,
     OPT_WS_ONESHOT,
@@ -189,6 +194,7 @@ static const struct option long_opts[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"no-pin", no_argument, NULL, OPT_NO_PIN},
+    {"fanout-all", no_argument, NULL, OPT_FANOUT_ALL},
     {"sched", required_argument, NULL, OPT_SCHED},
     {"no-uring", no_argument, NULL, OPT_NO_URING},
     {"root", required_argument, NULL, OPT_ROOT},
@@ -236,6 +242,9 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         return 0;
     case OPT_NO_PIN:
         cfg->pin = 0;
+        return 0;
+    case OPT_FANOUT_ALL:
+        cfg->fanout_steer = 0;
         return 0;
     case OPT_SCHED:
         if (strcmp(arg, "batch") != 0 && strcmp(arg, "normal") != 0)

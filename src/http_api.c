@@ -311,6 +311,22 @@ static void metric(struct textbuf *t, const char *name, const char *type, const 
                    (unsigned long long)v);
 }
 
+/* One metric per worker: a counter, or a gauge kept in thousandths (permille). */
+static void per_worker(struct textbuf *t, const struct http_api *api, const char *name,
+                       const char *type, const char *help, size_t offset, int permille)
+{
+    textbuf_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (int i = 0; i < api->nworkers; i++) {
+        const atomic_uint_fast64_t *v =
+            (const atomic_uint_fast64_t *)((const char *)&api->workers[i] + offset);
+        unsigned long long x = atomic_load_explicit(v, memory_order_relaxed);
+        if (permille)
+            textbuf_printf(t, "%s{worker=\"%d\"} %llu.%03llu\n", name, i, x / 1000, x % 1000);
+        else
+            textbuf_printf(t, "%s{worker=\"%d\"} %llu\n", name, i, x);
+    }
+}
+
 /* Sums one counter over every worker. */
 static uint64_t sum(const struct http_api *api, size_t field_offset)
 {
@@ -373,11 +389,16 @@ static int handle_metrics(const struct http_api *api, const struct reply *r)
                    (unsigned long long)atomic_load(&api->bw->recovery_hits));
     textbuf_printf(&t, "herald_recoveries_total{result=\"miss\"} %llu\n",
                    (unsigned long long)atomic_load(&api->bw->recovery_misses));
-    textbuf_printf(&t, "# HELP herald_worker_events_total Events handled by each worker thread.\n"
-                       "# TYPE herald_worker_events_total counter\n");
-    for (int i = 0; i < api->nworkers; i++)
-        textbuf_printf(&t, "herald_worker_events_total{worker=\"%d\"} %llu\n", i,
-                       (unsigned long long)atomic_load(&api->workers[i].events));
+    per_worker(&t, api, "herald_worker_events_total", "counter",
+               "Events handled by each worker thread.", offsetof(struct worker_stats, events), 0);
+    per_worker(&t, api, "herald_worker_fanout_batches_total", "counter",
+               "Wake batches of up to 256 subscribers each worker served from the shared fan-out "
+               "queue.",
+               offsetof(struct worker_stats, fanout_batches), 0);
+    per_worker(&t, api, "herald_worker_cpu_others_ratio", "gauge",
+               "Share of each worker's CPU other tasks took in the last 100 ms; above 0.4 the "
+               "worker leaves the shared fan-out queue to workers with free CPUs.",
+               offsetof(struct worker_stats, cpu_others_permille), 1);
     if (t.failed) {
         textbuf_free(&t);
         return -ENOMEM;

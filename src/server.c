@@ -15,11 +15,14 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
 #include "conn_batch.h"
+#include "cpu_share.h"
 #include "err.h"
+#include "fanout.h"
 #include "log.h"
 #include "outq.h"
 #include "reclaim.h"
@@ -65,13 +68,7 @@ struct server {
     struct broker_ws broker_ws;
     struct http_api api;
     struct worker_stats *stats; /* one per worker */
-    struct fanout {
-        pthread_mutex_t lock;
-        struct broker_batch **q; /* ring of pending wake batches */
-        size_t head, n, cap;
-        int efd;     /* semaphore eventfd: one count per batch, level-triggered in the epoll set */
-        bool closed; /* shutting down: batches are dropped at once (see server_run) */
-    } fanout;
+    struct fanout fanout;
     char fanout_tag;
     /* Addresses used as epoll tags for the non-connection fds. */
     char listen_tag, timer_tag, stop_tag, signal_tag;
@@ -224,24 +221,6 @@ static void batch_drop(struct broker_batch *batch)
     free(batch);
 }
 
-/* Room for one more batch in the queue, doubling its ring. Returns 0 or -1. Under f->lock. */
-static int fanout_reserve(struct fanout *f)
-{
-    if (f->n < f->cap)
-        return 0;
-    size_t ncap = f->cap ? f->cap * 2 : 64;
-    struct broker_batch **nq = malloc(ncap * sizeof(*nq));
-    if (!nq)
-        return -1;
-    for (size_t i = 0; i < f->n; i++)
-        nq[i] = f->q[(f->head + i) % f->cap];
-    free(f->q);
-    f->q = nq;
-    f->cap = ncap;
-    f->head = 0;
-    return 0;
-}
-
 /* Wake batches a worker keeps for itself: those of the publishes of an event it handled (or of a
  * leave its closes caused) small enough not to be worth spreading. Served right after the event
  * that made them, so a small publish costs no eventfd write, no epoll_wait and no eventfd read, and
@@ -257,6 +236,7 @@ static int fanout_reserve(struct fanout *f)
 struct local_fanout {
     struct broker_batch *q[LOCAL_BATCHES];
     unsigned n;
+    int worker; /* whose */
 };
 
 /* The calling worker's (NULL on other threads, which use the shared queue only). */
@@ -270,9 +250,9 @@ static void local_drain(struct local_fanout *lf, int worker)
     lf->n = 0;
 }
 
-/* Keeps the batch on this worker (above), or queues it: its count on the eventfd wakes one worker
- * per batch, so the subscribers of a large topic are served by every worker, not by the
- * publisher's. */
+/* Keeps the batch on this worker (above), or queues it for the workers that serve the shared
+ * queue (fanout.h), so the subscribers of a large topic are served by every worker whose CPU is
+ * free, not by the publisher's alone. */
 static void fanout_dispatch(struct broker_batch *batch, void *ctx)
 {
     struct fanout *f = ctx;
@@ -281,17 +261,12 @@ static void fanout_dispatch(struct broker_batch *batch, void *ctx)
         lf->q[lf->n++] = batch;
         return;
     }
-    pthread_mutex_lock(&f->lock);
+    int rc = fanout_push(f, batch, lf ? lf->worker : -1);
+    if (rc == 0)
+        return;
     /* Closed: destroying connections at shutdown frees sessions, whose presence leaves wake the
      * other members; nobody will serve them, and those owners are destroyed next. */
-    bool closed = f->closed;
-    bool queued = !closed && fanout_reserve(f) == 0;
-    if (queued)
-        f->q[(f->head + f->n++) % f->cap] = batch;
-    pthread_mutex_unlock(&f->lock);
-    if (queued) {
-        eventfd_write(f->efd, 1);
-    } else if (!closed && lf && lf->n < LOCAL_BATCHES) {
+    if (rc == -ENOMEM && lf && lf->n < LOCAL_BATCHES) {
         lf->q[lf->n++] = batch; /* no memory to queue it: this worker serves it */
     } else {
         /* Out of memory off a worker or with this worker's queue full: the owners stay marked
@@ -300,38 +275,46 @@ static void fanout_dispatch(struct broker_batch *batch, void *ctx)
     }
 }
 
-static struct broker_batch *fanout_pop(struct fanout *f)
+/* Whether workers measure their CPUs' load (cpu_share.h), which steering needs: each must be
+ * alone on a CPU of its own, or two on one CPU would each count the other as the load that
+ * crowds it. Measured with --fanout-all too, for /metrics. */
+static bool measures_cpus(const struct server *srv)
 {
-    struct broker_batch *b = NULL;
-    pthread_mutex_lock(&f->lock);
-    if (f->n > 0) {
-        b = f->q[f->head];
-        f->head = (f->head + 1) % f->cap;
-        f->n--;
-    }
-    pthread_mutex_unlock(&f->lock);
-    return b;
+    return srv->cfg->pin && srv->nthreads > 1 && srv->nthreads <= srv->ncpus;
 }
 
-static void on_fanout(struct server *srv, int worker)
+/* Serves the shared queue's batches while this worker holds a token, FANOUT_CHUNK per wait. */
+static void fanout_serve(struct server *srv, int worker)
 {
-    eventfd_t one;
-    if (eventfd_read(srv->fanout.efd, &one) < 0)
-        return; /* another worker took this count */
-    struct broker_batch *b = fanout_pop(&srv->fanout);
-    if (b)
+    struct broker_batch *b;
+    for (int k = 0; k < FANOUT_CHUNK && (b = fanout_next(&srv->fanout, worker)); k++) {
+        STATS_COUNT(fanout_batches, 1);
         batch_serve(b, worker);
+    }
+}
+
+/* The worker's CPU share (cpu_share.h), sampled after its waits: a time check per wait, /proc read
+ * once per window. Its verdict steers the shared fan-out queue (fanout.h). */
+static void share_sample(struct server *srv, struct cpu_share *cs, int worker)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (cpu_share_sample(cs, now) == 1)
+        fanout_set_crowded(&srv->fanout, worker, cs->crowded);
+    if (stats_local)
+        atomic_store_explicit(&stats_local->cpu_others_permille,
+                              (uint_fast64_t)(cs->others * 1000 + 0.5), memory_order_relaxed);
 }
 
 static int setup_broker(struct server *srv)
 {
     const struct herald_config *cfg = srv->cfg;
     struct fanout *f = &srv->fanout;
-    pthread_mutex_init(&f->lock, NULL);
-    f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-    if (f->efd < 0)
-        return -errno;
-    int rc = epoll_add(srv->epfd, f->efd, EPOLLIN, &srv->fanout_tag);
+    int rc = fanout_init(f, srv->nthreads, cfg->fanout_steer && measures_cpus(srv));
+    if (rc < 0)
+        return rc;
+    rc = epoll_add(srv->epfd, f->efd, EPOLLIN, &srv->fanout_tag);
     if (rc < 0)
         return rc;
     struct broker_config bc = {.history_size = cfg->history_size,
@@ -586,18 +569,41 @@ static bool want_batch(const struct herald_config *cfg)
     return cfg->sched_batch && (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER;
 }
 
-static void *worker_main(void *arg)
+/* Handles the events of one wait. Returns 1 once the stop pipe has been seen. */
+static int handle_events(struct server *srv, const struct epoll_event *evs, int n, int worker,
+                         struct local_fanout *lf)
 {
-    struct worker *w = arg;
+    int stop = 0;
+    for (int i = 0; i < n; i++) {
+        if (conn_batch_full())
+            conn_batch_flush(worker);
+        void *tag = evs[i].data.ptr;
+        if (tag == &srv->listen_tag)
+            on_accept(srv, worker);
+        else if (tag == &srv->timer_tag)
+            on_timer(srv, worker);
+        else if (tag == &srv->fanout_tag)
+            fanout_on_ready(&srv->fanout, worker);
+        else if (tag == &srv->signal_tag)
+            on_signal(srv);
+        else if (tag == &srv->stop_tag)
+            stop = 1; /* finish this batch: its connections are owned by this thread */
+        else
+            serve_event(tag, evs[i].events, worker);
+        if (lf->n)
+            local_drain(lf, worker);
+    }
+    return stop;
+}
+
+/* Sets up the calling thread as worker `w`: pinned, its policy, counters, caches. */
+static void worker_start(struct worker *w, struct cpu_share *cs)
+{
     struct server *srv = w->srv;
     pin(srv, w->index);
     if (w->batch)
         set_batch(w->index);
     stats_local = &srv->stats[w->index];
-    struct epoll_event evs[EVENTS_PER_WAIT_ALONE];
-    int per_wait = srv->nthreads == 1 ? EVENTS_PER_WAIT_ALONE : EVENTS_PER_WAIT;
-    struct local_fanout lf = {.n = 0};
-    local_fanout = &lf;
     /* Fan-out takes a frame's references here in bulk, not one atomic per delivery (outq.h). */
     if (obuf_cache_open() < 0)
         log_msg(LOG_WARN, "worker %d: no reference cache (out of memory)", w->index);
@@ -607,36 +613,40 @@ static void *worker_main(void *arg)
         log_msg(w->index == 0 ? LOG_INFO : LOG_DEBUG,
                 "worker %d: no io_uring (%s): one sendmsg per WebSocket send", w->index,
                 herald_strerror(err));
+    *cs = (struct cpu_share){.stat_fd = -1, .self_fd = -1};
+    if (measures_cpus(srv) && (err = cpu_share_open(cs, srv->cpus[w->index % srv->ncpus])) < 0)
+        log_msg(LOG_WARN, "worker %d: cannot measure its CPU's load (%s): it always serves fan-out",
+                w->index, herald_strerror(err));
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct server *srv = w->srv;
+    struct cpu_share cs;
+    worker_start(w, &cs);
+    struct epoll_event evs[EVENTS_PER_WAIT_ALONE];
+    int per_wait = srv->nthreads == 1 ? EVENTS_PER_WAIT_ALONE : EVENTS_PER_WAIT;
+    struct local_fanout lf = {.n = 0, .worker = w->index};
+    local_fanout = &lf;
     for (int stop = 0; !stop;) {
         obuf_cache_flush(); /* frames whose sends went out are freed before the wait */
         reclaim_enter_wait(&srv->reclaim, w->index);
-        int n = epoll_wait(srv->epfd, evs, per_wait, IDLE_WAKE_MS);
+        /* A token holder only looks for events between its chunks of fan-out. */
+        int timeout = fanout_holding(&srv->fanout, w->index) ? 0 : IDLE_WAKE_MS;
+        int n = epoll_wait(srv->epfd, evs, per_wait, timeout);
         reclaim_leave_wait(&srv->reclaim, w->index);
         if (n < 0 && errno != EINTR) {
             log_msg(LOG_ERROR, "epoll_wait: %s", herald_strerror(-errno));
             break;
         }
+        if (cs.stat_fd >= 0)
+            share_sample(srv, &cs, w->index);
         /* The sends of this wait's events go out together (conn_batch.h). */
         conn_batch_begin(worker_batch);
-        for (int i = 0; i < n; i++) {
-            if (conn_batch_full())
-                conn_batch_flush(w->index);
-            void *tag = evs[i].data.ptr;
-            if (tag == &srv->listen_tag)
-                on_accept(srv, w->index);
-            else if (tag == &srv->timer_tag)
-                on_timer(srv, w->index);
-            else if (tag == &srv->fanout_tag)
-                on_fanout(srv, w->index);
-            else if (tag == &srv->signal_tag)
-                on_signal(srv);
-            else if (tag == &srv->stop_tag)
-                stop = 1; /* finish this batch: its connections are owned by this thread */
-            else
-                serve_event(tag, evs[i].events, w->index);
-            if (lf.n)
-                local_drain(&lf, w->index);
-        }
+        stop = handle_events(srv, evs, n, w->index, &lf);
+        if (fanout_holding(&srv->fanout, w->index))
+            fanout_serve(srv, w->index);
         /* Finishing the batched turns may publish (a turn goes on with input left over): the
          * batches it keeps are served before this worker waits again. */
         conn_batch_flush(w->index);
@@ -648,6 +658,7 @@ static void *worker_main(void *arg)
         reclaim_poll(&srv->reclaim, w->index);
     }
     local_fanout = NULL; /* worker 0 is the main thread, which goes on to shut down */
+    cpu_share_close(&cs);
     conn_batch_free(worker_batch);
     worker_batch = NULL;
     ws_deflate_thread_cleanup();
@@ -680,11 +691,8 @@ int server_run(struct server *srv)
         pthread_join(ws[i].thread, NULL);
     free(ws);
     /* Every worker is gone. Wake batches still queued only hold references. */
-    pthread_mutex_lock(&srv->fanout.lock);
-    srv->fanout.closed = true;
-    pthread_mutex_unlock(&srv->fanout.lock);
     struct broker_batch *b;
-    while ((b = fanout_pop(&srv->fanout)))
+    while ((b = fanout_close(&srv->fanout)))
         batch_drop(b);
     /* The wheel holds every remaining connection. */
     struct twheel_entry *e;
@@ -724,9 +732,7 @@ void server_free(struct server *srv)
     if (srv->reclaim.workers)
         reclaim_deinit(&srv->reclaim); /* frees connections closed but not yet reclaimed */
     broker_free(srv->broker);          /* after every session is gone */
-    if (srv->fanout.efd > 0)
-        close(srv->fanout.efd);
-    free(srv->fanout.q);
+    fanout_deinit(&srv->fanout);
     free(srv->stats);
     twheel_deinit(&srv->wheel);
     free(srv->cpus);

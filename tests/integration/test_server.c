@@ -362,6 +362,7 @@ Test(server, command_line_help_version_and_errors)
     cr_assert_eq(run_cli("--help", out, sizeof(out)), 0);
     cr_assert_not_null(strstr(out, "--listen HOST:PORT"));
     cr_assert_not_null(strstr(out, "--idle-timeout"));
+    cr_assert_not_null(strstr(out, "--fanout-all"));
     cr_assert_eq(run_cli("--version", out, sizeof(out)), 0);
     cr_assert(strncmp(out, "herald ", 7) == 0);
     cr_assert_eq(run_cli("--bogus", out, sizeof(out)), 2);
