@@ -13,10 +13,13 @@
  * shared epoll set. A worker holding a token serves FANOUT_CHUNK batches after each of its epoll
  * waits, which it makes without blocking while it holds one, and gives the token back when the
  * queue is empty. Pushing a batch adds a token while fewer are out than workers allowed to serve
- * and than batches queued, so an idle worker wakes only when there is work for it, and a crowded
- * one is not woken by every batch. A crowded worker that takes a token, or finds itself crowded
- * while holding one, passes it on: dropped if another token is out, else posted again for a free
- * worker (the eventfd wakes a worker waiting in epoll_wait, and the crowded one is not waiting).
+ * and than batches queued: the pushing worker takes it itself when it may serve and holds none,
+ * else it is posted, so an idle worker wakes only when there is work for it. A holder leaves
+ * further counts to other workers. A post wakes whichever worker waits, which may be a crowded
+ * one: a crowded worker that takes a token, or finds itself crowded while holding one, passes it
+ * on: dropped if another token is out, else posted again for a free worker. Until a free worker
+ * takes it, the crowded one finds it again after each epoll_wait; it yields its CPU each time,
+ * so the wait costs the free worker's latency, not the crowding task's time.
  *
  * Threads: fanout_push from any thread (a worker names itself); fanout_on_ready, fanout_holding and
  * fanout_next from the worker they name; fanout_set_crowded by the worker itself, read by all
@@ -68,8 +71,9 @@ void fanout_deinit(struct fanout *f);
  * still owns the batch. */
 int fanout_push(struct fanout *f, struct broker_batch *b, int worker);
 
-/* fanout_on_ready - `worker` saw the eventfd readable: it takes a token if one is still there
- * (then fanout_holding is true), or passes it on if its CPU is crowded. */
+/* fanout_on_ready - `worker` saw the eventfd readable: unless it holds a token already, it takes
+ * one if one is still there (then fanout_holding is true), or passes it on if its CPU is crowded.
+ * On the worker named. */
 void fanout_on_ready(struct fanout *f, int worker);
 /* fanout_holding - whether `worker` holds a token: it must call fanout_next after each wait and
  * not block in epoll_wait. */
@@ -82,7 +86,8 @@ struct broker_batch *fanout_next(struct fanout *f, int worker);
 void fanout_set_crowded(struct fanout *f, int worker, bool crowded);
 
 /* fanout_close - no more batches are queued; returns those still queued, one per call, then NULL
- * (for the caller to drop). After every worker has stopped. */
+ * (for the caller to drop). Tokens workers still hold do not matter any more. On the thread that
+ * stops the server, after every worker has stopped. */
 struct broker_batch *fanout_close(struct fanout *f);
 
 #endif

@@ -25,7 +25,9 @@ static int parse_fields(const char *p, unsigned long long *v, int n)
         char *end;
         errno = 0;
         v[i] = strtoull(p, &end, 10);
-        if (end == p || errno || (*end != ' ' && *end != '\n' && *end != '\0'))
+        /* A field ends at a space or the line's end, never at the buffer's: cut off, it would
+         * read short. */
+        if (end == p || errno || (*end != ' ' && *end != '\n'))
             return -1;
         p = end;
     }
@@ -39,11 +41,11 @@ int cpu_share_parse_stat(const char *text, int cpu, long tick_ns, uint64_t *busy
     for (const char *line = text; line && *line;) {
         if (strncmp(line, key, (size_t)klen) == 0) {
             /* user nice system idle iowait irq softirq steal: the first eight of any kernel
-             * since 2.6.11 */
+             * since 2.6.11. Interrupts and softirqs are left out (cpu_share.h). */
             unsigned long long v[8];
             if (parse_fields(line + klen, v, 8) < 0)
                 return -1;
-            *busy_ns = (uint64_t)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * (uint64_t)tick_ns;
+            *busy_ns = (uint64_t)(v[0] + v[1] + v[2] + v[7]) * (uint64_t)tick_ns;
             return 0;
         }
         line = strchr(line, '\n');

@@ -2,6 +2,7 @@
 #include "fanout.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -70,8 +71,9 @@ static bool stands_aside(const struct fanout *f, int worker)
 }
 
 /* Gives up a token taken or held by a worker standing aside: dropped when another is out or
- * nothing is queued, else posted again for a free worker. Under f->lock; unlocks. */
-static void pass_on(struct fanout *f)
+ * nothing is queued, else posted again for a free worker. Under f->lock; unlocks. Returns whether
+ * it posted. */
+static bool pass_on(struct fanout *f)
 {
     bool post = f->tokens == 1 && f->n > 0;
     if (!post)
@@ -79,6 +81,7 @@ static void pass_on(struct fanout *f)
     pthread_mutex_unlock(&f->lock);
     if (post)
         eventfd_write(f->efd, 1);
+    return post;
 }
 
 int fanout_push(struct fanout *f, struct broker_batch *b, int worker)
@@ -109,15 +112,19 @@ int fanout_push(struct fanout *f, struct broker_batch *b, int worker)
 
 void fanout_on_ready(struct fanout *f, int worker)
 {
+    /* A holder serves already: the count is for another worker (the holder polls between its
+     * chunks, so it would see, and take, most of them). */
+    if (f->w[worker].holding)
+        return;
     eventfd_t one;
     if (eventfd_read(f->efd, &one) < 0)
         return; /* another worker took it */
     pthread_mutex_lock(&f->lock);
-    if (f->w[worker].holding) {
-        f->tokens--; /* it serves already: one token per worker is enough */
-        pthread_mutex_unlock(&f->lock);
-    } else if (stands_aside(f, worker)) {
-        pass_on(f);
+    if (stands_aside(f, worker)) {
+        /* Posted again, the token is there at this worker's next epoll_wait too, until a free
+         * worker takes it: the CPU goes to the task that crowds it in between. */
+        if (pass_on(f))
+            sched_yield();
     } else {
         f->w[worker].holding = true;
         pthread_mutex_unlock(&f->lock);
@@ -140,7 +147,7 @@ struct broker_batch *fanout_next(struct fanout *f, int worker)
     }
     if (stands_aside(f, worker)) {
         f->w[worker].holding = false;
-        pass_on(f);
+        (void)pass_on(f);
         return NULL;
     }
     struct broker_batch *b = f->q[f->head];

@@ -396,8 +396,9 @@ static int handle_metrics(const struct http_api *api, const struct reply *r)
                "queue.",
                offsetof(struct worker_stats, fanout_batches), 0);
     per_worker(&t, api, "herald_worker_cpu_others_ratio", "gauge",
-               "Share of each worker's CPU other tasks took in the last 100 ms; above 0.4 the "
-               "worker leaves the shared fan-out queue to workers with free CPUs.",
+               "Share of each worker's CPU other tasks took in its last window (200 ms or "
+               "more); above 0.4 the worker leaves the shared fan-out queue to workers with "
+               "free CPUs, unless --fanout-all.",
                offsetof(struct worker_stats, cpu_others_permille), 1);
     if (t.failed) {
         textbuf_free(&t);

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -298,10 +297,20 @@ static void fanout_serve(struct server *srv, int worker)
 static void share_sample(struct server *srv, struct cpu_share *cs, int worker)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    if (cpu_share_sample(cs, now) == 1)
+    int rc = cpu_share_sample(cs, now);
+    if (rc < 0) {
+        /* Unreadable from now on (a CPU gone offline, a /proc without the line): a verdict
+         * that can no longer change must not keep the worker out. */
+        log_msg(LOG_WARN, "worker %d: cannot read its CPU's load any more: it serves fan-out",
+                worker);
+        cpu_share_close(cs);
+        cs->others = 0;
+        fanout_set_crowded(&srv->fanout, worker, false);
+    } else if (rc == 1) {
         fanout_set_crowded(&srv->fanout, worker, cs->crowded);
+    }
     if (stats_local)
         atomic_store_explicit(&stats_local->cpu_others_permille,
                               (uint_fast64_t)(cs->others * 1000 + 0.5), memory_order_relaxed);
@@ -533,10 +542,11 @@ struct worker {
     pthread_t thread;
 };
 
-static void pin(struct server *srv, int index)
+/* Pins the calling worker to its CPU if asked to. Returns whether it is pinned. */
+static bool pin(struct server *srv, int index)
 {
     if (!srv->cfg->pin)
-        return;
+        return false;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(srv->cpus[index % srv->ncpus], &set);
@@ -544,6 +554,7 @@ static void pin(struct server *srv, int index)
     if (rc != 0)
         log_msg(LOG_WARN, "worker %d: cannot pin to CPU %d: %s", index,
                 srv->cpus[index % srv->ncpus], herald_strerror(-rc));
+    return rc == 0;
 }
 
 /* Workers run as SCHED_BATCH, which only gives up wakeup preemption. A pinned worker that the
@@ -600,7 +611,7 @@ static int handle_events(struct server *srv, const struct epoll_event *evs, int 
 static void worker_start(struct worker *w, struct cpu_share *cs)
 {
     struct server *srv = w->srv;
-    pin(srv, w->index);
+    bool pinned = pin(srv, w->index);
     if (w->batch)
         set_batch(w->index);
     stats_local = &srv->stats[w->index];
@@ -614,7 +625,8 @@ static void worker_start(struct worker *w, struct cpu_share *cs)
                 "worker %d: no io_uring (%s): one sendmsg per WebSocket send", w->index,
                 herald_strerror(err));
     *cs = (struct cpu_share){.stat_fd = -1, .self_fd = -1};
-    if (measures_cpus(srv) && (err = cpu_share_open(cs, srv->cpus[w->index % srv->ncpus])) < 0)
+    if (pinned && measures_cpus(srv) &&
+        (err = cpu_share_open(cs, srv->cpus[w->index % srv->ncpus])) < 0)
         log_msg(LOG_WARN, "worker %d: cannot measure its CPU's load (%s): it always serves fan-out",
                 w->index, herald_strerror(err));
 }

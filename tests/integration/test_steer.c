@@ -81,6 +81,47 @@ static void expect(struct wsc *c, const char *want, int who)
     wsc_frame_free(&f);
 }
 
+/* One round of MSGS messages, each received by every subscriber before the next is published:
+ * one wave of wakes each. Gives the batches each worker served. Returns whether worker 0's CPU
+ * stayed free throughout (scraped after every message): if it did not, both workers were allowed
+ * to serve and the round tells nothing. */
+static bool publish_round(int port, struct wsc *subs, int nsubs, struct wsc *pub, int round,
+                          double served[2])
+{
+    enum { MSGS = 20 };
+    bool free0 = true;
+    double before[2];
+    for (int w = 0; w < 2; w++)
+        before[w] = worker_metric(port, "herald_worker_fanout_batches_total", w);
+    for (int k = round * MSGS + 1; k <= (round + 1) * MSGS; k++) {
+        char req[96], want[32];
+        snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"steer\",\"data\":%d}", k);
+        snprintf(want, sizeof(want), "\"data\":%d", k);
+        cr_assert_eq(wsc_send(pub, WS_OP_TEXT, req, strlen(req)), 0);
+        for (int i = 0; i < nsubs; i++)
+            expect(&subs[i], want, i);
+        free0 = free0 && worker_metric(port, "herald_worker_cpu_others_ratio", 0) < 0.25;
+    }
+    for (int w = 0; w < 2; w++)
+        served[w] = worker_metric(port, "herald_worker_fanout_batches_total", w) - before[w];
+    return free0;
+}
+
+/* Waits until worker 1's CPU is measured as crowded and worker 0's as free. */
+static void wait_for_verdicts(int port)
+{
+    long long deadline = now_ms() + 10000;
+    double others1 = 0, others0 = 1;
+    while (now_ms() < deadline) {
+        others1 = worker_metric(port, "herald_worker_cpu_others_ratio", 1);
+        others0 = worker_metric(port, "herald_worker_cpu_others_ratio", 0);
+        if (others1 > 0.6 && others0 < 0.2)
+            return;
+        usleep(100000);
+    }
+    cr_assert_fail("worker 1's CPU: %.3f to others, worker 0's: %.3f", others1, others0);
+}
+
 Test(steer, a_worker_whose_cpu_is_busy_leaves_fan_out_to_the_free_one, .timeout = 120)
 {
     if (nth_cpu(1) < 0)
@@ -90,7 +131,6 @@ Test(steer, a_worker_whose_cpu_is_busy_leaves_fan_out_to_the_free_one, .timeout 
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     /* More than two wake batches of 256, so the shared queue serves them. */
-    enum { MSGS = 20 };
     const int SUBS = 600;
     struct herald_proc p;
     const char *args[] = {"--threads", "2", "--log-level", "warn", NULL};
@@ -104,17 +144,7 @@ Test(steer, a_worker_whose_cpu_is_busy_leaves_fan_out_to_the_free_one, .timeout 
     CPU_SET(busy, &set);
     cr_assert_eq(sched_setaffinity(0, sizeof(set), &set), 0);
     pid_t spinner = spin_on(busy);
-    long long deadline = now_ms() + 10000;
-    double others1 = 0, others0 = 1;
-    while (now_ms() < deadline) {
-        others1 = worker_metric(p.port, "herald_worker_cpu_others_ratio", 1);
-        others0 = worker_metric(p.port, "herald_worker_cpu_others_ratio", 0);
-        if (others1 > 0.6 && others0 < 0.2)
-            break;
-        usleep(100000);
-    }
-    cr_assert(others1 > 0.6 && others0 < 0.2, "worker 1's CPU: %.3f to others, worker 0's: %.3f",
-              others1, others0);
+    wait_for_verdicts(p.port);
 
     struct wsc *subs = calloc(SUBS, sizeof(*subs));
     cr_assert_not_null(subs);
@@ -125,30 +155,24 @@ Test(steer, a_worker_whose_cpu_is_busy_leaves_fan_out_to_the_free_one, .timeout 
     struct wsc pub;
     open_subscriber(&pub, p.port); /* subscribed too: its ack, then its own copies */
     expect(&pub, "\"ack\"", -1);
-    double served0 = worker_metric(p.port, "herald_worker_fanout_batches_total", 0);
-    double served1 = worker_metric(p.port, "herald_worker_fanout_batches_total", 1);
-    /* One message at a time, received everywhere before the next: one wave of wakes each. */
-    for (int k = 1; k <= MSGS; k++) {
-        char req[96], want[32];
-        snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"steer\",\"data\":%d}", k);
-        snprintf(want, sizeof(want), "\"data\":%d", k);
-        cr_assert_eq(wsc_send(&pub, WS_OP_TEXT, req, strlen(req)), 0);
-        for (int i = 0; i < SUBS; i++)
-            expect(&subs[i], want, i);
-    }
-    served0 = worker_metric(p.port, "herald_worker_fanout_batches_total", 0) - served0;
-    served1 = worker_metric(p.port, "herald_worker_fanout_batches_total", 1) - served1;
-    others1 = worker_metric(p.port, "herald_worker_cpu_others_ratio", 1);
+    /* Another program on worker 0's CPU (this machine is not ours alone) voids a round. */
+    double served[2];
+    int round = 0;
+    while (!publish_round(p.port, subs, SUBS, &pub, round, served) && ++round < 3)
+        ;
+    double others1 = worker_metric(p.port, "herald_worker_cpu_others_ratio", 1);
     kill(spinner, SIGKILL);
     waitpid(spinner, NULL, 0);
-    /* 601 subscribers make three batches per message. */
-    cr_assert_eq(served1, 0,
-                 "the crowded worker served %.0f of %.0f batches (its CPU %.3f to others)", served1,
-                 served0 + served1, others1);
-    cr_assert_eq(served0, MSGS * 3, "the free worker served %.0f batches", served0);
     for (int i = 0; i < SUBS; i++)
         wsc_close(&subs[i]);
     wsc_close(&pub);
     free(subs);
     free(herald_stop(&p));
+    if (round == 3)
+        cr_skip_test("worker 0's CPU was busy with other programs in each of 3 rounds");
+    /* 601 subscribers make three batches per message. */
+    cr_assert_eq(served[1], 0,
+                 "the crowded worker served %.0f of %.0f batches (its CPU %.3f to others)",
+                 served[1], served[0] + served[1], others1);
+    cr_assert_eq(served[0], 20 * 3, "the free worker served %.0f batches", served[0]);
 }
