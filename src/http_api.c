@@ -311,15 +311,21 @@ static void metric(struct textbuf *t, const char *name, const char *type, const 
                    (unsigned long long)v);
 }
 
+/* Worker i's counter at `field_offset` in struct worker_stats. */
+static uint64_t worker_value(const struct http_api *api, int i, size_t field_offset)
+{
+    const char *base = (const char *)&api->workers[i];
+    return atomic_load_explicit((atomic_uint_fast64_t *)(base + field_offset),
+                                memory_order_relaxed);
+}
+
 /* One metric per worker: a counter, or a gauge kept in thousandths (permille). */
 static void per_worker(struct textbuf *t, const struct http_api *api, const char *name,
                        const char *type, const char *help, size_t offset, int permille)
 {
     textbuf_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     for (int i = 0; i < api->nworkers; i++) {
-        const atomic_uint_fast64_t *v =
-            (const atomic_uint_fast64_t *)((const char *)&api->workers[i] + offset);
-        unsigned long long x = atomic_load_explicit(v, memory_order_relaxed);
+        unsigned long long x = worker_value(api, i, offset);
         if (permille)
             textbuf_printf(t, "%s{worker=\"%d\"} %llu.%03llu\n", name, i, x / 1000, x % 1000);
         else
@@ -331,11 +337,8 @@ static void per_worker(struct textbuf *t, const struct http_api *api, const char
 static uint64_t sum(const struct http_api *api, size_t field_offset)
 {
     uint64_t total = 0;
-    for (int i = 0; i < api->nworkers; i++) {
-        const char *base = (const char *)&api->workers[i];
-        total += atomic_load_explicit((atomic_uint_fast64_t *)(base + field_offset),
-                                      memory_order_relaxed);
-    }
+    for (int i = 0; i < api->nworkers; i++)
+        total += worker_value(api, i, field_offset);
     return total;
 }
 

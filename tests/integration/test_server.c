@@ -227,25 +227,25 @@ Test(server, one_pinned_worker_per_cpu)
     free(herald_stop(&p));
 }
 
-/* How many of pid's threads run under scheduling policy `policy` (sched_getscheduler takes a
- * thread's id), out of *nthreads. */
+struct policy_count {
+    int policy, with;
+};
+
+/* A thread's status names its id ("Pid:"), which sched_getscheduler takes. */
+static void count_policy(int k, const char *line, void *ctx)
+{
+    (void)k;
+    struct policy_count *c = ctx;
+    if (strncmp(line, "Pid:", 4) == 0)
+        c->with += sched_getscheduler((pid_t)atoi(line + 4)) == c->policy;
+}
+
+/* How many of pid's threads run under scheduling policy `policy`, out of *nthreads. */
 static int threads_with_policy(pid_t pid, int policy, int *nthreads)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", pid);
-    DIR *d = opendir(path);
-    cr_assert_not_null(d);
-    int n = 0, with = 0;
-    for (struct dirent *de; (de = readdir(d));) {
-        if (de->d_name[0] == '.')
-            continue;
-        int p = sched_getscheduler((pid_t)atoi(de->d_name));
-        n += p >= 0;
-        with += p == policy;
-    }
-    closedir(d);
-    *nthreads = n;
-    return with;
+    struct policy_count c = {.policy = policy};
+    *nthreads = each_thread_status(pid, 1 << 20, count_policy, &c);
+    return c.with;
 }
 
 /* Waits until pid has at least `want` threads, then a moment more: each worker sets its policy
