@@ -54,8 +54,9 @@ int cpu_share_open(struct cpu_share *s, int cpu);
 void cpu_share_close(struct cpu_share *s);
 
 /* cpu_share_sample - at `now_ns` (CLOCK_MONOTONIC), closes the window if it is
- * CPU_SHARE_WINDOW_NS old and updates others and the verdict. Returns 1 if the verdict changed,
- * 0 if not (or the window is still open), -1 if /proc could not be read or parsed (the caller
+ * CPU_SHARE_WINDOW_NS old and updates others and the verdict. Returns 1 if a window closed (others
+ * and crowded are new), 0 if the window is still open (or this first call only started it), -1 if
+ * /proc could not be read or parsed (the caller
  * should stop measuring: the verdict would stay where it was). A window costs two reads (3.5 us
  * on a 2-CPU machine; the kernel formats all of /proc/stat, so more on large ones); the check
  * before is a comparison. */

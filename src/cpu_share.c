@@ -130,5 +130,7 @@ int cpu_share_sample(struct cpu_share *s, uint64_t now_ns)
         read_text(s->stat_fd, s->text, s->text_size) < 0 ||
         cpu_share_parse_stat(s->text, s->cpu, s->tick_ns, &busy) < 0)
         return -1;
-    return cpu_share_update(s, busy, run, now_ns);
+    bool first = s->start_ns == 0;
+    cpu_share_update(s, busy, run, now_ns);
+    return !first;
 }

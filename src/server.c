@@ -293,13 +293,16 @@ static void fanout_serve(struct server *srv, int worker)
 }
 
 /* The worker's CPU share (cpu_share.h), sampled after its waits: a time check per wait, /proc read
- * once per window. Its verdict steers the shared fan-out queue (fanout.h). */
+ * and the verdict and gauge stored once per window. The verdict steers the shared fan-out queue
+ * (fanout.h). */
 static void share_sample(struct server *srv, struct cpu_share *cs, int worker)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     int rc = cpu_share_sample(cs, now);
+    if (rc == 0)
+        return; /* the window is still open: nothing new */
     if (rc < 0) {
         /* Unreadable from now on (a CPU gone offline, a /proc without the line): a verdict
          * that can no longer change must not keep the worker out. */
@@ -307,10 +310,9 @@ static void share_sample(struct server *srv, struct cpu_share *cs, int worker)
                 worker);
         cpu_share_close(cs);
         cs->others = 0;
-        fanout_set_crowded(&srv->fanout, worker, false);
-    } else if (rc == 1) {
-        fanout_set_crowded(&srv->fanout, worker, cs->crowded);
+        cs->crowded = false;
     }
+    fanout_set_crowded(&srv->fanout, worker, cs->crowded);
     if (stats_local)
         atomic_store_explicit(&stats_local->cpu_others_permille,
                               (uint_fast64_t)(cs->others * 1000 + 0.5), memory_order_relaxed);
