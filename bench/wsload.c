@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -600,8 +601,23 @@ static void worker_poll(struct worker *w, int timeout_ms)
 
     if (n < 0 && errno != EINTR)
         die("epoll_wait: %s", strerror(errno));
-    for (int i = 0; i < n; i++)
-        on_event(ev[i].data.ptr, ev[i].events);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.ptr) {
+            on_event(ev[i].data.ptr, ev[i].events);
+        } else { /* worker_wake: its count only ended the wait */
+            uint64_t v;
+            if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                die("eventfd read: %s", strerror(errno));
+        }
+    }
+}
+
+void worker_wake(struct worker *w)
+{
+    uint64_t one = 1;
+
+    if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        die("eventfd write: %s", strerror(errno));
 }
 
 /* Waits until `until` (us), handling events; during the load, the scenario's timers too. */
@@ -1352,8 +1368,11 @@ int main(int argc, char **argv)
         }
         first += per;
         w[i].ep = epoll_create1(EPOLL_CLOEXEC);
-        if (w[i].ep < 0)
-            die("epoll_create1: %s", strerror(errno));
+        w[i].wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w[i].ep < 0 || w[i].wake_fd < 0 ||
+            epoll_ctl(w[i].ep, EPOLL_CTL_ADD, w[i].wake_fd,
+                      &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) < 0)
+            die("epoll_create1, eventfd: %s", strerror(errno));
         /* One worker runs on the main thread: the process stays single-threaded, so the kernel's
          * file lookup in every recv and send takes no reference (fdget's fast path). */
         if (run->o.threads > 1 && pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0)
@@ -1366,6 +1385,7 @@ int main(int argc, char **argv)
             pthread_join(w[i].thread, NULL);
         stats_merge(&total, &w[i].st);
         close(w[i].ep);
+        close(w[i].wake_fd);
     }
     report(run, &total);
     if (run->o.scenario->idle && total.open > 0)

@@ -157,6 +157,7 @@ struct worker {
     pthread_t thread;
     struct run *run;
     int ep;
+    int wake_fd; /* an eventfd in ep: worker_wake from another thread ends this one's wait */
     struct client *c;
     unsigned nc, next_connect, connecting, settled;
     bool loading;    /* scenarios may send */
@@ -215,5 +216,7 @@ void client_frame_done(struct client *c, uint8_t *payload, size_t len);
 int client_flush(struct client *c);
 /* Leaves the connection closed in state `to` (C_IDLE: closed cleanly; C_DEAD: failed). */
 void client_close(struct client *c, enum client_state to);
+/* Ends w's wait for events now, so that its tick_cb runs; any thread. */
+void worker_wake(struct worker *w);
 
 #endif

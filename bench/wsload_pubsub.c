@@ -525,8 +525,11 @@ static void fanout_delivered(struct client *c, long src, uint64_t seq, uint64_t 
         /* A late copy of a message given up on may land on its slot's next tenant: only pacing
          * suffers, and only after a stall. */
         slot = (unsigned)(seq % c->w->run->o.inflight);
-        if (__atomic_load_n(&ps->ring_seq[slot], __ATOMIC_ACQUIRE) == seq)
-            __atomic_fetch_add(&ps->ring_cnt[slot], 1, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&ps->ring_seq[slot], __ATOMIC_ACQUIRE) == seq &&
+            __atomic_add_fetch(&ps->ring_cnt[slot], 1, __ATOMIC_RELAXED) ==
+                __atomic_load_n(&ps->need, __ATOMIC_RELAXED) &&
+            c->w->id != 0)
+            worker_wake(&c->w->run->workers[0]); /* the message is done: the publisher's turn */
     } else if (c == ps->probe) {
         ps->progress_at = now;
         if (ps->inflight > 0)
@@ -546,8 +549,11 @@ static void fanout_closed(struct client *c)
 {
     struct pubsub *ps = ps_of(c);
 
-    if (c->counted)
+    if (c->counted) {
         __atomic_fetch_sub(&ps->need, 1, __ATOMIC_RELAXED);
+        if (c->w->id != 0) /* the messages it held back may be done */
+            worker_wake(&c->w->run->workers[0]);
+    }
 }
 
 /* Worker 0, before each wait: moves the window, publishes, flushes the publisher. */
@@ -587,9 +593,7 @@ static int fanout_tick(struct worker *w, uint64_t now)
         client_close(pub, C_DEAD);
     }
     ps->pub_dirty = false;
-    /* Other workers' deliveries move the window without waking this one: look again soon. */
-    if (ps->window_all && w->run->nworkers > 1 && pub->next_seq - ps->base >= win)
-        return 1;
+    /* Other workers' deliveries that complete a message wake this one (fanout_delivered). */
     return (int)(PROBE_STALL_US / 1000);
 }
 

@@ -84,6 +84,22 @@ test('fanout: every subscriber gets every publication, in order', async () => {
   assert.ok(r.server_cpu_us_per_msg > 0, 'the server CPU per delivery is measured');
 });
 
+test('fanout, two wsload threads: the other thread\'s deliveries move the publisher on', async () => {
+  // Thread 0 holds the publisher and subscriber 1, thread 1 subscribers 2 and 3. With one message
+  // in flight each publication also waits for subscribers 2 and 3: when they get it last, their
+  // thread must wake the publisher's. Without that wake the publisher looks again only when its
+  // own sockets have news, or after a second of silence (the stall timeout): a few publications
+  // in the run instead of thousands.
+  const r = await load(['--scenario', 'fanout', '--url', herald.url('/ws'), '-c', '3', '-w', '1',
+    '-t', '2', '--settle', '5', ...pubsub]);
+  assertClean(r);
+  assert.equal(r.threads, 2);
+  assert.ok(r.published >= 200, `published ${r.published} in 1.3 s with one in flight`);
+  assert.equal(r.received, r.published * 3);
+  assert.equal(r.lost, 0);
+  assert.equal(r.out_of_order, 0);
+});
+
 test('rooms, two wsload threads: each client gets exactly its own room\'s messages', async () => {
   const r = await load(['--scenario', 'rooms', '--url', herald.url('/ws'), '-c', '200', '--rooms', '20',
     '--rate', '5', '--settle', '5', '-t', '2', ...pubsub]);
