@@ -551,6 +551,7 @@ static void client_connected(struct client *c)
 static void on_event(struct client *c, uint32_t events)
 {
     struct worker *w = c->w;
+    uint64_t now;
     ssize_t n;
 
     if (c->fd < 0)
@@ -577,10 +578,13 @@ static void on_event(struct client *c, uint32_t events)
             break;
         if (n <= 0)
             goto lost;
+        now = now_us();
+        if (now >= w->run->t_meas && now < w->run->t_end)
+            w->st.reads++;
         if (c->state == C_HANDSHAKE) {
-            if (client_handshake(c, w->rbuf, (size_t)n, now_us()) < 0)
+            if (client_handshake(c, w->rbuf, (size_t)n, now) < 0)
                 return;
-        } else if (client_feed(c, w->rbuf, (size_t)n, now_us()) < 0) {
+        } else if (client_feed(c, w->rbuf, (size_t)n, now) < 0) {
             return;
         }
     } while (n < 0 || ended || (size_t)n == RBUF_SIZE);
@@ -1317,16 +1321,17 @@ static void report(const struct run *run, const struct stats *st)
     printf("JSON {\"tool\":\"wsload\",\"scenario\":\"%s\",\"url\":\"%s\",\"conns\":%u,"
            "\"open\":%" PRIu64 ",\"inflight\":%u,\"bytes\":%zu,\"type\":\"%s\",\"threads\":%u,"
            "\"duration_s\":%.3f,\"warmup_s\":%.3f,\"messages\":%" PRIu64 ",\"msgs_per_s\":%.1f,"
-           "\"rx_bytes\":%" PRIu64 ",\"lat_mean_us\":%.1f,\"p50_us\":%" PRIu64
-           ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64
-           ",\"max_us\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"connect_errors\":%" PRIu64
-           ",\"protocol_errors\":%" PRIu64 ",\"bad_echoes\":%" PRIu64 ",\"closed\":%" PRIu64
-           ",\"gen_cpu_s\":%.3f,"
+           "\"rx_bytes\":%" PRIu64 ",\"reads\":%" PRIu64
+           ",\"msgs_per_read\":%.2f,\"lat_mean_us\":%.1f,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64
+           ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 ",\"max_us\":%" PRIu64
+           ",\"errors\":%" PRIu64 ",\"connect_errors\":%" PRIu64 ",\"protocol_errors\":%" PRIu64
+           ",\"bad_echoes\":%" PRIu64 ",\"closed\":%" PRIu64 ",\"gen_cpu_s\":%.3f,"
            "\"gen_cpu_pct\":%.1f,\"gen_cpu_us_per_msg\":%.3f,\"server_cpu_s\":%s,"
            "\"other_cpu_pct\":%.1f,\"server_rss_start_kib\":%s%s}\n",
            o->scenario->name, o->url, o->conns, st->open, o->inflight, o->bytes, type, o->threads,
-           secs, (double)o->warmup_us / 1e6, st->lat.count, rate, st->rx_bytes, mean, p50, p90, p99,
-           p999, st->lat.max, errors, st->connect_err, st->proto_err, st->bad_echo, st->closed, cpu,
+           secs, (double)o->warmup_us / 1e6, st->lat.count, rate, st->rx_bytes, st->reads,
+           st->reads ? (double)st->lat.count / (double)st->reads : 0, mean, p50, p90, p99, p999,
+           st->lat.max, errors, st->connect_err, st->proto_err, st->bad_echo, st->closed, cpu,
            cpu_pct, cpu_per, srv_json, other, rss, extra);
     fflush(stdout);
 }

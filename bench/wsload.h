@@ -100,6 +100,7 @@ struct run {
 struct stats {
     struct hist lat;      /* round trips (echo) or deliveries (pub/sub) completed in the window */
     uint64_t rx_bytes;    /* payload bytes received in the window */
+    uint64_t reads;       /* recv calls that returned data in the window */
     uint64_t open;        /* connections upgraded */
     uint64_t connect_err; /* connect or handshake failed, or timed out */
     uint64_t proto_err;   /* the server sent something the decoder or the scenario refused */
