@@ -1389,6 +1389,9 @@ int main(int argc, char **argv)
         if (run->o.threads > 1)
             pthread_join(w[i].thread, NULL);
         stats_merge(&total, &w[i].st);
+    }
+    /* Only once every thread is done: a late delivery on one may still wake another. */
+    for (unsigned i = 0; i < run->o.threads; i++) {
         close(w[i].ep);
         close(w[i].wake_fd);
     }

@@ -506,7 +506,9 @@ static void fanout_start(struct client *c, uint64_t now)
     /* Every worker has set its clients' `counted` before the barrier that precedes the load. */
     for (unsigned i = 1; i < run->o.conns; i++)
         need += run->clients[i].counted;
-    __atomic_store_n(&ps->need, need, __ATOMIC_RELAXED);
+    /* Added, not stored: a subscriber that closed since the barrier has already taken its 1 off
+     * (fanout_closed, on its own thread). */
+    __atomic_fetch_add(&ps->need, need, __ATOMIC_RELAXED);
     if (!ps->window_all && !ps->probe->counted)
         client_warn(c->w, "the probe subscriber (client 1) is not subscribed: nothing will pace "
                           "the publisher but the stall timeout");
@@ -525,8 +527,10 @@ static void fanout_delivered(struct client *c, long src, uint64_t seq, uint64_t 
         /* A late copy of a message given up on may land on its slot's next tenant: only pacing
          * suffers, and only after a stall. */
         slot = (unsigned)(seq % c->w->run->o.inflight);
+        /* At or past `need`: a subscriber that had the message and then closed left its count
+         * and took 1 off `need`, so the last delivery may overshoot it. */
         if (__atomic_load_n(&ps->ring_seq[slot], __ATOMIC_ACQUIRE) == seq &&
-            __atomic_add_fetch(&ps->ring_cnt[slot], 1, __ATOMIC_RELAXED) ==
+            __atomic_add_fetch(&ps->ring_cnt[slot], 1, __ATOMIC_RELAXED) >=
                 __atomic_load_n(&ps->need, __ATOMIC_RELAXED) &&
             c->w->id != 0)
             worker_wake(&c->w->run->workers[0]); /* the message is done: the publisher's turn */

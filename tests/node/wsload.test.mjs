@@ -33,18 +33,19 @@ const pubsub = [
 ];
 
 // Runs wsload (bounded: its own duration plus the settle time, and a hard timeout) and returns the
-// parsed JSON line; a non-zero exit fails the test with wsload's output.
+// parsed JSON line, with wsload's warnings as `stderr`; a non-zero exit fails the test with
+// wsload's output.
 async function load(args, { mayFail = false } = {}) {
-  let stdout;
+  let stdout, stderr;
   try {
-    ({ stdout } = await run(wsload, ['--warmup', '0.3', '-d', '1', ...args], { timeout: 60000 }));
+    ({ stdout, stderr } = await run(wsload, ['--warmup', '0.3', '-d', '1', ...args], { timeout: 60000 }));
   } catch (err) {
     if (!mayFail || err.code === undefined || err.killed) throw err;
-    stdout = err.stdout; // exit 1 ("no round trip completed") still reports
+    ({ stdout, stderr } = err); // exit 1 ("no round trip completed") still reports
   }
   const line = stdout.split('\n').find((l) => l.startsWith('JSON '));
   assert.ok(line, `no JSON line in: ${stdout}`);
-  return JSON.parse(line.slice(5));
+  return { ...JSON.parse(line.slice(5)), stderr };
 }
 
 function assertClean(r) {
@@ -90,16 +91,53 @@ test('fanout, two wsload threads: the other thread\'s deliveries move the publis
   // Thread 0 holds the publisher and subscriber 1, thread 1 subscribers 2 and 3. With one message
   // in flight each publication also waits for subscribers 2 and 3: when they get it last, their
   // thread must wake the publisher's. Without that wake the publisher looks again only when its
-  // own sockets have news, or after a second of silence (the stall timeout): a few publications
-  // in the run instead of thousands.
+  // own sockets have news, or after a second of silence (the stall timeout, which warns): a few
+  // publications in the run instead of thousands, and one missed wake is a warning.
   const r = await load(['--scenario', 'fanout', '--url', herald.url('/ws'), '-c', '3', '-w', '1',
     '-t', '2', '--settle', '5', ...pubsub]);
   assertClean(r);
   assert.equal(r.threads, 2);
+  assert.doesNotMatch(r.stderr, /no progress/);
   assert.ok(r.published >= 200, `published ${r.published} in 1.3 s with one in flight`);
   assert.equal(r.received, r.published * 3);
   assert.equal(r.lost, 0);
   assert.equal(r.out_of_order, 0);
+});
+
+test('fanout, two wsload threads: a delivery on one after the other has finished is counted', async () => {
+  // A broker that delivers at once to clients from 127.0.0.2 (client 1, on thread 0 with the
+  // publisher) and 400 ms late to 127.0.0.3 and .4 (clients 2 and 3, thread 1): the message in
+  // flight at the end reaches thread 1 while thread 0 has settled, drained and returned. Thread
+  // 1's delivery completes it and wakes thread 0, whose eventfd must still be open.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  const subs = new Map();
+  wss.on('connection', (ws, req) => {
+    ws.on('message', (data) => {
+      const msg = data.toString();
+      if (msg.startsWith('SUB ')) {
+        subs.set(ws, req.socket.remoteAddress === '127.0.0.2' ? 0 : 400);
+        ws.send(`OK ${msg}`);
+      } else if (msg.startsWith('PUB ')) {
+        const text = msg.slice(msg.indexOf(' ', 4) + 1);
+        for (const [sub, delay] of subs) setTimeout(() => sub.readyState === 1 && sub.send(text), delay);
+      }
+    });
+    ws.on('close', () => subs.delete(ws));
+  });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  try {
+    const r = await load(['--scenario', 'fanout', '--url', `ws://127.0.0.1:${wss.address().port}/`, '-c', '3',
+      '-w', '1', '-t', '2', '--text', '--skip-first', '1', '--settle', '3', '--bind-range', '127.0.0.1-127.0.0.4',
+      '--sub-template', 'SUB {topic}', '--pub-template', 'PUB {topic} {payload}']);
+    assertClean(r);
+    assert.equal(r.threads, 2);
+    assert.ok(r.published >= 2, `published ${r.published}`);
+    assert.equal(r.received, r.published * 3);
+    assert.equal(r.lost, 0);
+  } finally {
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise((resolve) => wss.close(resolve));
+  }
 });
 
 test('rooms, two wsload threads: each client gets exactly its own room\'s messages', async () => {
