@@ -168,6 +168,13 @@ static inline uint64_t broker__hash_name(const char *s, size_t n)
     return h;
 }
 
+/* A fan-out's subscribers pull the same messages in a row (the wave a publish wakes), so those
+ * frames are copied once into one buffer that every such pull shares (broker_pull.c: pull_run):
+ * only for topics with at least RUN_MIN_SUBS subscribers, where the copy is shared enough to pay,
+ * and for at most RUN_MAX_BYTES, which bounds what a topic keeps in it. */
+#define RUN_MIN_SUBS  32
+#define RUN_MAX_BYTES 8192
+
 /* ---- broker.c ---- */
 
 /* Marks e dirty and lists its owner in w for a wake unless one is on its way already. Under the
@@ -201,6 +208,9 @@ void broker__entry_detach(struct broker_session *s, struct entry *e, bool exact,
 /* Finishes a frame built from HEADER_ROOM on: puts the WebSocket header in front (RSV1 for a
  * compressed payload). */
 void broker__frame_seal(struct obuf *f, bool compressed);
+/* Moves e into t's idle partition (see struct topic): the next publish wakes it. Under the
+ * topic's lock. */
+void broker__entry_set_idle(struct topic *t, struct entry *e);
 
 /* ---- broker_presence.c (under the session's lock; these take the topic's) ---- */
 
