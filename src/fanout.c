@@ -52,6 +52,15 @@ static int reserve(struct fanout *f)
     return 0;
 }
 
+/* Takes the oldest batch; the queue is not empty. Under f->lock. */
+static struct broker_batch *pop(struct fanout *f)
+{
+    struct broker_batch *b = f->q[f->head];
+    f->head = (f->head + 1) % f->cap;
+    f->n--;
+    return b;
+}
+
 /* Workers that should serve: the free ones when some are free and some crowded, else all. */
 static unsigned servers(const struct fanout *f)
 {
@@ -150,9 +159,7 @@ struct broker_batch *fanout_next(struct fanout *f, int worker)
         (void)pass_on(f);
         return NULL;
     }
-    struct broker_batch *b = f->q[f->head];
-    f->head = (f->head + 1) % f->cap;
-    f->n--;
+    struct broker_batch *b = pop(f);
     pthread_mutex_unlock(&f->lock);
     return b;
 }
@@ -167,11 +174,8 @@ struct broker_batch *fanout_close(struct fanout *f)
     struct broker_batch *b = NULL;
     pthread_mutex_lock(&f->lock);
     f->closed = true;
-    if (f->n > 0) {
-        b = f->q[f->head];
-        f->head = (f->head + 1) % f->cap;
-        f->n--;
-    }
+    if (f->n > 0)
+        b = pop(f);
     pthread_mutex_unlock(&f->lock);
     return b;
 }
