@@ -162,6 +162,7 @@ struct worker {
     struct client *c;
     unsigned nc, next_connect, connecting, settled;
     bool loading;    /* scenarios may send */
+    bool wake_main;  /* fanout: a message completed here; worker 0 is woken before the next wait */
     unsigned warned; /* client_warn messages printed */
     struct stats st;
     uint64_t sends;        /* rooms: publications scheduled so far by this worker */

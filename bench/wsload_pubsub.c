@@ -531,9 +531,8 @@ static void fanout_delivered(struct client *c, long src, uint64_t seq, uint64_t 
          * and took 1 off `need`, so the last delivery may overshoot it. */
         if (__atomic_load_n(&ps->ring_seq[slot], __ATOMIC_ACQUIRE) == seq &&
             __atomic_add_fetch(&ps->ring_cnt[slot], 1, __ATOMIC_RELAXED) >=
-                __atomic_load_n(&ps->need, __ATOMIC_RELAXED) &&
-            c->w->id != 0)
-            worker_wake(&c->w->run->workers[0]); /* the message is done: the publisher's turn */
+                __atomic_load_n(&ps->need, __ATOMIC_RELAXED))
+            c->w->wake_main = true; /* the message is done: the publisher's turn (fanout_tick) */
     } else if (c == ps->probe) {
         ps->progress_at = now;
         if (ps->inflight > 0)
@@ -568,8 +567,15 @@ static int fanout_tick(struct worker *w, uint64_t now)
     unsigned win = w->run->o.inflight, need;
     bool stuck;
 
-    if (w->id != 0)
+    if (w->id != 0) {
+        /* Once per batch of events, not per message: a read that completes a wave's messages
+         * completes them one after the other, and a wake per message would have the publisher
+         * send the first of them alone, splitting the next wave in pieces. */
+        if (w->wake_main)
+            worker_wake(&w->run->workers[0]);
+        w->wake_main = false;
         return -1;
+    }
     if (ps->window_all) {
         need = __atomic_load_n(&ps->need, __ATOMIC_RELAXED);
         while (ps->base < pub->next_seq &&
@@ -597,7 +603,7 @@ static int fanout_tick(struct worker *w, uint64_t now)
         client_close(pub, C_DEAD);
     }
     ps->pub_dirty = false;
-    /* Other workers' deliveries that complete a message wake this one (fanout_delivered). */
+    /* Other workers wake this one when a message is done (fanout_delivered, fanout_tick). */
     return (int)(PROBE_STALL_US / 1000);
 }
 
