@@ -451,12 +451,15 @@ rev_of() { [[ $1 == herald-b ]] && echo "${HERALD_B_REV:-${HERALD_B_BIN:-$GIT_RE
 
 run_out() { echo "$TMP/runs/$2-$3-r$1.txt"; } # round scenario name -> wsload's output file
 
-# Herald's delivery and send counters from /metrics, as "deliveries sends" (nothing for the peers,
-# or if they cannot be read).
+# Herald's delivery and send counters from /metrics, as "deliveries sends", then the wake batches
+# each worker served from the shared fan-out queue, in worker order (nothing for the peers, or if
+# they cannot be read).
 herald_counts() { # name
 	[[ $1 == herald* ]] || return 0
 	http_get "${PORT[$1]}" /metrics | awk '$1 == "herald_messages_delivered_total" { d = $2 }
-		$1 == "herald_sends_total" { s = $2 } END { if (d != "" && s != "") print d, s }'
+		$1 == "herald_sends_total" { s = $2 }
+		$1 ~ /^herald_worker_fanout_batches_total[{]/ { b = b " " $2 }
+		END { if (d != "" && s != "") print d, s b }'
 }
 
 # Deliveries per send over a whole run (warm-up and settling included), from herald_counts taken
@@ -464,6 +467,17 @@ herald_counts() { # name
 per_send() { # out
 	[[ -s $1.m0 && -s $1.m1 ]] || return 0
 	awk 'NR == FNR { d = $1; s = $2; next } { if ($2 > s) printf "%.1f", ($1 - d) / ($2 - s) }' "$1.m0" "$1.m1"
+}
+
+# Each worker's share of the fan-out queue's batches over a whole run, in percent and worker
+# order ("97 3"), from herald_counts; empty when no batch went through the queue. Shows whether
+# steering (README: Fan-out on free CPUs) left the fan-out to one worker.
+batch_split() { # out
+	[[ -s $1.m0 && -s $1.m1 ]] || return 0
+	awk 'NR == FNR { for (i = 3; i <= NF; i++) b0[i] = $i; next }
+		{ t = 0; for (i = 3; i <= NF; i++) { d[i] = $i - b0[i]; t += d[i] }
+		  if (t > 0) for (i = 3; i <= NF; i++) printf "%s%.0f", (i > 3 ? " " : ""), 100 * d[i] / t }' \
+		"$1.m0" "$1.m1"
 }
 
 # One wsload run against one server, output in run_out's file; dies if it fails. With a fourth
@@ -505,16 +519,19 @@ run_load() { # round scenario name [gate]
 
 # The run's figures into runs.jsonl and the TSV, and a log line.
 record_load() { # round scenario name
-	local round=$1 s=$2 name=$3 out f per extra=""
+	local round=$1 s=$2 name=$3 out f per split extra=""
 	local -A v=()
 	out=$(run_out "$round" "$s" "$name")
 	alive "${PID[$name]}" || die "$name died during $s, round $round"
 	per=$(per_send "$out")
-	printf '{"bench":"ws-pubsub","scenario":"%s","server":"%s","round":%d,"workers":%d,"rev":"%s",%s%s\n' \
+	split=$(batch_split "$out")
+	printf '{"bench":"ws-pubsub","scenario":"%s","server":"%s","round":%d,"workers":%d,"rev":"%s",%s%s%s\n' \
 		"$s" "$name" "$round" "$(workers_of "$name")" "$(rev_of "$name")" \
-		"${per:+\"deliveries_per_send\":$per,}" "$(sed -n 's/^JSON {//p' "$out" | head -n1 | sed 's/"scenario":/"wsload_scenario":/')" \
+		"${per:+\"deliveries_per_send\":$per,}" "${split:+\"fanout_batches_pct_by_worker\":[${split// /,}],}" \
+		"$(sed -n 's/^JSON {//p' "$out" | head -n1 | sed 's/"scenario":/"wsload_scenario":/')" \
 		>>"$TMP/runs.jsonl"
 	[[ -z $per ]] || extra=", $per deliveries per send"
+	[[ -z $split ]] || extra+=", fan-out batches by worker ${split// //}%"
 	if is_connect "$s"; then
 		for f in "${CONNECT_FIELDS[@]}"; do
 			v[$f]=$(json_field "$out" "$f")
