@@ -531,7 +531,8 @@ static void fanout_delivered(struct client *c, long src, uint64_t seq, uint64_t 
          * and took 1 off `need`, so the last delivery may overshoot it. */
         if (__atomic_load_n(&ps->ring_seq[slot], __ATOMIC_ACQUIRE) == seq &&
             __atomic_add_fetch(&ps->ring_cnt[slot], 1, __ATOMIC_RELAXED) >=
-                __atomic_load_n(&ps->need, __ATOMIC_RELAXED))
+                __atomic_load_n(&ps->need, __ATOMIC_RELAXED) &&
+            c->w->id != 0)
             c->w->wake_main = true; /* the message is done: the publisher's turn (fanout_tick) */
     } else if (c == ps->probe) {
         ps->progress_at = now;
