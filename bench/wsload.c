@@ -1280,6 +1280,9 @@ static void report(const struct run *run, const struct stats *st)
     char srv_json[160] = "null,\"server_cpu_pct\":null,\"server_cpu_us_per_msg\":null";
     char srv_txt[96] = "", extra[1024] = "", rss[96];
     double cpu_pct = wall > 0.001 ? cpu * 100 / wall : 0;
+    /* Voluntary context switches of all our threads: each is a wait that blocked, so a server's
+     * send that finds its reader there pays for waking it (on loopback, in the server's CPU). */
+    double sleeps = (double)(c1->self.ru_nvcsw - c0->self.ru_nvcsw);
     double cpu_per = st->lat.count ? cpu * 1e6 / (double)st->lat.count : 0;
     double mean = st->lat.count ? (double)st->lat.sum / (double)st->lat.count : 0;
     uint64_t errors = st->connect_err + st->proto_err + st->bad_echo + st->closed;
@@ -1326,13 +1329,14 @@ static void report(const struct run *run, const struct stats *st)
            ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 ",\"max_us\":%" PRIu64
            ",\"errors\":%" PRIu64 ",\"connect_errors\":%" PRIu64 ",\"protocol_errors\":%" PRIu64
            ",\"bad_echoes\":%" PRIu64 ",\"closed\":%" PRIu64 ",\"gen_cpu_s\":%.3f,"
-           "\"gen_cpu_pct\":%.1f,\"gen_cpu_us_per_msg\":%.3f,\"server_cpu_s\":%s,"
+           "\"gen_cpu_pct\":%.1f,\"gen_cpu_us_per_msg\":%.3f,\"gen_sleeps_per_s\":%.0f,"
+           "\"server_cpu_s\":%s,"
            "\"other_cpu_pct\":%.1f,\"server_rss_start_kib\":%s%s}\n",
            o->scenario->name, o->url, o->conns, st->open, o->inflight, o->bytes, type, o->threads,
            secs, (double)o->warmup_us / 1e6, st->lat.count, rate, st->rx_bytes, st->reads,
            st->reads ? (double)st->lat.count / (double)st->reads : 0, mean, p50, p90, p99, p999,
            st->lat.max, errors, st->connect_err, st->proto_err, st->bad_echo, st->closed, cpu,
-           cpu_pct, cpu_per, srv_json, other, rss, extra);
+           cpu_pct, cpu_per, wall > 0.001 ? sleeps / wall : 0, srv_json, other, rss, extra);
     fflush(stdout);
 }
 
