@@ -1,7 +1,8 @@
 /*
  * broker_internal.h - what the broker's files share: broker.c (topics, entries, publishing,
- * delivery, sweeping), broker_session.c (sessions and subscriptions) and broker_presence.c
- * (members and their join/leave log). Not part of the broker's contract (that is broker.h).
+ * sweeping), broker_pull.c (delivery), broker_session.c (sessions and subscriptions) and
+ * broker_presence.c (members and their join/leave log). Not part of the broker's contract (that is
+ * broker.h).
  *
  * Locks (outermost first, as broker.c's opening comment explains): the registry's rwlock, a
  * session's mutex, a topic's mutex. Each function below says which it expects to be held.
@@ -88,7 +89,7 @@ struct topic {
     size_t n_entries, cap_entries, n_idle;
     struct presence *p; /* made at the first join: most topics never have a member */
     /* The plain frames of offsets run_from..run_to in one buffer, shared by the subscribers
-     * that pull just that range (broker.c: pull_run); NULL if none. wave_from: the offset at
+     * that pull just that range (broker_pull.c: pull_run); NULL if none. wave_from: the offset at
      * which the latest wake of RUN_MIN_SUBS subscribers or more found them. */
     struct obuf *run;
     uint64_t run_from, run_to, wave_from;
@@ -119,8 +120,8 @@ struct broker_session {
     bool missed;
 };
 
-/* Counters every pull adds to, one set per thread (my_shard in broker.c): two workers adding to one
- * cache line would move it between their cores at every pull of a fan-out. */
+/* Counters every pull adds to, one set per thread (my_shard in broker_pull.c): two workers adding
+ * to one cache line would move it between their cores at every pull of a fan-out. */
 #define BROKER_SHARDS 8
 
 struct broker_shard {
