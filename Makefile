@@ -191,7 +191,8 @@ bench-echo: $(BIN) $(BUILD)/wsload
 	bench/echo.sh
 bench-pubsub: $(BIN) $(BUILD)/wsload
 	bench/pubsub.sh
-$(BUILD)/wsload: bench/wsload.c bench/wsload_pubsub.c bench/wsload.h clients/c/wsc_wire.c \
+$(BUILD)/wsload: bench/wsload.c bench/wsload_pubsub.c bench/wsload_opts.c bench/wsload_report.c \
+                 bench/wsload.h clients/c/wsc_wire.c \
                  clients/c/wsc_wire.h src/ws_frame.c src/utf8.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -Ibench -Iclients/c $(filter %.c,$^) -o $@ -lpthread -lz

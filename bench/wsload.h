@@ -2,9 +2,10 @@
  * wsload.h - what the files of the load generator share: the run, its threads ("workers"), the
  * client connections, the statistics and the scenario interface.
  *
- * wsload.c owns the transport (connect, handshake, frames, epoll loops), the phases of a run, the
- * options and the report; a scenario (struct scenario) decides what open connections send and
- * checks what comes back. echo lives in wsload.c; the pub/sub scenarios `fanout` and `rooms` in
+ * wsload.c owns the transport (connect, handshake, frames, epoll loops) and the phases of a run;
+ * wsload_opts.c the command line; wsload_report.c the latency histogram, the CPU counters and the
+ * report. A scenario (struct scenario) decides what open connections send and checks what comes
+ * back. echo lives in wsload.c; the pub/sub scenarios `fanout`, `rooms` and `connect` in
  * wsload_pubsub.c. Everything here runs on the worker thread that owns the connection, except
  * where a comment says otherwise.
  */
@@ -204,7 +205,27 @@ struct scenario {
     void (*report_cb)(const struct run *run, const struct stats *st, char *json, size_t n);
 };
 
-extern const struct scenario scenario_fanout, scenario_rooms, scenario_connect;
+extern const struct scenario scenario_echo, scenario_fanout, scenario_rooms, scenario_connect;
+
+/* ---- the command line (wsload_opts.c; main thread, before the workers start) ---- */
+
+/* parse_args - fills *o from argv, defaults first; exits 2 on bad usage, 0 after --help. */
+void parse_args(struct opts *o, int argc, char **argv);
+/* resolve - the URL's host and port into run->addr; dies if they do not resolve. */
+void resolve(struct run *run);
+/* raise_nofile - raises the soft descriptor limit for `conns` connections, as far as the hard
+ * limit allows. */
+void raise_nofile(unsigned conns);
+
+/* ---- statistics and the report (wsload_report.c) ---- */
+
+/* cpu_sample_take - reads a cpu_sample's counters now: ours (getrusage), the --server-pid
+ * processes' (/proc/PID/stat, status) and all CPUs' (/proc/stat). Main thread or worker 0. */
+void cpu_sample_take(const struct opts *o, struct cpu_sample *s);
+/* stats_merge - adds `from` (a worker's stats, the worker stopped) into `to`. */
+void stats_merge(struct stats *to, const struct stats *from);
+/* report - the run's readable line and JSON line on stdout; main thread, every worker ended. */
+void report(const struct run *run, const struct stats *st);
 
 uint64_t now_us(void);
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
