@@ -209,7 +209,8 @@ extern const struct scenario scenario_echo, scenario_fanout, scenario_rooms, sce
 
 /* ---- the command line (wsload_opts.c; main thread, before the workers start) ---- */
 
-/* parse_args - fills *o from argv, defaults first; exits 2 on bad usage, 0 after --help. */
+/* parse_args - fills *o from argv, defaults first; exits 2 on a bad option or value, 1 (die) on a
+ * bad --url, 0 after --help. */
 void parse_args(struct opts *o, int argc, char **argv);
 /* resolve - the URL's host and port into run->addr; dies if they do not resolve. */
 void resolve(struct run *run);

@@ -1,5 +1,6 @@
-/* wsload_opts.c - the load generator's command line: its options, the URL and the server's address
- * (wsload.h). Bad usage exits with status 2. */
+/* wsload_opts.c - the load generator's command line: its options, the URL, the server's address and
+ * the descriptor limit the connections need (wsload.h). A bad option or value exits with status 2;
+ * a URL that cannot be parsed or resolved, through die(), with 1. */
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <netdb.h>
