@@ -76,7 +76,9 @@ struct proto_request {
  * is compared as written ("p\u0069ng" is unknown). The text must be strict RFC 8259 JSON (bad_json
  * otherwise), stricter than cJSON: no leading zeros, no "1.", no raw control characters in strings,
  * no byte order mark, only the four JSON whitespace characters; so "data" is JSON for every
- * subscriber's parser. A top-level field counts only when its name is written without escapes
+ * subscriber's parser. UTF-8 is the caller's to check, as cJSON passes any byte through: WebSocket
+ * text frames are checked before (ws_conn), HTTP bodies by the publish API (http_api). A top-level
+ * field counts only when its name is written without escapes
  * ("\u0069d" is an unknown field); when one appears twice, the last occurrence counts (for the
  * typed value and the raw span alike).
  */

@@ -47,10 +47,14 @@ void broker_ws_init(struct broker_ws *bw, struct broker *b, const struct herald_
     snprintf(bw->boot, sizeof(bw->boot), "%016llx", (unsigned long long)r);
 }
 
+/* Sends a reply the proto writer made; 0 means it did not fit in REPLY_CAP, which the bounds on
+ * ids (ID_MAX) and topics (TOPIC_MAX_LEN) rule out: logged, as a request then goes unanswered. */
 static void reply(struct conn *c, const char *text, size_t len)
 {
     if (len > 0)
         ws_send(c, WS_OP_TEXT, text, len);
+    else
+        log_msg(LOG_ERROR, "fd %d: a reply did not fit in %d bytes: not sent", c->fd, REPLY_CAP);
 }
 
 static void send_error(struct conn *c, const struct proto_request *req, const char *code,
@@ -219,6 +223,12 @@ static void handle_request(struct conn *c, struct session *s, const char *text, 
         send_error(c, &req, code, message);
         return;
     }
+    /* Too long to echo (broker.md): every answer to it goes without the id, acks included, whose
+     * topic would otherwise not fit beside it. */
+    if (req.id_len > ID_MAX) {
+        req.id = NULL;
+        req.id_len = 0;
+    }
     char out[REPLY_CAP];
     switch (req.op) {
     case PROTO_SUB:
@@ -234,9 +244,7 @@ static void handle_request(struct conn *c, struct session *s, const char *text, 
         do_presence(c, s, &req);
         break;
     case PROTO_PING:
-        reply(c, out,
-              proto_pong(out, sizeof(out), req.id_len <= ID_MAX ? req.id : NULL,
-                         req.id_len <= ID_MAX ? req.id_len : 0));
+        reply(c, out, proto_pong(out, sizeof(out), req.id, req.id_len));
         break;
     }
 }

@@ -14,6 +14,7 @@
 #include "proto.h"
 #include "textbuf.h"
 #include "topic.h"
+#include "utf8.h"
 
 /* Topics listed by /api/topics at most (the response says when there are more). */
 #define TOPICS_MAX 10000
@@ -157,6 +158,13 @@ static int handle_publish(const struct http_api *api, const struct http_request 
         return -ENOMEM;
     if (len)
         dmsg_copy(body, 0, text, len);
+    /* JSON text is UTF-8 (RFC 8259) and cJSON passes any byte through, so a body is checked here,
+     * whole: its "data" would go out in text frames that every subscriber's WebSocket must refuse
+     * (and stay in the topic's history). Like a malformed batch, it publishes nothing. */
+    if (!utf8_valid((const uint8_t *)text, len)) {
+        free(text);
+        return send_error(r, 400, NULL, PROTO_E_BAD_JSON, "the body is not valid UTF-8");
+    }
     size_t i = 0;
     while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
         i++;

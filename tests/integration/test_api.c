@@ -150,6 +150,40 @@ Test(api, bad_bodies_and_methods)
     resp_free(&r);
 }
 
+/* A body that is not UTF-8 publishes nothing: its data would reach subscribers in text frames
+ * their WebSocket must refuse (a bug once sent it, and kept it in the topic's history). */
+Test(api, a_body_that_is_not_utf8_publishes_nothing)
+{
+    struct wsc c;
+    ws_open(&c);
+    ws_request(&c, "{\"op\":\"sub\",\"topic\":\"utf8\"}", "\"type\":\"ack\"");
+    static const char *const bodies[] = {
+        "{\"topic\":\"utf8\",\"data\":\"bad \xff\xfe\"}",
+        "{\"topic\":\"utf8\",\"data\":\"cut \xc3\"}",
+        "{\"topic\":\"utf8\",\"data\":\"surrogate \xed\xa0\x80\"}",
+        "[{\"topic\":\"utf8\",\"data\":1},{\"topic\":\"utf8\",\"data\":\"\xc0\xaf\"}]",
+    };
+    struct http_resp r;
+    for (size_t k = 0; k < sizeof(bodies) / sizeof(bodies[0]); k++) {
+        cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY, bodies[k], &r), 0);
+        cr_assert_eq(r.status, 400, "body %zu: %s", k, r.body);
+        cr_assert_not_null(strstr(r.body, "\"bad_json\""), "body %zu: %s", k, r.body);
+        resp_free(&r);
+    }
+    /* Valid UTF-8 beyond ASCII goes through; it is the topic's first message. */
+    cr_assert_eq(post(srv.port, "/api/publish", "Bearer " KEY,
+                      "{\"topic\":\"utf8\",\"data\":\"caf\xc3\xa9\"}", &r),
+                 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    resp_free(&r);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(&c, &f, 5000), 0);
+    cr_assert_str_eq((char *)f.data, "{\"type\":\"msg\",\"topic\":\"utf8\","
+                                     "\"data\":\"caf\xc3\xa9\",\"offset\":1}");
+    wsc_frame_free(&f);
+    wsc_close(&c);
+}
+
 Test(api, topics_lists_subscribers_and_offsets)
 {
     struct http_resp r;
