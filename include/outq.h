@@ -20,6 +20,7 @@
 #define HERALD_OUTQ_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -74,6 +75,7 @@ enum outq_kind { OUTQ_BUF, OUTQ_FILE, OUTQ_DMSG };
 
 struct outq_seg {
     enum outq_kind kind;
+    bool joined; /* the rest of the previous segment's frame (outq_join_last) */
     union {
         struct {
             struct obuf *b;
@@ -125,8 +127,14 @@ int outq_push_dmsg_take(struct outq *q, struct dmsg *dm);
  * (closed when sent, on deinit, or on failure). Returns 0 or -ENOMEM. */
 int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len);
 
-/* outq_drop_unsent - drops every queued segment that has not started to go out (a partly sent
- * front segment stays, so the peer never sees half a frame). Returns the bytes dropped. */
+/* outq_join_last - marks the last queued segment as the rest of the frame the one before it
+ * starts (a frame queued as its header and a payload of its own), so that outq_drop_unsent keeps
+ * or drops the two together. No-op on an empty queue. */
+void outq_join_last(struct outq *q);
+
+/* outq_drop_unsent - drops every queued segment that has not started to go out. A partly sent
+ * front segment stays, and with it the segments joined to it; so does a front segment whose
+ * frame's head has gone out: the peer never sees half a frame. Returns the bytes dropped. */
 size_t outq_drop_unsent(struct outq *q);
 
 /* iovecs one send gathers at most: enough to coalesce many pipelined responses or broker frames.

@@ -256,6 +256,7 @@ int outq_push_take(struct outq *q, struct obuf *b)
     }
     struct outq_seg *s = seg_at(q, q->count++);
     s->kind = OUTQ_BUF;
+    s->joined = false;
     s->buf.b = b;
     s->buf.off = b->start;
     q->bytes += b->len - b->start;
@@ -276,6 +277,7 @@ int outq_push_dmsg_take(struct outq *q, struct dmsg *dm)
     dmsg_init(dm, own->limit);
     struct outq_seg *s = seg_at(q, q->count++);
     s->kind = OUTQ_DMSG;
+    s->joined = false;
     s->dm = own;
     q->bytes += len;
     return 0;
@@ -293,6 +295,7 @@ int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len)
     }
     struct outq_seg *s = seg_at(q, q->count++);
     s->kind = OUTQ_FILE;
+    s->joined = false;
     s->file.fd = fd;
     s->file.off = off;
     s->file.len = len;
@@ -431,16 +434,31 @@ static int seg_started(struct outq_seg *s)
     return 0; /* a file range's offset is not tracked from its start; keep it whole */
 }
 
+void outq_join_last(struct outq *q)
+{
+    if (q->count > 0)
+        seg_at(q, q->count - 1)->joined = true;
+}
+
+/* Bytes of a segment still to send. */
+static size_t seg_left(const struct outq_seg *s)
+{
+    if (s->kind == OUTQ_BUF)
+        return s->buf.b->len - s->buf.off;
+    return s->kind == OUTQ_DMSG ? dmsg_len(s->dm) : s->file.len;
+}
+
 size_t outq_drop_unsent(struct outq *q)
 {
     if (q->count == 0)
         return 0;
-    uint32_t keep = seg_started(seg_at(q, 0)) ? 1 : 0;
+    /* A joined front is the rest of a frame whose head went out (and left the queue). */
+    uint32_t keep = seg_started(seg_at(q, 0)) || seg_at(q, 0)->joined ? 1 : 0;
+    while (keep && keep < q->count && seg_at(q, keep)->joined)
+        keep++;
     size_t before = q->bytes, kept = 0;
-    if (keep) {
-        struct outq_seg *s = seg_at(q, 0);
-        kept = s->kind == OUTQ_BUF ? s->buf.b->len - s->buf.off : dmsg_len(s->dm);
-    }
+    for (uint32_t i = 0; i < keep; i++)
+        kept += seg_left(seg_at(q, i));
     while (q->count > keep) {
         q->count--;
         seg_release(seg_at(q, q->count));

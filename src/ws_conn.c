@@ -253,7 +253,10 @@ int ws_send_dmsg(struct conn *c, uint8_t opcode, struct dmsg *msg)
     h->len = (uint32_t)ws_frame_header_encode((uint8_t *)h->data, true, false, opcode, len, NULL);
     if (outq_push_take(&c->out, h) < 0)
         return -ENOMEM;
-    return outq_push_dmsg_take(&c->out, msg);
+    int rc = outq_push_dmsg_take(&c->out, msg);
+    if (rc == 0)
+        outq_join_last(&c->out); /* a slow consumer's queue is cut between frames only */
+    return rc;
 }
 
 bool ws_conn_shared_deflate(const struct conn *c)

@@ -281,6 +281,48 @@ Test(outq, drop_unsent_keeps_a_partly_sent_front)
     close(sv[1]);
 }
 
+/* Queues a frame as a header and a payload of its own (as ws_send does with large replies), then
+ * another frame. */
+static void push_split_frame_and_next(struct outq *q)
+{
+    struct dmsg dm;
+    dmsg_init(&dm, 1 << 20);
+    cr_assert_eq(dmsg_append(&dm, "payload", 7), 0);
+    cr_assert_eq(outq_push_take(q, buf_of("HEAD")), 0);
+    cr_assert_eq(outq_push_dmsg_take(q, &dm), 0);
+    outq_join_last(q);
+    cr_assert_eq(outq_push_take(q, buf_of("next")), 0);
+}
+
+/* A frame in two segments is kept or dropped whole: a slow consumer's close frame once followed a
+ * header whose payload had been dropped, and the peer read the close as payload. */
+Test(outq, drop_unsent_never_splits_a_joined_frame)
+{
+    struct outq q;
+    /* The header alone went out: its payload stays, the next frame goes. */
+    outq_init(&q);
+    push_split_frame_and_next(&q);
+    outq_sent(&q, 4);
+    cr_assert_eq(outq_drop_unsent(&q), 4);
+    cr_assert_eq(outq_bytes(&q), 7);
+    cr_assert_eq(q.count, 1);
+    outq_deinit(&q);
+    /* Part of the header went out: the rest of it and the payload stay. */
+    outq_init(&q);
+    push_split_frame_and_next(&q);
+    outq_sent(&q, 2);
+    cr_assert_eq(outq_drop_unsent(&q), 4);
+    cr_assert_eq(outq_bytes(&q), 9);
+    cr_assert_eq(q.count, 2);
+    outq_deinit(&q);
+    /* Nothing went out: everything goes. */
+    outq_init(&q);
+    push_split_frame_and_next(&q);
+    cr_assert_eq(outq_drop_unsent(&q), 15);
+    cr_assert_eq(q.count, 0);
+    outq_deinit(&q);
+}
+
 /* outq_prepare describes a send without making it; outq_sent then accounts for what went. This is
  * how a batch of sends (conn.c, sendring.h) uses the queue. */
 Test(outq, prepare_gathers_small_pieces_and_sent_releases_what_went)
