@@ -112,8 +112,10 @@ int http_error(struct outq *out, int status, const char *reason, int keep_alive,
     obuf_puts(b, "Content-Type: text/plain; charset=utf-8\r\n");
     if (status == 405)
         obuf_puts(b, "Allow: " ALLOW_METHODS "\r\n");
-    if (status == 426) /* RFC 6455 4.4: the version the client should retry with */
-        obuf_puts(b, "Sec-WebSocket-Version: 13\r\n");
+    /* RFC 6455 4.4: the version the client should retry with; RFC 9110 15.5.22: a 426 names the
+     * protocol in Upgrade, which is hop-by-hop, so also as a Connection option (7.8). */
+    if (status == 426)
+        obuf_puts(b, "Upgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\n");
     put_header_u(b, "Content-Length: ", body_len);
     obuf_puts(b, "\r\n");
     if (!head_only) {
@@ -161,7 +163,8 @@ static int handle_options(int keep_alive, struct outq *out)
     struct obuf *b = http_response_start(204, keep_alive, 0);
     if (!b)
         return -ENOMEM;
-    obuf_puts(b, "Allow: " ALLOW_METHODS "\r\nContent-Length: 0\r\n\r\n");
+    /* No Content-Length: RFC 9110 8.6 forbids it in a 204, which has no content by definition. */
+    obuf_puts(b, "Allow: " ALLOW_METHODS "\r\n\r\n");
     return outq_push_take(out, b);
 }
 

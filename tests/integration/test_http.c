@@ -285,6 +285,8 @@ Test(http, method_not_allowed_lists_allow_and_options_answers)
     cr_assert_eq(r.status, 204);
     cr_assert_eq(resp_header(&r, "Allow", v, sizeof(v)), 0);
     cr_assert_str_eq(v, "GET, HEAD, OPTIONS");
+    /* RFC 9110 8.6: a 204 has no Content-Length. */
+    cr_assert_neq(resp_header(&r, "Content-Length", v, sizeof(v)), 0, "Content-Length: %s", v);
     resp_free(&r);
 }
 
