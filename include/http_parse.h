@@ -20,6 +20,7 @@
 #ifndef HERALD_HTTP_PARSE_H
 #define HERALD_HTTP_PARSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -164,5 +165,9 @@ void http_parser_init(struct http_parser *p, const struct http_limits *lim);
  */
 int http_parse_feed(struct http_parser *p, struct http_request *req, const char *data, size_t len,
                     size_t *consumed);
+
+/* http_parse_started - whether the parser has seen a byte of a request line, not only the empty
+ * lines it skips before one: a connection that sent only those has no request in progress. */
+bool http_parse_started(const struct http_parser *p);
 
 #endif

@@ -422,11 +422,17 @@ static void process_input(struct conn *c)
     while (c->state != CONN_WS && !c->close_after && outq_cost(&c->out) < OUT_HIGH_WATER &&
            dmsg_len(&c->in) > 0) {
         if (c->state == CONN_HEAD) {
-            if (!c->in_request) {
+            bool fresh = !c->in_request;
+            if (fresh) {
                 c->in_request = 1;
                 c->h->head_started = twheel_now();
             }
-            if (!parse_head(c))
+            int done = parse_head(c);
+            /* Empty lines before a request are skipped (RFC 9112 2.2), and are no request: the
+             * idle timeout then closes quietly, without a 408 nobody asked for. */
+            if (fresh && !done && c->state == CONN_HEAD && !http_parse_started(&c->h->parser))
+                c->in_request = 0;
+            if (!done)
                 break;
         } else if (consume_body(c)) {
             respond(c);

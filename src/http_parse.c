@@ -600,6 +600,11 @@ static int on_header_start(struct http_parser *p, struct http_request *req, unsi
     return arena_push(p, req, lower(c));
 }
 
+bool http_parse_started(const struct http_parser *p)
+{
+    return p->state != S_START;
+}
+
 static int on_request_line(struct http_parser *p, struct http_request *req, unsigned char c)
 {
     if (p->state == S_START) {

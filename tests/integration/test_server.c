@@ -18,24 +18,34 @@
 
 TestSuite(server, .timeout = 120);
 
+/* An idle keep-alive connection is closed quietly, also after the empty line a client may send
+ * after a request (RFC 9112 2.2: skipped; it once counted as a request begun, and earned a 408). */
 Test(server, idle_connection_is_closed_after_idle_timeout)
 {
     struct herald_proc p;
     const char *args[] = {"--idle-timeout", "1", NULL};
     herald_start(&p, args);
-    struct client c;
-    client_open(&c, p.port);
-    send_str(c.fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    struct http_resp r;
-    cr_assert_eq(read_response(&c, &r, 0), 0);
-    resp_free(&r);
-    long long t0 = now_ms();
-    char buf[256];
-    ssize_t n = read_to_eof(c.fd, buf, sizeof(buf), 6000);
-    long long dt = now_ms() - t0;
-    cr_assert_eq(n, 0, "closed without sending anything more");
-    cr_assert(dt >= 900 && dt <= 3500, "closed after %lld ms, want about 1-2 s", dt);
-    client_close(&c);
+    static const char *const tails[] = {"", "\r\n", "\n\r\n"};
+    for (size_t k = 0; k < sizeof(tails) / sizeof(tails[0]); k++) {
+        struct client c;
+        client_open(&c, p.port);
+        char req[128];
+        snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: t\r\n\r\n%s", tails[k]);
+        send_str(c.fd, req);
+        struct http_resp r;
+        cr_assert_eq(read_response(&c, &r, 0), 0);
+        resp_free(&r);
+        long long t0 = now_ms();
+        char buf[256];
+        ssize_t n = read_to_eof(c.fd, buf, sizeof(buf) - 1, 6000);
+        long long dt = now_ms() - t0;
+        if (n > 0)
+            buf[n] = '\0';
+        cr_assert_eq(n, 0, "case %zu: closed without sending anything more (got: %s)", k,
+                     n > 0 ? buf : "-");
+        cr_assert(dt >= 900 && dt <= 3500, "closed after %lld ms, want about 1-2 s", dt);
+        client_close(&c);
+    }
     free(herald_stop(&p));
 }
 

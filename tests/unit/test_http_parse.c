@@ -392,6 +392,23 @@ Test(http_parse, parses_simple_request)
     http_request_deinit(&req);
 }
 
+/* Empty lines before a request line are skipped and start no request; its first byte does. */
+Test(http_parse, started_only_past_leading_empty_lines)
+{
+    struct http_limits lim = default_limits();
+    struct http_parser p;
+    struct http_request req;
+    size_t used;
+    http_parser_init(&p, &lim);
+    http_request_init(&req);
+    cr_assert_not(http_parse_started(&p));
+    cr_assert_eq(http_parse_feed(&p, &req, "\r\n\n\r", 4, &used), HTTP_PARSE_AGAIN);
+    cr_assert_not(http_parse_started(&p), "empty lines (and a CR) only");
+    cr_assert_eq(http_parse_feed(&p, &req, "\nG", 2, &used), HTTP_PARSE_AGAIN);
+    cr_assert(http_parse_started(&p));
+    http_request_deinit(&req);
+}
+
 Test(http_parse, header_names_are_lowercased_and_first_wins)
 {
     struct http_request req;
