@@ -129,10 +129,17 @@ static int publish_one(const struct http_api *api, const char *text, size_t len,
     return st;
 }
 
+/* Messages a batch may hold. Each gets a result of about 40-80 bytes, built in memory and held
+ * until the client reads it: unbounded, a 1 MiB body of `[1,1,...]` made a 40 MB answer. */
+#define BATCH_MAX 10000
+#define STR_(x)   #x
+#define STR(x)    STR_(x)
+
 /* A batch is published only once all of it is known to be one JSON array: a 400 then means
  * nothing was published, and a client that retries after it cannot duplicate messages. The
- * elements' own rules (fields, topics) are still checked one by one, with a result each. */
-static bool array_well_formed(const char *text, size_t len)
+ * elements' own rules (fields, topics) are still checked one by one, with a result each.
+ * Returns the number of elements, or -1 if the text is not one JSON array. */
+static long array_well_formed(const char *text, size_t len)
 {
     cJSON *root = cJSON_ParseWithLength(text, len); /* text after the `]`: the walk below */
     bool ok = root && cJSON_IsArray(root);
@@ -140,9 +147,10 @@ static bool array_well_formed(const char *text, size_t len)
     size_t pos = 0, el_len;
     const char *el;
     int rc = 0;
+    long n = 0;
     while (ok && (rc = proto_array_next(text, len, &pos, &el, &el_len)) == 1)
-        ;
-    return ok && rc == 0;
+        n++;
+    return ok && rc == 0 ? n : -1;
 }
 
 static int handle_publish(const struct http_api *api, const struct http_request *req,
@@ -171,10 +179,13 @@ static int handle_publish(const struct http_api *api, const struct http_request 
     struct textbuf t = {0};
     int status = 200; /* a batch reports per message; a single one by status */
     if (i < len && text[i] == '[') {
-        if (!array_well_formed(text, len)) {
+        long n = array_well_formed(text, len);
+        if (n < 0 || n > BATCH_MAX) {
             free(text);
-            return send_error(r, 400, NULL, PROTO_E_BAD_JSON,
-                              "the body must be a JSON object or an array of them");
+            return n < 0 ? send_error(r, 400, NULL, PROTO_E_BAD_JSON,
+                                      "the body must be a JSON object or an array of them")
+                         : send_error(r, 413, NULL, "too_large",
+                                      "a batch holds at most " STR(BATCH_MAX) " messages");
         }
         textbuf_put(&t, "{\"results\":[", 12);
         size_t pos = 0, el_len;

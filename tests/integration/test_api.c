@@ -418,6 +418,52 @@ Test(api, a_malformed_batch_publishes_nothing)
     cJSON_Delete(j);
 }
 
+/* POSTs a batch of n copies of `el` (a comma between them) and reads the answer. */
+static void post_batch(const char *el, size_t n, struct http_resp *r)
+{
+    size_t el_len = strlen(el), body_len = 2 + n * (el_len + 1);
+    char *req = malloc(body_len + 512);
+    cr_assert_not_null(req);
+    int head = snprintf(req, 512,
+                        "POST /api/publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                        "\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n[",
+                        body_len - 1);
+    char *p = req + head;
+    for (size_t k = 0; k < n; k++) {
+        memcpy(p, el, el_len);
+        p += el_len;
+        *p++ = k + 1 < n ? ',' : ']';
+    }
+    *p = '\0';
+    cr_assert_eq(http_once(srv.port, req, r), 0);
+    free(req);
+}
+
+/* A batch holds at most 10,000 messages: each gets a result held in memory until the client
+ * reads it, and a 1 MiB body of `[1,1,...]` once made a 40 MB answer. */
+Test(api, a_batch_over_the_limit_publishes_nothing)
+{
+    struct http_resp r;
+    post_batch("1", 10000, &r);
+    cr_assert_eq(r.status, 200, "%.200s", r.body);
+    cJSON *j = json_of(&r);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "results")), 10000);
+    cJSON_Delete(j);
+    resp_free(&r);
+    post_batch("{\"topic\":\"capped\",\"data\":1}", 10001, &r);
+    cr_assert_eq(r.status, 413, "%.200s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"too_large\""), "%s", r.body);
+    resp_free(&r);
+    cJSON *t;
+    cr_assert_eq(get_json("/api/topics", &j), 200);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "topics"))
+    {
+        cr_assert_str_neq(cJSON_GetObjectItem(t, "topic")->valuestring, "capped",
+                          "a batch over the limit published");
+    }
+    cJSON_Delete(j);
+}
+
 /* herald_recoveries_total counts recoveries asked for on exact topics, by outcome; on a wildcard
  * recovery is ignored (broker.md) and used to count as a miss. */
 Test(api, recoveries_are_counted_by_outcome_and_not_for_wildcards)
