@@ -9,9 +9,10 @@
  * dispatched after every lock is released (a publish's, during a hold, by broker_hold_end).
  *
  * Topic lifetime: a topic is removed by broker_sweep (under the registry's write lock) once it has
- * no subscribers, no kept messages and no references. A topic pointer is used outside the
- * registry lock only while holding a reference (broker__get_topic/broker__topic_put) or through an
- * entry (an entry keeps its topic: a topic with entries is never removed).
+ * no exact subscribers, no kept messages and no references; the entries of wildcard subscriptions
+ * go with it. A topic pointer is used outside the registry lock only while holding a reference
+ * (broker__get_topic/broker__topic_put) or through an entry, under its session's lock (the sweep
+ * takes that lock to remove an entry, so an entry reached that way still has its topic).
  */
 #include "broker.h"
 #include "broker_internal.h"
@@ -706,7 +707,55 @@ static void trim_expired(struct broker *b, struct topic *t, uint64_t now)
         drop_oldest(b, t);
 }
 
-/* Unlinks and frees t if nothing needs it any more. Under the registry's write lock. */
+/* The entries of t if they are all there for wildcard subscriptions only (no exact subscriber,
+ * so no presence member either), copied, with their number in *n; NULL if not, or if out of
+ * memory. Under t's lock and the registry's write lock, which every subscribe and unsubscribe
+ * holds: what makes an entry exact cannot change until the sweep is done. */
+static struct entry **wildcard_entries(struct topic *t, size_t *n)
+{
+    for (size_t i = 0; i < t->n_entries; i++)
+        if (t->entries[i]->exact || t->entries[i]->m)
+            return NULL;
+    struct entry **copy = malloc(t->n_entries * sizeof(*copy));
+    if (copy)
+        memcpy(copy, t->entries, t->n_entries * sizeof(*copy));
+    *n = t->n_entries;
+    return copy;
+}
+
+/* Whether e has had every message of its topic (next to deliver: past head). A subscriber behind
+ * must keep its entry, so that its next pull finds what the TTL took from it and ends it with
+ * 4008, not silently. Under the registry's write lock (no publish moves head); takes the
+ * session's (the pulls that move the cursor hold it). */
+static bool entry_caught_up(struct entry *e, uint64_t head)
+{
+    pthread_mutex_lock(&e->s->lock);
+    bool done = e->cursor > head;
+    pthread_mutex_unlock(&e->s->lock);
+    return done;
+}
+
+/* Takes e out of its session and frees it (its topic goes next). Under the registry's write lock;
+ * takes the session's, which a pull holds while it walks the session's entries. */
+static void entry_release(struct entry *e)
+{
+    struct broker_session *s = e->s;
+    pthread_mutex_lock(&s->lock);
+    for (struct entry **pp = &s->entries; *pp; pp = &(*pp)->snext) {
+        if (*pp == e) {
+            *pp = e->snext;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(e);
+}
+
+/* Unlinks and frees t if nothing needs it any more: no exact subscriber, no kept message, no
+ * reference. Wildcard subscriptions do not keep it: they are owed nothing from a topic that keeps
+ * no message, they cannot recover (broker.md), and kept for them, every name ever used under
+ * `>` would stay; their entries go with it, and create_topic attaches them again if the name
+ * comes back. Under the registry's write lock. */
 static bool topic_collect(struct broker *b, struct topic **link, uint64_t now)
 {
     struct topic *t = *link;
@@ -718,10 +767,22 @@ static bool topic_collect(struct broker *b, struct topic **link, uint64_t now)
         obuf_unref(t->run);
         t->run = NULL;
     }
-    bool idle = t->n_entries == 0 && t->count == 0 && atomic_load(&t->refs) == 0;
+    bool idle = t->count == 0 && atomic_load(&t->refs) == 0;
+    struct entry **wild = NULL;
+    size_t nwild = 0;
+    if (idle && t->n_entries > 0)
+        idle = (wild = wildcard_entries(t, &nwild)) != NULL;
+    uint64_t head = t->head;
     pthread_mutex_unlock(&t->lock);
-    if (!idle)
+    for (size_t i = 0; idle && i < nwild; i++)
+        idle = entry_caught_up(wild[i], head);
+    if (!idle) {
+        free(wild);
         return false;
+    }
+    for (size_t i = 0; i < nwild; i++)
+        entry_release(wild[i]);
+    free(wild);
     *link = t->next;
     b->ntopics--;
     topic_free(b, t);
