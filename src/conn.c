@@ -402,7 +402,10 @@ static int consume_body(struct conn *c)
             p += used;
             left -= used;
             c->h->body_seen += dlen;
-            if (rc < 0 || c->h->body_seen > c->env->cfg->max_body) {
+            /* A chunk announced past the limit is refused at its size line, not after the limit's
+             * worth of its data has been read (as a Content-Length past it is, at the head). */
+            uint64_t max = c->env->cfg->max_body;
+            if (rc < 0 || c->h->body_seen > max || c->h->chunk.remaining > max - c->h->body_seen) {
                 fail_request(c, rc < 0 ? 400 : 413,
                              rc < 0 ? c->h->chunk.reason : "request body too large");
                 return 0;

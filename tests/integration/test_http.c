@@ -373,6 +373,21 @@ Test(http, bad_chunked_body_is_400_and_closes)
     close(fd);
 }
 
+/* A chunk larger than what --max-body leaves is refused at its size line: the server once read
+ * 1 MiB of it first. No data follows the size line here, so only the early answer can come. */
+Test(http, a_chunk_past_the_body_limit_is_413_at_its_size_line)
+{
+    int fd = tcp_connect(srv.port);
+    send_str(fd, "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "10\r\n0123456789abcdef\r\n100000\r\n");
+    char buf[2048];
+    ssize_t n = read_to_eof(fd, buf, sizeof(buf) - 1, 3000);
+    cr_assert_gt(n, 0, "no answer before the chunk's data");
+    buf[n] = '\0';
+    cr_assert(strncmp(buf, "HTTP/1.1 413 ", 13) == 0, "%s", buf);
+    close(fd);
+}
+
 Test(http, half_closed_client_still_gets_its_answers)
 {
     int fd = tcp_connect(srv.port);
