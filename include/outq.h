@@ -127,6 +127,11 @@ int outq_push_dmsg_take(struct outq *q, struct dmsg *dm);
  * (closed when sent, on deinit, or on failure). Returns 0 or -ENOMEM. */
 int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len);
 
+/* outq_drop_last - drops the last queued segment, which has not started to go out: undoes a push
+ * that only made sense with the next one (a frame's header whose payload could not be queued).
+ * No-op on an empty queue. */
+void outq_drop_last(struct outq *q);
+
 /* outq_join_last - marks the last queued segment as the rest of the frame the one before it
  * starts (a frame queued as its header and a payload of its own), so that outq_drop_unsent keeps
  * or drops the two together. No-op on an empty queue. */

@@ -48,13 +48,14 @@ void broker_ws_init(struct broker_ws *bw, struct broker *b, const struct herald_
 }
 
 /* Sends a reply the proto writer made; 0 means it did not fit in REPLY_CAP, which the bounds on
- * ids (ID_MAX) and topics (TOPIC_MAX_LEN) rule out: logged, as a request then goes unanswered. */
+ * ids (ID_MAX) and topics (TOPIC_MAX_LEN) rule out. Either failure is logged, as a request then
+ * goes unanswered (out of memory, nothing of the reply is queued: ws_send is all or nothing). */
 static void reply(struct conn *c, const char *text, size_t len)
 {
-    if (len > 0)
-        ws_send(c, WS_OP_TEXT, text, len);
-    else
+    if (len == 0)
         log_msg(LOG_ERROR, "fd %d: a reply did not fit in %d bytes: not sent", c->fd, REPLY_CAP);
+    else if (ws_send(c, WS_OP_TEXT, text, len) < 0)
+        log_msg(LOG_ERROR, "fd %d: out of memory for a reply: not sent", c->fd);
 }
 
 static void send_error(struct conn *c, const struct proto_request *req, const char *code,

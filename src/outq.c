@@ -448,6 +448,15 @@ static size_t seg_left(const struct outq_seg *s)
     return s->kind == OUTQ_DMSG ? dmsg_len(s->dm) : s->file.len;
 }
 
+void outq_drop_last(struct outq *q)
+{
+    if (q->count == 0)
+        return;
+    struct outq_seg *s = seg_at(q, --q->count);
+    q->bytes -= seg_left(s);
+    seg_release(s);
+}
+
 size_t outq_drop_unsent(struct outq *q)
 {
     if (q->count == 0)

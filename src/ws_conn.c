@@ -253,10 +253,14 @@ int ws_send_dmsg(struct conn *c, uint8_t opcode, struct dmsg *msg)
     h->len = (uint32_t)ws_frame_header_encode((uint8_t *)h->data, true, false, opcode, len, NULL);
     if (outq_push_take(&c->out, h) < 0)
         return -ENOMEM;
-    int rc = outq_push_dmsg_take(&c->out, msg);
-    if (rc == 0)
-        outq_join_last(&c->out); /* a slow consumer's queue is cut between frames only */
-    return rc;
+    if (outq_push_dmsg_take(&c->out, msg) < 0) {
+        /* A header alone would announce bytes that never come: what follows would be read as
+         * them. The frame goes whole or not at all. */
+        outq_drop_last(&c->out);
+        return -ENOMEM;
+    }
+    outq_join_last(&c->out); /* a slow consumer's queue is cut between frames only */
+    return 0;
 }
 
 bool ws_conn_shared_deflate(const struct conn *c)

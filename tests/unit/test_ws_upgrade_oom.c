@@ -1,6 +1,7 @@
 /*
- * test_ws_upgrade_oom.c - the WebSocket upgrade when memory runs out (found in review: a failed
- * inflater allocation freed the 101 response already queued, a use after free).
+ * test_ws_upgrade_oom.c - the WebSocket upgrade, and a large send, when memory runs out (found in
+ * review: a failed inflater allocation freed the 101 response already queued, a use after free; a
+ * large frame whose payload could not be queued left its header queued alone).
  *
  * malloc is wrapped (-Wl,--wrap=malloc, see the Makefile) so that a chosen allocation size fails;
  * the upgrade must then fail cleanly, leaving nothing queued and nothing leaked (ASan checks).
@@ -16,6 +17,7 @@
 #include "twheel.h"
 #include "ws_conn.h"
 #include "ws_deflate.h"
+#include "ws_frame.h"
 #include "ws_handshake.h"
 
 #include "malloc_fail.h"
@@ -73,4 +75,47 @@ Test(ws_upgrade_oom, nothing_fails)
 {
     upgrade(0, true, 0);
     upgrade(0, false, 0);
+}
+
+/* A frame too large to copy goes as its header and the message's own buffers: when the second
+ * cannot be queued, the first must not stay (the next frame would be read as its payload). */
+Test(ws_send_oom, a_large_frame_is_queued_whole_or_not_at_all)
+{
+    struct herald_config cfg;
+    config_defaults(&cfg);
+    struct twheel wheel;
+    cr_assert_eq(twheel_init(&wheel, twheel_now()), 0);
+    struct conn_env env = {.cfg = &cfg, .wheel = &wheel, .epfd = -1};
+    struct conn c;
+    memset(&c, 0, sizeof(c));
+    c.env = &env;
+    c.fd = -1;
+    twheel_entry_init(&c.tw);
+    outq_init(&c.out);
+    struct ws_endpoint ep = {.path = "/ws"};
+    struct ws_handshake hs = {.deflate = false};
+    strcpy(hs.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    cr_assert_eq(ws_conn_upgrade(&c, &ep, &hs), 0);
+    size_t before = outq_bytes(&c.out);
+    char big[4000];
+    memset(big, 'x', sizeof(big));
+    struct dmsg msg;
+    dmsg_init(&msg, 1 << 20);
+    cr_assert_eq(dmsg_append(&msg, big, sizeof(big)), 0);
+    fail_size = sizeof(struct dmsg); /* the queue's copy of the message */
+    int rc = ws_send_dmsg(&c, WS_OP_TEXT, &msg);
+    fail_size = 0;
+    cr_assert_eq(rc, -ENOMEM);
+    cr_assert_eq(c.out.count, 1, "only the 101: no header without its payload");
+    cr_assert_eq(outq_bytes(&c.out), before);
+    cr_assert_eq(dmsg_len(&msg), sizeof(big), "the message is left to the caller");
+    /* With memory, the same message goes as two joined segments. */
+    cr_assert_eq(ws_send_dmsg(&c, WS_OP_TEXT, &msg), 0);
+    cr_assert_eq(c.out.count, 3);
+    cr_assert_eq(outq_bytes(&c.out), before + 4 + sizeof(big));
+    dmsg_deinit(&msg);
+    ws_conn_free(&c);
+    outq_deinit(&c.out);
+    twheel_remove(&wheel, &c.tw);
+    twheel_deinit(&wheel);
 }
