@@ -340,6 +340,17 @@ int broker__entry_attach(struct broker_session *s, struct topic *t, bool exact, 
 }
 
 /* Drops one reason; the entry goes with the last. Membership goes with the exact subscription. */
+/* Takes e out of s's list of entries. Under the session's lock. */
+static void session_unlink(struct broker_session *s, struct entry *e)
+{
+    for (struct entry **pp = &s->entries; *pp; pp = &(*pp)->snext) {
+        if (*pp == e) {
+            *pp = e->snext;
+            return;
+        }
+    }
+}
+
 void broker__entry_detach(struct broker_session *s, struct entry *e, bool exact,
                           struct wake_list *w)
 {
@@ -358,12 +369,7 @@ void broker__entry_detach(struct broker_session *s, struct entry *e, bool exact,
     if (s->deflate)
         atomic_fetch_sub(&t->n_deflate, 1);
     pthread_mutex_unlock(&t->lock);
-    for (struct entry **pp = &s->entries; *pp; pp = &(*pp)->snext) {
-        if (*pp == e) {
-            *pp = e->snext;
-            break;
-        }
-    }
+    session_unlink(s, e);
     free(e);
 }
 
@@ -739,15 +745,9 @@ static bool entry_caught_up(struct entry *e, uint64_t head)
  * takes the session's, which a pull holds while it walks the session's entries. */
 static void entry_release(struct entry *e)
 {
-    struct broker_session *s = e->s;
-    pthread_mutex_lock(&s->lock);
-    for (struct entry **pp = &s->entries; *pp; pp = &(*pp)->snext) {
-        if (*pp == e) {
-            *pp = e->snext;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_lock(&e->s->lock);
+    session_unlink(e->s, e);
+    pthread_mutex_unlock(&e->s->lock);
     free(e);
 }
 
