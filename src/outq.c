@@ -321,11 +321,19 @@ static int seg_iov(struct outq_seg *s, struct iovec *iov, int room)
     return dmsg_iov(s->dm, 0, iov, room);
 }
 
+/* Bytes of a segment still to send. */
+static size_t seg_left(const struct outq_seg *s)
+{
+    if (s->kind == OUTQ_BUF)
+        return s->buf.b->len - s->buf.off;
+    return s->kind == OUTQ_DMSG ? dmsg_len(s->dm) : s->file.len;
+}
+
 /* Marks `n` bytes of the front memory segment sent; returns the bytes it had left before. */
 static size_t seg_advance(struct outq *q, size_t n)
 {
     struct outq_seg *s = seg_at(q, 0);
-    size_t avail = s->kind == OUTQ_BUF ? s->buf.b->len - s->buf.off : dmsg_len(s->dm);
+    size_t avail = seg_left(s);
     if (n < avail) {
         if (s->kind == OUTQ_BUF)
             s->buf.off += (uint32_t)n;
@@ -440,14 +448,6 @@ void outq_join_last(struct outq *q)
         seg_at(q, q->count - 1)->joined = true;
 }
 
-/* Bytes of a segment still to send. */
-static size_t seg_left(const struct outq_seg *s)
-{
-    if (s->kind == OUTQ_BUF)
-        return s->buf.b->len - s->buf.off;
-    return s->kind == OUTQ_DMSG ? dmsg_len(s->dm) : s->file.len;
-}
-
 void outq_drop_last(struct outq *q)
 {
     if (q->count == 0)
@@ -465,15 +465,10 @@ size_t outq_drop_unsent(struct outq *q)
     uint32_t keep = seg_started(seg_at(q, 0)) || seg_at(q, 0)->joined ? 1 : 0;
     while (keep && keep < q->count && seg_at(q, keep)->joined)
         keep++;
-    size_t before = q->bytes, kept = 0;
-    for (uint32_t i = 0; i < keep; i++)
-        kept += seg_left(seg_at(q, i));
-    while (q->count > keep) {
-        q->count--;
-        seg_release(seg_at(q, q->count));
-    }
-    q->bytes = kept;
-    return before - kept;
+    size_t before = q->bytes;
+    while (q->count > keep)
+        outq_drop_last(q);
+    return before - q->bytes;
 }
 
 int outq_flush(struct outq *q, int sockfd, size_t *sent)
