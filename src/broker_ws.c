@@ -62,7 +62,7 @@ static void send_error(struct conn *c, const struct proto_request *req, const ch
                        const char *message)
 {
     char out[REPLY_CAP];
-    const char *id = req && req->id_len <= ID_MAX ? req->id : NULL;
+    const char *id = req ? req->id : NULL; /* handle_request drops one over ID_MAX */
     reply(c, out, proto_error(out, sizeof(out), id, id ? req->id_len : 0, code, message));
 }
 
@@ -220,15 +220,16 @@ static void handle_request(struct conn *c, struct session *s, const char *text, 
 {
     struct proto_request req;
     const char *code, *message;
-    if (proto_parse(text, len, &req, &code, &message) < 0) {
-        send_error(c, &req, code, message);
-        return;
-    }
-    /* Too long to echo (broker.md): every answer to it goes without the id, acks included, whose
-     * topic would otherwise not fit beside it. */
+    int rc = proto_parse(text, len, &req, &code, &message);
+    /* Too long to echo (broker.md): every answer to it goes without the id, errors and acks alike
+     * (beside a topic, it would not fit). */
     if (req.id_len > ID_MAX) {
         req.id = NULL;
         req.id_len = 0;
+    }
+    if (rc < 0) {
+        send_error(c, &req, code, message);
+        return;
     }
     char out[REPLY_CAP];
     switch (req.op) {
