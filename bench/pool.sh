@@ -60,11 +60,13 @@ for d in "$@"; do awk -v d="$d" 'BEGIN { OFS = "\t" } { print d, $0 }' "$d/runs.
 		n = sorted(val[k], a)
 		return fmt(q(a, n, 0.5)) " (" fmt(q(a, n, 0.25)) "-" fmt(q(a, n, 0.75)) ", " fmt(a[1]) "-" fmt(a[n]) ")"
 	}
-	function over(k, limit,    a, n, i, c) {
-		n = sorted(val[k], a); c = 0
-		for (i = 1; i <= n; i++) c += a[i] > limit
-		return c " of " n
+	# Values of a space-separated list above (dir 1) or below (dir -1) the limit.
+	function beyond(list, limit, dir,    a, n, i, c) {
+		n = split(list, a, " "); c = 0
+		for (i = 1; i <= n; i++) c += dir < 0 ? a[i] + 0 < limit : a[i] + 0 > limit
+		return c
 	}
+	function over(k, limit,    a) { return beyond(val[k], limit, 1) " of " split(val[k], a, " ") }
 	{
 		dir = $1; s = $2; srv = $3; round = $4
 		if (!(s in seen_s)) { seen_s[s] = 1; order[++ns] = s }
@@ -134,10 +136,5 @@ for d in "$@"; do awk -v d="$d" 'BEGIN { OFS = "\t" } { print d, $0 }' "$d/runs.
 		n = sorted(lists[name], a)
 		return sprintf("%.2f (%.2f-%.2f)", q(a, n, 0.5), a[1], a[n])
 	}
-	# Ratios below (dir -1) or above (dir 1) the limit.
-	function count_past(name, limit, dir,    a, n, i, c) {
-		if (!(name in lists)) return "-"
-		n = sorted(lists[name], a); c = 0
-		for (i = 1; i <= n; i++) c += dir < 0 ? a[i] < limit : a[i] > limit
-		return c
-	}'
+	# Ratios of a pairing beyond the limit ("-" when it has none).
+	function count_past(name, limit, dir) { return (name in lists) ? beyond(lists[name], limit, dir) : "-" }'
