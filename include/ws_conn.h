@@ -88,7 +88,9 @@ void *ws_conn_ctx(const struct conn *c);
 bool ws_conn_shared_deflate(const struct conn *c);
 
 /* ws_close - queues a close frame with `code` and a short static `reason`, after which the
- * connection reads nothing more and closes once it is sent. */
+ * connection reads nothing more from the WebSocket: once the frame is sent it half-closes and
+ * lingers, draining input until the peer's FIN or LINGER_SECONDS, so the peer reads the frame
+ * rather than a reset. */
 void ws_close(struct conn *c, unsigned code, const char *reason);
 
 /* ws_conn_goodbye - at server shutdown: queues a 1001 close frame and tries once to send what is

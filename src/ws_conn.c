@@ -156,7 +156,12 @@ static int queue_frame(struct conn *c, bool rsv1, uint8_t opcode, const void *da
     return outq_push_take(&c->out, b);
 }
 
-void ws_close(struct conn *c, unsigned code, const char *reason)
+/* Queues the close frame. `echo`: it answers the peer's close, after which the peer sends nothing
+ * more, so the connection may close as soon as it is sent. Otherwise the peer may still be
+ * sending: closing with its input unread would send a reset, which throws away what the kernel
+ * still holds for the peer, this close frame included, so the connection lingers (conn.c),
+ * reading until the peer's FIN. */
+static void close_with(struct conn *c, unsigned code, const char *reason, bool echo)
 {
     struct ws_conn *ws = c->ws;
     if (ws->close_sent)
@@ -177,10 +182,16 @@ void ws_close(struct conn *c, unsigned code, const char *reason)
     queue_frame(c, false, WS_OP_CLOSE, p, n);
     ws->close_sent = true;
     c->close_after = 1;
+    c->linger |= !echo;
     /* Give the peer a moment to answer with its close before the connection goes regardless. */
     twheel_set(c->env->wheel, &c->tw, twheel_now() + ms(LINGER_SECONDS));
     if (log_enabled(LOG_DEBUG))
         log_msg(LOG_DEBUG, "fd %d: websocket close %u %s", c->fd, code, reason ? reason : "-");
+}
+
+void ws_close(struct conn *c, unsigned code, const char *reason)
+{
+    close_with(c, code, reason, false);
 }
 
 void ws_conn_goodbye(struct conn *c)
@@ -191,13 +202,6 @@ void ws_conn_goodbye(struct conn *c)
         return;
     if (queue_frame(c, false, WS_OP_CLOSE, going_away, sizeof(going_away)) == 0)
         outq_flush(&c->out, c->fd, NULL);
-}
-
-/* Closes because of the peer's fault: it may still be sending, so linger (see conn.c). */
-static void fail(struct conn *c, int code, const char *reason)
-{
-    ws_close(c, (unsigned)code, reason);
-    c->linger = 1;
 }
 
 /* Compresses msg (when worth it) into one buffer with its header; NULL when it was not. */
@@ -295,11 +299,11 @@ static int on_control(struct conn *c)
         const uint8_t *reason;
         size_t rlen;
         if (ws_close_parse(ws->rx->ctrl, ws->rx->ctrl_len, &code, &reason, &rlen) < 0) {
-            fail(c, WS_CLOSE_PROTOCOL, "invalid close frame");
+            ws_close(c, WS_CLOSE_PROTOCOL, "invalid close frame");
             return 0;
         }
         /* The peer closed: echo its code (RFC 6455 5.5.1), then close TCP once it is sent. */
-        ws_close(c, code, NULL);
+        close_with(c, code, NULL, true);
         return 0;
     }
     }
@@ -416,7 +420,7 @@ int ws_conn_process(struct conn *c)
 {
     struct ws_conn *ws = c->ws;
     if (dmsg_len(&c->in) > 0 && !ws->close_sent && !rx_get(c)) {
-        fail(c, WS_CLOSE_INTERNAL, "internal error");
+        ws_close(c, WS_CLOSE_INTERNAL, "internal error");
         dmsg_consume(&c->in, dmsg_len(&c->in));
         return 0;
     }
@@ -437,7 +441,7 @@ int ws_conn_process(struct conn *c)
                 break;
             int rc = ev < 0 ? ev : on_event(c, ev, p, n);
             if (rc < 0) {
-                fail(c, -rc, close_reason(rc, ws));
+                ws_close(c, (unsigned)-rc, close_reason(rc, ws));
                 break;
             }
             /* Stop taking new frames while replies pile up: the peer waits instead of our

@@ -462,6 +462,7 @@ Test(broker, slow_consumer_is_cut_off_and_healthy_subscribers_get_everything)
 
 struct slow_reader {
     struct wsc *c;
+    bool chatty; /* sends a ping after each message it reads */
     int frames, code;
     atomic_int fast; /* publishing is over: read at full speed */
 };
@@ -477,8 +478,11 @@ static void *read_slowly(void *arg)
             wsc_frame_free(&f);
             return NULL;
         }
-        r->frames++;
+        r->frames += f.opcode == WS_OP_TEXT;
         wsc_frame_free(&f);
+        /* Pings the server, held back by this reader's queue, leaves unread. */
+        if (r->chatty && !atomic_load(&r->fast) && wsc_send(r->c, WS_OP_PING, "hi", 2) < 0)
+            break;
         if (!atomic_load(&r->fast))
             usleep(1000);
     }
@@ -487,7 +491,7 @@ static void *read_slowly(void *arg)
 }
 
 /* A reader slower than the publisher is closed with 4008 once --max-outbound bytes wait for it. */
-static void slow_reader_is_cut(const char *max_outbound)
+static void slow_reader_is_cut(const char *max_outbound, bool chatty)
 {
     struct herald_proc p;
     const char *args[] = {"--max-outbound", max_outbound, "--history-size", "100000", NULL};
@@ -498,7 +502,7 @@ static void slow_reader_is_cut(const char *max_outbound)
     setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
     bsend(&slow, "{\"op\":\"sub\",\"topic\":\"firehose\"}");
     expect_type(&slow, "ack", NULL);
-    struct slow_reader r = {.c = &slow};
+    struct slow_reader r = {.c = &slow, .chatty = chatty};
     pthread_t th;
     pthread_create(&th, NULL, read_slowly, &r);
     bopen_port(&pub, p.port);
@@ -527,7 +531,16 @@ static void slow_reader_is_cut(const char *max_outbound)
 
 Test(broker, slow_consumer_gets_close_code_4008)
 {
-    slow_reader_is_cut("65536");
+    slow_reader_is_cut("65536", false);
+}
+
+/* A reader that still sends while it is cut off leaves input the server will not read. Closing
+ * with it unread would send a reset, and the reset throws away what the kernel still holds for
+ * the reader, the close frame with it: the reader would see its connection reset (1006 to a
+ * browser), not 4008. */
+Test(broker, slow_consumer_that_keeps_sending_gets_close_code_4008)
+{
+    slow_reader_is_cut("65536", true);
 }
 
 /* Past the 64 KiB a connection's queue takes at a time, what waits for it stays in the topic's
@@ -535,7 +548,7 @@ Test(broker, slow_consumer_gets_close_code_4008)
  * 1 MiB bound still ends in 4008, not in a reader quietly left behind. */
 Test(broker, what_waits_in_the_history_counts_against_max_outbound)
 {
-    slow_reader_is_cut("1048576");
+    slow_reader_is_cut("1048576", false);
 }
 
 struct pub_loop {
