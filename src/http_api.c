@@ -361,67 +361,91 @@ static uint64_t sum(const struct http_api *api, size_t field_offset)
     return total;
 }
 
-static int handle_metrics(const struct http_api *api, const struct reply *r)
+/* What the broker holds and has moved (broker_stats) and the open connections. */
+static void broker_metrics(struct textbuf *t, const struct http_api *api)
 {
     struct broker_stats st;
     broker_stats(api->broker, &st);
-    struct textbuf t = {0};
-    metric(&t, "herald_connections", "gauge", "Open client connections.", atomic_load(api->nconns));
-    metric(&t, "herald_topics", "gauge", "Topics known to the broker.", st.topics);
-    metric(&t, "herald_subscriptions", "gauge", "Subscriptions of all connections.",
+    metric(t, "herald_connections", "gauge", "Open client connections.", atomic_load(api->nconns));
+    metric(t, "herald_topics", "gauge", "Topics known to the broker.", st.topics);
+    metric(t, "herald_subscriptions", "gauge", "Subscriptions of all connections.",
            st.subscriptions);
-    metric(&t, "herald_presence_members", "gauge", "Presence memberships of all connections.",
+    metric(t, "herald_presence_members", "gauge", "Presence memberships of all connections.",
            st.members);
-    metric(&t, "herald_history_bytes", "gauge", "Memory of the messages topics keep.",
+    metric(t, "herald_history_bytes", "gauge", "Memory of the messages topics keep.",
            st.history_bytes);
-    metric(&t, "herald_topics_removed_total", "counter",
+    metric(t, "herald_topics_removed_total", "counter",
            "Topics removed because nobody subscribed and nothing was kept.", st.topics_removed);
-    metric(&t, "herald_messages_published_total", "counter", "Messages published.", st.published);
-    metric(&t, "herald_messages_delivered_total", "counter", "Messages queued to subscribers.",
+    metric(t, "herald_messages_published_total", "counter", "Messages published.", st.published);
+    metric(t, "herald_messages_delivered_total", "counter", "Messages queued to subscribers.",
            st.delivered);
-    metric(&t, "herald_delivered_bytes_total", "counter",
-           "Bytes of messages queued to subscribers.", st.delivered_bytes);
-    metric(&t, "herald_bytes_in_total", "counter", "Bytes read from clients.",
+    metric(t, "herald_delivered_bytes_total", "counter", "Bytes of messages queued to subscribers.",
+           st.delivered_bytes);
+}
+
+/* The workers' socket and HTTP counters, summed over the workers. */
+static void io_metrics(struct textbuf *t, const struct http_api *api)
+{
+    metric(t, "herald_bytes_in_total", "counter", "Bytes read from clients.",
            sum(api, offsetof(struct worker_stats, bytes_in)));
-    metric(&t, "herald_bytes_out_total", "counter", "Bytes written to clients.",
+    metric(t, "herald_bytes_out_total", "counter", "Bytes written to clients.",
            sum(api, offsetof(struct worker_stats, bytes_out)));
-    metric(&t, "herald_sends_total", "counter",
+    metric(t, "herald_sends_total", "counter",
            "Writes to client sockets that wrote bytes: system calls and io_uring sends.",
            sum(api, offsetof(struct worker_stats, sends)));
-    metric(&t, "herald_http_requests_total", "counter", "HTTP requests answered.",
+    metric(t, "herald_http_requests_total", "counter", "HTTP requests answered.",
            sum(api, offsetof(struct worker_stats, http_requests)));
-    metric(&t, "herald_epoll_rearms_total", "counter",
+    metric(t, "herald_epoll_rearms_total", "counter",
            "EPOLL_CTL_MOD calls that re-armed or changed a connection's epoll interest.",
            sum(api, offsetof(struct worker_stats, epoll_rearms)));
-    metric(&t, "herald_batched_sends_total", "counter",
+    metric(t, "herald_batched_sends_total", "counter",
            "Sends to WebSocket clients made together with others in one io_uring submission (0 "
            "with --no-uring or where the kernel offers no io_uring).",
            sum(api, offsetof(struct worker_stats, batched_sends)));
-    metric(&t, "herald_batch_submissions_total", "counter",
+    metric(t, "herald_batch_submissions_total", "counter",
            "io_uring submissions that made those sends, two or more each.",
            sum(api, offsetof(struct worker_stats, batch_submissions)));
-    metric(&t, "herald_ws_messages_received_total", "counter", "WebSocket messages received.",
+    metric(t, "herald_ws_messages_received_total", "counter", "WebSocket messages received.",
            sum(api, offsetof(struct worker_stats, ws_messages_in)));
-    metric(&t, "herald_slow_consumer_disconnects_total", "counter",
+}
+
+/* The WebSocket broker's own counters: slow consumers cut off and recoveries. */
+static void session_metrics(struct textbuf *t, const struct http_api *api)
+{
+    metric(t, "herald_slow_consumer_disconnects_total", "counter",
            "Connections closed because they could not keep up (4008).",
            atomic_load(&api->bw->slow_consumers));
-    textbuf_printf(&t, "# HELP herald_recoveries_total Resubscriptions asking to recover, by "
-                       "outcome.\n# TYPE herald_recoveries_total counter\n");
-    textbuf_printf(&t, "herald_recoveries_total{result=\"hit\"} %llu\n",
+    textbuf_printf(t, "# HELP herald_recoveries_total Resubscriptions asking to recover, by "
+                      "outcome.\n# TYPE herald_recoveries_total counter\n");
+    textbuf_printf(t, "herald_recoveries_total{result=\"hit\"} %llu\n",
                    (unsigned long long)atomic_load(&api->bw->recovery_hits));
-    textbuf_printf(&t, "herald_recoveries_total{result=\"miss\"} %llu\n",
+    textbuf_printf(t, "herald_recoveries_total{result=\"miss\"} %llu\n",
                    (unsigned long long)atomic_load(&api->bw->recovery_misses));
-    per_worker(&t, api, "herald_worker_events_total", "counter",
+}
+
+/* One series per worker thread, to see how the work spreads. */
+static void worker_metrics(struct textbuf *t, const struct http_api *api)
+{
+    per_worker(t, api, "herald_worker_events_total", "counter",
                "Events handled by each worker thread.", offsetof(struct worker_stats, events), 0);
-    per_worker(&t, api, "herald_worker_fanout_batches_total", "counter",
+    per_worker(t, api, "herald_worker_fanout_batches_total", "counter",
                "Wake batches of up to 256 subscribers each worker served from the shared fan-out "
                "queue.",
                offsetof(struct worker_stats, fanout_batches), 0);
-    per_worker(&t, api, "herald_worker_cpu_others_ratio", "gauge",
+    per_worker(t, api, "herald_worker_cpu_others_ratio", "gauge",
                "Share of each worker's CPU other tasks took in its last window (200 ms or "
                "more); above 0.4 the worker leaves the shared fan-out queue to workers with "
                "free CPUs, unless --fanout-all.",
                offsetof(struct worker_stats, cpu_others_permille), 1);
+}
+
+static int handle_metrics(const struct http_api *api, const struct reply *r)
+{
+    struct textbuf t = {0};
+    broker_metrics(&t, api);
+    io_metrics(&t, api);
+    session_metrics(&t, api);
+    worker_metrics(&t, api);
     if (t.failed) {
         textbuf_free(&t);
         return -ENOMEM;
