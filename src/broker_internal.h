@@ -50,12 +50,16 @@ struct entry {
     struct entry *snext;  /* in the session's list */
     uint64_t cursor;      /* next offset to deliver (session's lock) */
     struct membership *m; /* presence: set while the session is a member of the topic */
-    atomic_int dirty;     /* new messages since the last pull */
     unsigned reasons;     /* subscriptions covering it (session's lock) */
-    /* index in t->entries; below t->n_idle: idle (topic's lock). 32 bits keep the entry at 56
-     * bytes (a 64-byte malloc chunk): one per subscription. */
+    /* index in t->entries; below t->n_idle: idle (topic's lock). 32 bits here and in `replay`
+     * and a one-byte `dirty` keep the entry at 56 bytes (a 64-byte malloc chunk). */
     uint32_t tidx;
-    bool exact; /* one of them is the exact name */
+    /* Messages from the cursor on that the subscriber asked for (recover, last): they do not
+     * count against --max-outbound, which bounds how far behind the live stream it may fall
+     * (session's lock, saturated at UINT32_MAX). */
+    uint32_t replay;
+    atomic_uchar dirty; /* new messages since the last pull */
+    bool exact;         /* one of them is the exact name */
 };
 
 /* A topic's presence: its members and the log of their joins and leaves. */

@@ -83,6 +83,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     uint64_t oldest = t->head - t->count + 1;
     if (e->cursor < oldest) {
         *lost = true; /* the history moved past this subscriber: it cannot keep up */
+        e->replay = oldest - e->cursor < e->replay ? e->replay - (uint32_t)(oldest - e->cursor) : 0;
         e->cursor = oldest;
     }
     if (e->cursor < t->low)
@@ -97,9 +98,14 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
         bytes += f->len - f->start;
         e->cursor++;
     }
+    uint64_t done = e->cursor - from;
+    e->replay = e->replay > done ? e->replay - (uint32_t)done : 0;
     if (e->cursor <= t->head) {
         *more = true;
-        *left += t->bytes - t->ring[e->cursor % t->cap].before;
+        /* What it asked to replay does not count: only how far behind the live stream it is. */
+        uint64_t live = e->cursor + e->replay;
+        if (live <= t->head)
+            *left += t->bytes - t->ring[live % t->cap].before;
         atomic_store(&e->dirty, 1); /* the backlog waits for the next pull */
     }
     /* The next publish wakes it, also with a backlog: that is how a subscriber that stopped
@@ -108,7 +114,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     pthread_mutex_unlock(&t->lock);
     /* Once per pull, not per message: every worker adds to these. */
     struct broker_shard *sh = my_shard(b);
-    atomic_fetch_add_explicit(&sh->delivered, e->cursor - from, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->delivered, done, memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->delivered_bytes, bytes, memory_order_relaxed);
     return bytes;
 }

@@ -543,6 +543,65 @@ Test(broker, slow_consumer_that_keeps_sending_gets_close_code_4008)
     slow_reader_is_cut("65536", true);
 }
 
+/* A replay the subscriber asks for (recover, last) is read at its pace: --max-outbound bounds how
+ * far behind the live stream it falls, not how much history it asked for. 300 KiB missed behind a
+ * 64 KiB bound used to end in 4008 right after the ack, every time the client came back. */
+Test(broker, a_replay_larger_than_max_outbound_is_delivered_whole)
+{
+    struct herald_proc p;
+    const char *args[] = {"--max-outbound", "65536", "--history-size", "1000", NULL};
+    herald_start(&p, args);
+    enum { N = 300 };
+    struct wsc a, pub;
+    bopen_port(&a, p.port);
+    bsend(&a, "{\"op\":\"sub\",\"topic\":\"feed\"}");
+    cJSON *j;
+    expect_type(&a, "ack", &j);
+    char epoch[64];
+    snprintf(epoch, sizeof(epoch), "%s", str(j, "epoch"));
+    cJSON_Delete(j);
+    wsc_close(&a); /* gone while N KiB are published */
+    bopen_port(&pub, p.port);
+    char pad[1025], req[1200];
+    memset(pad, 'x', 1024);
+    pad[1024] = '\0';
+    for (int m = 1; m <= N; m++) {
+        snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"feed\",\"data\":\"%d %s\"}", m,
+                 pad);
+        bsend(&pub, req);
+        expect_type(&pub, "ack", NULL);
+    }
+    int published = N;
+    for (int k = 0; k < 2; k++) {
+        bopen_port(&a, p.port);
+        char opt[128];
+        if (k == 0) /* everything since it left */
+            snprintf(opt, sizeof(opt), "\"recover\":{\"epoch\":\"%s\",\"offset\":0}", epoch);
+        else /* the newest N */
+            snprintf(opt, sizeof(opt), "\"last\":%d", N);
+        snprintf(req, sizeof(req), "{\"op\":\"sub\",\"topic\":\"feed\",%s}", opt);
+        bsend(&a, req);
+        expect_type(&a, "ack", &j);
+        cr_assert_eq(num(j, "replay"), N, "%s", opt);
+        cJSON_Delete(j);
+        for (int m = published - N + 1; m <= published; m++) {
+            j = brecv(&a); /* fails on the 4008 close frame */
+            cr_assert_eq(num(j, "offset"), m, "%s", opt);
+            cJSON_Delete(j);
+        }
+        /* Live messages still come after it. */
+        bsend(&pub, "{\"op\":\"pub\",\"topic\":\"feed\",\"data\":\"live\"}");
+        expect_type(&pub, "ack", NULL);
+        published++;
+        j = brecv(&a);
+        cr_assert_str_eq(str(j, "data"), "live");
+        cJSON_Delete(j);
+        wsc_close(&a);
+    }
+    wsc_close(&pub);
+    free(herald_stop(&p));
+}
+
 /* Past the 64 KiB a connection's queue takes at a time, what waits for it stays in the topic's
  * history: it still counts against --max-outbound, so 12 MB published past a slow reader with a
  * 1 MiB bound still ends in 4008, not in a reader quietly left behind. */
