@@ -45,9 +45,9 @@ void config_defaults(struct herald_config *cfg)
     cfg->history_memory = (size_t)256 << 20;
     cfg->max_subscriptions = 256;
     cfg->max_outbound = 1 << 20;
-    /* A key in the environment stays out of `ps` output. */
+    /* A key in the environment stays out of `ps` output; config_parse_args checks its length. */
     const char *key = getenv("HERALD_API_KEY");
-    cfg->api_key = key && strlen(key) >= 16 ? key : NULL;
+    cfg->api_key = key && *key ? key : NULL;
 }
 
 void config_usage(FILE *out)
@@ -102,8 +102,9 @@ void config_usage(FILE *out)
             "                          (default 1048576)\n"
             "  --client-publish PATTERN  clients may publish only to topics matching a pattern\n"
             "                          given (repeatable; default: any topic)\n"
-            "  --api-key KEY           enable the HTTP API (POST /api/publish, GET /api/topics)\n"
-            "                          with this bearer key (default: off; or HERALD_API_KEY)\n"
+            "  --api-key KEY           enable the HTTP API (POST /api/publish, GET /api/topics,\n"
+            "                          GET /api/presence) with this bearer key of 16 characters\n"
+            "                          or more (default: off; or HERALD_API_KEY)\n"
             "  --help                  this text\n"
             "  --version               the version\n",
             HERALD_VERSION, HERALD_DEFAULT_ROOT);
@@ -379,6 +380,12 @@ int config_parse_args(struct herald_config *cfg, int argc, char **argv, FILE *ou
     }
     if (optind < argc) {
         fprintf(err, "herald: unexpected argument '%s' (try --help)\n", argv[optind]);
+        return -1;
+    }
+    /* Only a key from the environment can still be short: --api-key refused one. Ignoring it
+     * would leave the API off without a word. */
+    if (cfg->api_key && strlen(cfg->api_key) < 16) {
+        fprintf(err, "herald: HERALD_API_KEY has fewer than 16 characters\n");
         return -1;
     }
     return 0;

@@ -395,6 +395,14 @@ Test(server, command_line_help_version_and_errors)
     cr_assert_eq(run_cli("--file-cache-ms=3600001", out, sizeof(out)), 2);
     cr_assert_eq(run_cli("--help", out, sizeof(out)), 0);
     cr_assert_not_null(strstr(out, "--file-cache-ms"));
+    cr_assert_not_null(strstr(out, "GET /api/presence"), "the key covers presence too");
+    /* A short key in the environment is an error, as on the command line, not an API quietly
+     * left off. */
+    cr_assert_eq(run_cli("--api-key=short", out, sizeof(out)), 2);
+    setenv("HERALD_API_KEY", "short", 1);
+    cr_assert_eq(run_cli("--threads=1", out, sizeof(out)), 2);
+    cr_assert_not_null(strstr(out, "HERALD_API_KEY"), "%s", out);
+    unsetenv("HERALD_API_KEY");
 }
 
 Test(server, ipv6_listener)
