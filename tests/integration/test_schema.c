@@ -385,6 +385,9 @@ Test(schema, presence_members_events_and_queries)
     expect_drop(&b, "error", "bad_request");
     send_req(&b, "{\"op\":\"presence\",\"topic\":\"room.p\",\"limit\":1001}", false);
     expect_drop(&b, "error", "bad_request");
+    /* "info": null is a member without info (broker.md), for the schema as for the server. */
+    send_req(&b, "{\"op\":\"sub\",\"topic\":\"room.n\",\"presence\":{\"info\":null}}", true);
+    expect_drop(&b, "ack", "sub");
 
     /* b leaves by closing: a hears it */
     wsc_close(&b);
