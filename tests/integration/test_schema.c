@@ -472,6 +472,7 @@ Test(schema, sub_with_last_and_recover)
     send_req(&s, req, true);
     j = expect(&s, "ack", "sub");
     cr_assert_eq(num(j, "replay"), 0);
+    expect_raw_member("recovered", NULL); /* neither a hit nor a miss: nothing was tried */
     cJSON_Delete(j);
     send_req(&s, "{\"op\":\"ping\"}", true);
     expect_drop(&s, "pong", NULL);
