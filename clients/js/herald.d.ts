@@ -77,7 +77,7 @@ export interface DisconnectedEvent {
   reconnect: boolean;
   /** Milliseconds until the next attempt; null when there is none. */
   delay: number | null;
-  /** Number of the coming retry since the last welcome (1 for the first); only when reconnect is true. */
+  /** Number of the coming retry since the last good connection (one that delivered a message or stayed up 5 s; 1 for the first); only when reconnect is true. */
   attempt?: number;
 }
 

@@ -32,6 +32,10 @@ export function isPermanentClose(code) {
   return code === 1002 || code === 1003 || code === 1008 || (code >= 4400 && code <= 4499);
 }
 
+// A connection that stayed up this long (ms) counts as good even if no message came: the backoff
+// starts again from zero after it.
+const STABLE_AFTER = 5000;
+
 // Close code this client uses when it gives up on a socket itself (no welcome or no pong in
 // time). It is in the application range, so it never collides with a code the server sends.
 export const CLIENT_TIMEOUT_CLOSE = 4000;
@@ -150,7 +154,9 @@ export class Herald extends Emitter {
     this._queue = []; // requests waiting for a connection
     this._subs = new Map(); // topic or pattern -> Subscription
     this._patterns = new Set(); // the Subscriptions whose topic is a pattern
-    this._attempt = 0; // reconnect attempts since the last welcome
+    this._attempt = 0; // reconnect attempts since the last good connection
+    this._welcomedAt = null; // when the current connection's welcome came; null before it
+    this._progress = false; // a message was delivered on the current connection
     this._connecting = null; // deferred of connect(), until the next welcome
     this._reconnectTimer = null;
     this._connectTimer = null;
@@ -246,6 +252,7 @@ export class Herald extends Emitter {
   _open() {
     this._reconnectTimer = null;
     this.session = null;
+    this._welcomedAt = null;
     const seq = ++this._openSeq;
     this._setState('connecting');
     this._emit('connecting', { attempt: this._attempt });
@@ -297,6 +304,8 @@ export class Herald extends Emitter {
   }
 
   _onSocketGone(code, reason) {
+    if (this._wasGoodConnection()) this._attempt = 0;
+    this._welcomedAt = null;
     this._ws = null;
     this.session = null;
     this._clearTimers();
@@ -321,8 +330,17 @@ export class Herald extends Emitter {
     this._emit('disconnected', { code, reason, reconnect: false, delay: null });
   }
 
+  // A welcome alone does not make a connection good: a server that closes right after it (a
+  // client too slow for it, closed with 4008 at once every time) would otherwise be retried
+  // without any backoff, forever. Good means it delivered a message or stayed up a while.
+  _wasGoodConnection() {
+    if (this._welcomedAt === null) return false;
+    return this._progress || now() - this._welcomedAt >= STABLE_AFTER;
+  }
+
   // Exponential backoff with full jitter: uniform in [0, min(maxDelay, minDelay * 2^attempt)).
-  // A slow consumer (4008) is told to come back at once, so its first retry has no delay.
+  // A slow consumer (4008) is told to come back at once, so its first retry after a good
+  // connection has no delay; a 4008 again before the next good connection backs off as usual.
   _nextDelay(code) {
     const attempt = this._attempt++;
     if (code === 4008 && attempt === 0) return 0;
@@ -361,7 +379,8 @@ export class Herald extends Emitter {
     clearTimeout(this._connectTimer);
     this._connectTimer = null;
     this.session = m.session ?? null;
-    this._attempt = 0;
+    this._welcomedAt = now();
+    this._progress = false;
     // Subscriptions first, queued requests after them: the server answers in order, so a
     // publish queued while offline to a topic this client subscribes to comes back to it.
     this._state = 'connected';
@@ -571,6 +590,7 @@ export class Herald extends Emitter {
   // A connection receives each message once even when several of its subscriptions match; every
   // matching local subscription gets it (the exact topic and each matching pattern).
   _onPublished(m) {
+    this._progress = true;
     const exact = this._subs.get(m.topic);
     if (exact && exact._active) exact._deliver(m);
     for (const sub of this._patterns) {

@@ -1,7 +1,7 @@
 // The JavaScript client library (clients/js/herald.js) against a real Herald, against a fake
 // `ws` server where the server must misbehave on cue (never answer, send duplicates), and with a
 // fake WebSocket class where only the client's own logic is under test (backoff, close codes).
-import { test, before, after, afterEach } from 'node:test';
+import { test, before, after, afterEach, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startHerald } from './herald.mjs';
@@ -429,17 +429,41 @@ test('reconnect backoff: full jitter within [0, cap], caps doubling up to maxDel
     });
     assert.equal(WS.instances[0].protocol, 'herald.v1');
 
-    // A welcome resets the backoff; a slow consumer (4008) comes back at once.
+    // A good connection (one that delivered a message, or stayed up STABLE_AFTER = 5 s) resets
+    // the backoff, and a slow consumer (4008) then comes back at once. A welcome alone is not
+    // enough: a server that closes with 4008 right after every welcome is retried with backoff.
+    // The clock is moved on by hand for the connection that stays up.
+    let skew = 0;
+    const realNow = performance.now.bind(performance);
+    const clock = mock.method(performance, 'now', () => realNow() + skew);
     const WS2 = fakeWebSocket((s, n) => {
-      if (n === 3) { s.welcome(n); s.end(4008); } else s.end(1006);
+      if (n === 3) {
+        s.welcome(n);
+        s.message({ type: 'msg', topic: 't', data: 1, offset: 1 });
+        s.end(4008);
+      } else if (n === 7) {
+        s.welcome(n);
+        skew += 5000;
+        s.end(4008);
+      } else if (n >= 4 && n <= 8) {
+        s.welcome(n);
+        s.end(4008);
+      } else s.end(1006);
     });
     const d = client({ WebSocket: WS2, minDelay: 8, maxDelay: 64 }, 'ws://fake/ws');
     const ev2 = [];
-    const four = new Promise((resolve) => d.on('disconnected', (e) => { ev2.push(e); if (ev2.length === 4) resolve(); }));
+    const nine = new Promise((resolve) => d.on('disconnected', (e) => { ev2.push(e); if (ev2.length === 9) resolve(); }));
     d.connect();
-    await four;
+    await nine;
     d.close();
-    assert.deepEqual(ev2.map((e) => [e.code, e.delay]), [[1006, 7], [1006, 15], [4008, 0], [1006, 15]]);
+    clock.mock.restore();
+    assert.deepEqual(ev2.map((e) => [e.code, e.delay]), [
+      [1006, 7], [1006, 15], // no welcome yet: backing off
+      [4008, 0], // a message came: good, back at once
+      [4008, 15], [4008, 31], [4008, 63], // closed right after each welcome: backing off
+      [4008, 0], // up for 5 s: good again
+      [4008, 15], [1006, 31],
+    ]);
   } finally {
     Math.random = random;
   }
