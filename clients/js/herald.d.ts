@@ -47,13 +47,13 @@ export type SubscriptionState = 'subscribing' | 'subscribed' | 'unsubscribed';
  * Server codes: bad_json, bad_request, unknown_op, missing_field, bad_topic,
  * too_many_subscriptions, not_subscribed, forbidden, binary_not_supported, internal.
  * Client codes: timeout, disconnected, closed, queue_full, unsubscribed, already_subscribed,
- * transport, bad_message.
+ * transport, bad_message, bad_string (a string in the request holds a lone surrogate: not UTF-8).
  */
 export type HeraldErrorCode =
   | 'bad_json' | 'bad_request' | 'unknown_op' | 'missing_field' | 'bad_topic'
   | 'too_many_subscriptions' | 'not_subscribed' | 'forbidden' | 'binary_not_supported' | 'internal'
   | 'timeout' | 'disconnected' | 'closed' | 'queue_full' | 'unsubscribed' | 'already_subscribed'
-  | 'transport' | 'bad_message'
+  | 'transport' | 'bad_message' | 'bad_string'
   | (string & {});
 
 export class HeraldError extends Error {

@@ -43,7 +43,7 @@ export const CLIENT_TIMEOUT_CLOSE = 4000;
 export class HeraldError extends Error {
   // `code` is the server's stable error code (bad_topic, not_subscribed, ...) or one of the
   // client's own: timeout, disconnected, closed, queue_full, unsubscribed, already_subscribed,
-  // transport, bad_message.
+  // transport, bad_message, bad_string.
   constructor(code, message, details) {
     super(message || code);
     this.name = 'HeraldError';
@@ -85,6 +85,24 @@ function patternMatcher(pattern) {
     }
     return t.length === pat.length;
   };
+}
+
+// JSON.stringify writes a lone surrogate (half of a UTF-16 pair, alone) as an escape \ud800 to
+// \udfff in lower-case hex, and doubles every backslash the data holds itself; so such an escape is
+// a backslash-u-d8..df preceded by an even number of other backslashes.
+const LONE_SURROGATE_ESCAPE = /(?<!\\)(?:\\\\)*\\ud[89a-f]/;
+
+// The request as JSON text. A string that is not well-formed UTF-16 (a lone surrogate, from
+// slicing a string between the halves of an emoji, say) cannot be UTF-8: the server refuses the
+// text as bad_json without knowing its id, so the request would only end with its timeout, and a
+// subscription never. Checking the text covers every string (topic, data, keys, presence info);
+// the includes() keeps the common case to one quick scan.
+function requestText(fields, id) {
+  const text = JSON.stringify({ op: fields.op, id, ...fields });
+  if (text.includes('\\ud') && LONE_SURROGATE_ESCAPE.test(text)) {
+    throw new HeraldError('bad_string', 'a string in the request is not well-formed UTF-16 (it holds a lone surrogate) and cannot be sent as UTF-8');
+  }
+  return text;
 }
 
 class Emitter {
@@ -430,11 +448,12 @@ export class Herald extends Emitter {
   // ---- requests ----
 
   _makeRequest(fields) {
+    // Serialized now, so that data JSON cannot represent fails at the call site.
+    const text = requestText(fields, this._nextId);
     const id = this._nextId++;
     return {
       id,
-      // Serialized now, so that data JSON cannot represent fails at the call site.
-      text: JSON.stringify({ op: fields.op, id, ...fields }),
+      text,
       resolve: noop,
       reject: noop,
       onDrop: null, // what a lost connection does to it; null: reject with the error given
@@ -511,7 +530,8 @@ export class Herald extends Emitter {
     try {
       req = this._makeRequest(sub._request());
     } catch (err) {
-      // presence info JSON cannot represent (a BigInt, a cycle): the subscription cannot be made.
+      // presence info JSON cannot represent (a BigInt, a cycle) or a lone surrogate in it or
+      // the topic (bad_string): the subscription cannot be made.
       sub._onRefused(err, generation);
       return;
     }

@@ -790,3 +790,29 @@ test('a throwing handler or listener is reported on error and does not stop deli
   assert.deepEqual(got.data(), [1, 2]);
   assert.deepEqual(errors.map((e) => e.message).sort(), ['handler bug', 'listener bug']);
 });
+
+test('a lone surrogate in any string of a request rejects at the call site with bad_string', T, async () => {
+  // Without the check the server refuses the text as bad_json with no id: the publish would end
+  // only with its timeout and the subscription never.
+  const c = await connected({ requestTimeout: 2000 });
+  const errors = [];
+  c.on('error', (e) => errors.push(e));
+  const lone = 'broken \ud83d';
+  await assert.rejects(c.publish('cl.utf16', { text: lone }), { name: 'HeraldError', code: 'bad_string' });
+  await assert.rejects(c.publish('cl.utf16', { [`k\udc00`]: 1 }), { code: 'bad_string' });
+  await assert.rejects(c.publish(`cl.utf16\ud800`, 1), { code: 'bad_string' });
+  const sub = c.subscribe('cl.utf16', { presence: { info: { name: `ann${lone}` } } });
+  await assert.rejects(sub.ready, { code: 'bad_string' });
+  assert.equal(sub.state, 'unsubscribed');
+
+  // Well-formed strings go through untouched: a surrogate pair, and the six characters of an
+  // escape written as text.
+  const got = inbox();
+  await c.subscribe('cl.utf16', got.handler, { presence: { info: { name: 'ann 😀' } } }).ready;
+  const fine = { text: 'smile 😀', escape: '\\ud83d', [`k😀`]: '\\\\\\ud800' };
+  assert.equal((await c.publish('cl.utf16', fine)).offset, 1);
+  await got.until(1);
+  assert.deepEqual(got.data(), [fine]);
+  assert.equal(c.state, 'connected');
+  assert.deepEqual(errors, [], 'no stray error from the server');
+});
