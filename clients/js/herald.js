@@ -117,14 +117,21 @@ class Emitter {
 
   off(event, fn) {
     const set = this._listeners.get(event);
-    if (set) {
-      if (fn === undefined) set.clear(); else set.delete(fn);
+    if (!set) return this;
+    if (fn === undefined) {
+      set.clear();
+      return this;
     }
+    set.delete(fn);
+    // once() registered a wrapper that remembers the listener it was given.
+    for (const l of set) if (l.listener === fn) set.delete(l);
     return this;
   }
 
   once(event, fn) {
+    if (typeof fn !== 'function') throw new TypeError('listener must be a function');
     const wrapper = (...args) => { this.off(event, wrapper); fn(...args); };
+    wrapper.listener = fn;
     return this.on(event, wrapper);
   }
 

@@ -847,3 +847,23 @@ test('a replay for an exact subscription (last, recover) is not delivered again 
   assert.deepEqual(b.data(), ['b1', 'b2', 'b3']);
   assert.deepEqual(wild.data(), ['a1', 'a2', 'a3', 'b1', 'b2', 'a4', 'b3'], 'the pattern saw each message once');
 });
+
+test('off(event, fn) removes a listener added with once(event, fn)', T, async () => {
+  const c = client();
+  const calls = [];
+  const fn = (s) => calls.push(s);
+  c.once('state', fn);
+  c.off('state', fn);
+  const kept = [];
+  c.once('state', (s) => kept.push(s));
+  await c.connect();
+  assert.deepEqual(calls, [], 'the once listener was removed');
+  assert.deepEqual(kept, ['connecting'], 'another once listener still runs, once');
+  // The same on a subscription.
+  const sub = c.subscribe('cl.once');
+  const subCalls = [];
+  const onSub = () => subCalls.push(1);
+  sub.once('subscribed', onSub).off('subscribed', onSub);
+  await sub.ready;
+  assert.deepEqual(subCalls, []);
+});
