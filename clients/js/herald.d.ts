@@ -60,7 +60,7 @@ export class HeraldError extends Error {
   constructor(code: HeraldErrorCode, message?: string, details?: object);
   readonly name: 'HeraldError';
   readonly code: HeraldErrorCode;
-  /** On 'closed' errors caused by the server's close: its close code. */
+  /** On 'closed' errors caused by the server's close, and on 'disconnected': the connection's close code (1009: too big). */
   readonly closeCode?: number;
 }
 

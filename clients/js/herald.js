@@ -338,7 +338,8 @@ export class Herald extends Emitter {
     const reconnect = this._opts.reconnect && !isPermanentClose(code);
     const closed = () => new HeraldError('closed', `connection closed (${why}) and not reopened`, { closeCode: code });
     for (const sub of this._subs.values()) sub._connectionLost(reconnect ? null : closed());
-    this._failPending(() => new HeraldError('disconnected', `connection lost (${why}) before the answer came`));
+    // The close code tells a request the server refused as too big (1009) from a network drop.
+    this._failPending(() => new HeraldError('disconnected', `connection lost (${why}) before the answer came`, { closeCode: code }));
     if (reconnect) {
       const delay = this._nextDelay(code);
       const attempt = this._attempt;

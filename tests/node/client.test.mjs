@@ -867,3 +867,15 @@ test('off(event, fn) removes a listener added with once(event, fn)', T, async ()
   await sub.ready;
   assert.deepEqual(subCalls, []);
 });
+
+test('requests cut off by a lost connection carry its close code (fake WebSocket)', T, async () => {
+  // 1009: the server refused a message as too big; 1006: the network broke. An app can tell.
+  for (const code of [1009, 1006]) {
+    const WS = fakeWebSocket((s, n) => s.welcome(n));
+    const c = client({ WebSocket: WS, minDelay: 1, maxDelay: 5 }, 'ws://fake/ws');
+    await c.connect();
+    const pending = c.publish('t', 'x'.repeat(100));
+    WS.instances[0].end(code, code === 1009 ? 'too big' : '');
+    await assert.rejects(pending, { name: 'HeraldError', code: 'disconnected', closeCode: code });
+  }
+});
