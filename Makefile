@@ -71,7 +71,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
 export LSAN_OPTIONS ?= suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: all run test unit integration browser check format format-check clean bench bench-full bench-http bench-echo bench-pubsub fuzz fuzz-smoke
+.PHONY: FORCE all run test unit integration browser check format format-check clean bench bench-full bench-http bench-echo bench-pubsub fuzz fuzz-smoke
 
 # The chat demo in the document root imports the client library as ./herald.js: a copy, not
 # tracked (.gitignore), made whenever clients/js/herald.js exists.
@@ -79,8 +79,11 @@ WEB_LIB := $(if $(wildcard clients/js/herald.js),clients/web/herald.js)
 
 all: $(BIN) $(WEB_LIB)
 
-clients/web/herald.js: clients/js/herald.js
-	cp $< $@
+# Compared by content on every run rather than by timestamp: an edited or stale copy newer than
+# the original would otherwise be kept, and the page would test another client than clients/js.
+clients/web/herald.js: clients/js/herald.js FORCE
+	@cmp -s $< $@ || { echo "cp $< $@"; cp $< $@; }
+FORCE:
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)

@@ -66,6 +66,9 @@ before(async () => {
     'or set CHROMIUM to its path');
   assert.ok(fs.existsSync(path.join(webRoot, 'herald.js')),
     `${webRoot}/herald.js is missing: run make (it copies clients/js/herald.js there)`);
+  // The page loads that copy: testing it is testing clients/js/herald.js only if they are the same.
+  assert.ok(fs.readFileSync(path.join(webRoot, 'herald.js')).equals(fs.readFileSync(path.join(webRoot, '../js/herald.js'))),
+    `${webRoot}/herald.js differs from clients/js/herald.js: run make (it copies it there)`);
   herald = await startHerald(['--root', webRoot, '--api-key', apiKey]);
   proxy = await startProxy(herald.port);
   try {
