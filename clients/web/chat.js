@@ -109,8 +109,18 @@ let room = null; // {name, room, topic, sub, seen, members, count, pending}
 
 function prefill() {
   $('name').value = localStorage.getItem('herald.chat.name') || '';
-  const fromHash = decodeURIComponent(location.hash.slice(1));
+  const fromHash = roomFromHash();
   $('room').value = fromHash && !roomProblem(fromHash) ? fromHash : 'lobby';
+}
+
+// A hand-edited or truncated link (#%E0%A4%A) is not valid percent-encoding: decodeURIComponent
+// throws, and an exception here would stop the page before it connects. Such a room is no room.
+function roomFromHash() {
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return '';
+  }
 }
 
 $('join-form').addEventListener('submit', (event) => {

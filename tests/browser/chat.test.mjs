@@ -84,12 +84,12 @@ after(async () => {
   await herald?.stop();
 });
 
-async function openChat(port) {
+async function openChat(port, hash = '') {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
   const page = await context.newPage();
   page.on('pageerror', (err) => pageErrors.push(`${err.message}\n${err.stack}`));
   page.setDefaultTimeout(WAIT);
-  await page.goto(`http://127.0.0.1:${port}/`);
+  await page.goto(`http://127.0.0.1:${port}/${hash}`);
   return page;
 }
 
@@ -215,4 +215,15 @@ test('two pages chat, see each other, and one recovers what it missed while offl
   fs.mkdirSync(path.dirname(screenshot), { recursive: true });
   await ann.screenshot({ path: screenshot });
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the pages');
+});
+
+test('a malformed room in the link does not break the page', { timeout: 60000 }, async () => {
+  const errorsBefore = pageErrors.length;
+  // Not valid percent-encoding: the page falls back to the default room and connects.
+  const page = await openChat(herald.port, '#%E0%A4%A');
+  await state(page, 'connected');
+  assert.equal(await page.inputValue('#room'), 'lobby');
+
+  assert.deepEqual(pageErrors.slice(errorsBefore), [], 'no uncaught errors in the page');
+  await page.context().close();
 });
