@@ -263,12 +263,20 @@ function onMessage(current, data, ctx) {
   if (data && typeof data === 'object' && typeof data.text === 'string') {
     name = typeof data.name === 'string' && data.name.trim() ? data.name.trim().slice(0, MAX_NAME) : 'anonymous';
     text = data.text;
-    at = typeof data.at === 'number' ? new Date(data.at) : null;
+    at = sentAt(data.at);
     mine = data.cid === cid;
   } else {
     text = JSON.stringify(data); // published by something else than this page (wscat, the HTTP API)
   }
   append(messageElement({ name, text, at, mine, offset: ctx.offset }));
+}
+
+// The sender's clock, as a Date, or null. Anyone can publish to the room, and a number beyond
+// what a Date holds (1e20) gives an Invalid Date, whose toISOString() throws.
+function sentAt(at) {
+  if (typeof at !== 'number') return null;
+  const date = new Date(at);
+  return Number.isNaN(date.getTime()) ? null : date;
 }
 
 function messageElement({ name, text, at, mine, offset, pending = false }) {

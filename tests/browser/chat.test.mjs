@@ -93,6 +93,14 @@ async function openChat(port, hash = '') {
   return page;
 }
 
+// Publishes over the HTTP API, as a backend would.
+async function publish(messages) {
+  const res = await fetch(`http://127.0.0.1:${herald.port}/api/publish`, {
+    method: 'POST', headers: { authorization: `Bearer ${apiKey}` }, body: JSON.stringify(messages),
+  });
+  assert.equal(res.status, 200);
+}
+
 async function join(page, name) {
   await page.fill('#name', name);
   await page.fill('#room', room);
@@ -217,13 +225,28 @@ test('two pages chat, see each other, and one recovers what it missed while offl
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the pages');
 });
 
-test('a malformed room in the link does not break the page', { timeout: 60000 }, async () => {
+test('a malformed room in the link and a message with an impossible time do not break the page', { timeout: 60000 }, async () => {
   const errorsBefore = pageErrors.length;
   // Not valid percent-encoding: the page falls back to the default room and connects.
   const page = await openChat(herald.port, '#%E0%A4%A');
   await state(page, 'connected');
   assert.equal(await page.inputValue('#room'), 'lobby');
 
+  // Anyone can publish to a room: a time no Date can hold (1e20) is shown without a time.
+  await page.fill('#name', 'Tess');
+  await page.fill('#room', 'odd-times');
+  await page.click('#join-button');
+  await page.locator('#chat').waitFor({ state: 'visible' });
+  await members(page, ['Tess']);
+  await publish([
+    { topic: 'chat.odd-times', data: { name: 'future', text: 'from the year 3 billion', at: 1e20 } },
+    { topic: 'chat.odd-times', data: { name: 'now', text: 'from today', at: Date.now() } },
+  ]);
+  await shows(page, 'from the year 3 billion');
+  await shows(page, 'from today');
+  assert.equal(await page.locator('.msg', { hasText: 'from the year 3 billion' }).locator('time').count(), 0);
+  assert.equal(await page.locator('.msg', { hasText: 'from today' }).locator('time').count(), 1);
+  assert.equal(await page.locator('#messages .notice').count(), 0, 'no error notice');
   assert.deepEqual(pageErrors.slice(errorsBefore), [], 'no uncaught errors in the page');
   await page.context().close();
 });
