@@ -189,7 +189,9 @@ function join(name, roomName) {
 
 $('leave').addEventListener('click', () => {
   if (!room) return;
-  room.sub.unsubscribe();
+  // The room is left here whatever the server answers; a rejection (a timeout) would otherwise be
+  // an unhandled one.
+  room.sub.unsubscribe().catch((err) => console.warn('herald: unsubscribe:', err));
   room = null;
   $('chat').hidden = true;
   $('room-title').hidden = true;

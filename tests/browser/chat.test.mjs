@@ -250,3 +250,23 @@ test('a malformed room in the link and a message with an impossible time do not 
   assert.deepEqual(pageErrors.slice(errorsBefore), [], 'no uncaught errors in the page');
   await page.context().close();
 });
+
+test('leaving a room whose unsubscribe fails raises no unhandled rejection', { timeout: 60000 }, async () => {
+  const errorsBefore = pageErrors.length;
+  const page = await openChat(herald.port);
+  await state(page, 'connected');
+  await page.fill('#name', 'Lea');
+  await page.fill('#room', 'leaving');
+  await page.click('#join-button');
+  await members(page, ['Lea']);
+  // The server's answer does not come in time (as after requestTimeout).
+  await page.evaluate(() => {
+    const sub = window.heraldClient.getSubscription('chat.leaving');
+    sub.unsubscribe = () => Promise.reject(new Error('no answer in time'));
+  });
+  await page.click('#leave');
+  await page.locator('#join').waitFor({ state: 'visible' });
+  await page.waitForTimeout(200); // an unhandled rejection is reported after the microtasks
+  assert.deepEqual(pageErrors.slice(errorsBefore), [], 'no uncaught errors in the page');
+  await page.context().close();
+});
