@@ -5,6 +5,11 @@ import { Herald, HeraldError } from './herald.js';
 const $ = (id) => document.getElementById(id);
 const HISTORY = 50; // messages shown from history when joining
 const MAX_NAME = 32;
+// A tab may stay open for days: only the newest entries (messages and notices) stay on the page,
+// and only so many offsets are remembered for the guard against repeats (older ones cannot come
+// again: the library delivers offsets in order).
+const MAX_SHOWN = 500;
+const MAX_SEEN = 1000;
 
 // Topic grammar (proto/broker.md, "Topics and wildcards"): at most 255 bytes, at most 16
 // dot-separated segments of 1 to 64 characters among letters, digits and _ - : @ = + ~.
@@ -254,7 +259,7 @@ function onMessage(current, data, ctx) {
   // The library delivers each offset once; this guards the page against a repeat all the same.
   const key = `${current.sub.epoch}:${ctx.offset}`;
   if (current.seen.has(key)) return;
-  current.seen.add(key);
+  remember(current.seen, key);
   const pending = current.pending.get(ctx.offset);
   if (pending) { pending.remove(); current.pending.delete(ctx.offset); }
 
@@ -279,6 +284,12 @@ function sentAt(at) {
   if (typeof at !== 'number') return null;
   const date = new Date(at);
   return Number.isNaN(date.getTime()) ? null : date;
+}
+
+// A Set iterates in insertion order: the first key is the oldest.
+function remember(seen, key) {
+  seen.add(key);
+  if (seen.size > MAX_SEEN) seen.delete(seen.values().next().value);
 }
 
 function messageElement({ name, text, at, mine, offset, pending = false }) {
@@ -327,7 +338,15 @@ function append(el) {
     (!a.dataset.at || !b.dataset.at || Math.abs(b.dataset.at - a.dataset.at) < 300000);
   el.classList.toggle('cont', Boolean(groups(prev, el)));
   if (next) next.classList.toggle('cont', Boolean(groups(el, next)));
+  trimOld(box);
   if (atBottom || el.classList.contains('mine')) box.scrollTop = box.scrollHeight;
+}
+
+// Drops the oldest entries beyond MAX_SHOWN (the box's first child is the "no messages" line).
+function trimOld(box) {
+  while (box.childElementCount - 1 > MAX_SHOWN) box.children[1].remove();
+  // The new first message heads its group: it shows its sender again.
+  box.children[1]?.classList.remove('cont');
 }
 
 function notice(text) {

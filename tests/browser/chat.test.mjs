@@ -270,3 +270,23 @@ test('leaving a room whose unsubscribe fails raises no unhandled rejection', { t
   assert.deepEqual(pageErrors.slice(errorsBefore), [], 'no uncaught errors in the page');
   await page.context().close();
 });
+
+test('a long-lived tab keeps only the newest 500 entries on the page', { timeout: 60000 }, async () => {
+  const errorsBefore = pageErrors.length;
+  const page = await openChat(herald.port);
+  await state(page, 'connected');
+  await page.fill('#name', 'Max');
+  await page.fill('#room', 'long-lived');
+  await page.click('#join-button');
+  await members(page, ['Max']);
+  await publish(Array.from({ length: 520 }, (_, i) =>
+    ({ topic: 'chat.long-lived', data: { name: 'feed', text: `n ${i + 1}`, at: Date.now() } })));
+  await shows(page, 'n 520');
+  const texts = await page.$$eval('#messages .msg .text', (els) => els.map((e) => e.textContent));
+  assert.equal(texts.length, 500);
+  assert.deepEqual([texts[0], texts.at(-1)], ['n 21', 'n 520']);
+  assert.equal(await page.locator('#messages .msg').first().evaluate((e) => e.classList.contains('cont')), false,
+    'the first message shown has its sender');
+  assert.deepEqual(pageErrors.slice(errorsBefore), [], 'no uncaught errors in the page');
+  await page.context().close();
+});
