@@ -1,5 +1,5 @@
 // Herald chat demo. Uses only the client library (herald.js, copied here from clients/js by `make`).
-// A room is the topic chat.<room>; a message is {name, text, cid, at}; presence info is {name}.
+// A room is the topic chat.<room>; a message is {name, text, cid, seq, at}; presence info is {name}.
 import { Herald, HeraldError } from './herald.js';
 
 const $ = (id) => document.getElementById(id);
@@ -46,6 +46,8 @@ window.heraldClient = client; // a handle for tests and for poking around in the
 // A random id for this tab, so that our own messages are recognised across reconnects (the session
 // id changes on every connection).
 const cid = Math.random().toString(36).slice(2, 12);
+// Numbers this tab's messages, so that a message that comes back is matched to what was sent.
+let sent = 0;
 
 // ---- connection state ----------------------------------------------------------------------
 
@@ -110,7 +112,7 @@ setInterval(() => {
 
 // ---- joining and leaving -------------------------------------------------------------------
 
-let room = null; // {name, room, topic, sub, seen, members, count, pending}
+let room = null; // {name, room, topic, sub, seen, members, count, ghosts}
 
 function prefill() {
   $('name').value = localStorage.getItem('herald.chat.name') || '';
@@ -145,7 +147,7 @@ $('room').addEventListener('input', () => {
 
 function join(name, roomName) {
   const topic = `chat.${roomName}`;
-  room = { name, room: roomName, topic, seen: new Set(), members: new Map(), count: 0, pending: new Map() };
+  room = { name, room: roomName, topic, seen: new Set(), members: new Map(), count: 0, ghosts: new Map() };
   $('messages').replaceChildren($('empty'));
   $('empty').hidden = false;
   $('members').replaceChildren();
@@ -260,8 +262,6 @@ function onMessage(current, data, ctx) {
   const key = `${current.sub.epoch}:${ctx.offset}`;
   if (current.seen.has(key)) return;
   remember(current.seen, key);
-  const pending = current.pending.get(ctx.offset);
-  if (pending) { pending.remove(); current.pending.delete(ctx.offset); }
 
   let name = '?';
   let text;
@@ -272,10 +272,20 @@ function onMessage(current, data, ctx) {
     text = data.text;
     at = sentAt(data.at);
     mine = data.cid === cid;
+    if (mine) dropGhost(current, data.seq);
   } else {
     text = JSON.stringify(data); // published by something else than this page (wscat, the HTTP API)
   }
   append(messageElement({ name, text, at, mine, offset: ctx.offset }));
+}
+
+// One of ours came back: the stand-in shown since it was sent (pending, or marked as perhaps not
+// sent) gives way to it.
+function dropGhost(current, seq) {
+  const ghost = current.ghosts.get(seq);
+  if (!ghost) return;
+  ghost.remove();
+  current.ghosts.delete(seq);
 }
 
 // The sender's clock, as a Date, or null. Anyone can publish to the room, and a number beyond
@@ -365,18 +375,27 @@ $('composer').addEventListener('submit', (event) => {
   $('text').value = '';
   $('send').disabled = true;
   const at = Date.now();
+  const seq = ++sent;
   const ghost = messageElement({ name: current.name, text, at: new Date(at), mine: true, pending: true });
+  current.ghosts.set(seq, ghost); // until the message itself arrives
   append(ghost);
-  client.publish(current.topic, { name: current.name, text, cid, at }).then(({ offset }) => {
-    if (room !== current) return;
-    if (current.seen.has(`${current.sub.epoch}:${offset}`)) ghost.remove();
-    else current.pending.set(offset, ghost); // replaced when the message itself arrives
-  }, (err) => {
-    ghost.classList.remove('pending');
-    ghost.classList.add('failed');
-    ghost.querySelector('.text').textContent = `${text}  (not sent: ${describe(err)})`;
-  });
+  client.publish(current.topic, { name: current.name, text, cid, seq, at })
+    .catch((err) => sendFailed(current, seq, text, err));
 });
+
+// A publish cut off by a lost connection, or unanswered in time, may well have been published:
+// it is said so, and the ghost stays matched so that the message replaces it if recovery brings
+// it. Any other error means the server did not take it.
+function sendFailed(current, seq, text, err) {
+  const ghost = current.ghosts.get(seq);
+  if (!ghost) return; // it came back meanwhile: it was sent
+  const unsure = err instanceof HeraldError && (err.code === 'disconnected' || err.code === 'timeout');
+  if (!unsure) current.ghosts.delete(seq);
+  ghost.classList.remove('pending');
+  ghost.classList.add('failed');
+  ghost.querySelector('.text').textContent =
+    `${text}  (${unsure ? 'may not have been sent' : 'not sent'}: ${describe(err)})`;
+}
 
 // ---- helpers -------------------------------------------------------------------------------
 

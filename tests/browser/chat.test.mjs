@@ -290,3 +290,42 @@ test('a long-lived tab keeps only the newest 500 entries on the page', { timeout
   assert.deepEqual(pageErrors.slice(errorsBefore), [], 'no uncaught errors in the page');
   await page.context().close();
 });
+
+test('a message cut off by a lost connection is shown as perhaps not sent, and once if it was', { timeout: 60000 }, async () => {
+  const errorsBefore = pageErrors.length;
+  const page = await openChat(herald.port);
+  await state(page, 'connected');
+  await page.fill('#name', 'Una');
+  await page.fill('#room', 'unsure');
+  await page.click('#join-button');
+  await members(page, ['Una']);
+  // The next publish goes out (or not), then the connection is given up at once, before any
+  // answer: the publish rejects with 'disconnected' and the client reconnects and recovers.
+  const cutAfterNextPublish = (reallySend) => page.evaluate((really) => {
+    const c = window.heraldClient;
+    const ws = c._ws;
+    const send = ws.send.bind(ws);
+    ws.send = (t) => {
+      if (!t.includes('"op":"pub"')) return send(t);
+      if (really) send(t);
+      c._abandon('cut by the test');
+      return undefined;
+    };
+  }, reallySend);
+  const failed = (text) => page.locator('#messages .msg.failed .text', { hasText: text });
+
+  await cutAfterNextPublish(false);
+  await send(page, 'never left');
+  await failed('never left').waitFor();
+  assert.match(await failed('never left').textContent(), /^never left {2}\(may not have been sent: disconnected/);
+  await state(page, 'connected');
+
+  await cutAfterNextPublish(true);
+  await send(page, 'made it');
+  await shows(page, 'made it'); // recovered on the new connection
+  assert.equal(await page.locator('#messages .msg .text', { hasText: 'made it' }).count(), 1, 'shown once');
+  assert.equal(await failed('made it').count(), 0);
+  assert.equal(await failed('never left').count(), 1);
+  assert.deepEqual(pageErrors.slice(errorsBefore), [], 'no uncaught errors in the page');
+  await page.context().close();
+});
