@@ -543,6 +543,18 @@ Test(broker, slow_consumer_that_keeps_sending_gets_close_code_4008)
     slow_reader_is_cut("65536", true);
 }
 
+/* Subscribes c to `topic` and copies the topic's epoch from the ack into epoch. */
+static void sub_epoch(struct wsc *c, const char *topic, char *epoch, size_t cap)
+{
+    char req[300];
+    snprintf(req, sizeof(req), "{\"op\":\"sub\",\"topic\":\"%s\"}", topic);
+    bsend(c, req);
+    cJSON *j;
+    expect_type(c, "ack", &j);
+    snprintf(epoch, cap, "%s", str(j, "epoch"));
+    cJSON_Delete(j);
+}
+
 /* A replay the subscriber asks for (recover, last) is read at its pace: --max-outbound bounds how
  * far behind the live stream it falls, not how much history it asked for. 300 KiB missed behind a
  * 64 KiB bound used to end in 4008 right after the ack, every time the client came back. */
@@ -553,14 +565,11 @@ Test(broker, a_replay_larger_than_max_outbound_is_delivered_whole)
     herald_start(&p, args);
     enum { N = 300 };
     struct wsc a, pub;
-    bopen_port(&a, p.port);
-    bsend(&a, "{\"op\":\"sub\",\"topic\":\"feed\"}");
-    cJSON *j;
-    expect_type(&a, "ack", &j);
     char epoch[64];
-    snprintf(epoch, sizeof(epoch), "%s", str(j, "epoch"));
-    cJSON_Delete(j);
+    bopen_port(&a, p.port);
+    sub_epoch(&a, "feed", epoch, sizeof(epoch));
     wsc_close(&a); /* gone while N KiB are published */
+    cJSON *j;
     bopen_port(&pub, p.port);
     char pad[1025], req[1200];
     memset(pad, 'x', 1024);
@@ -650,12 +659,9 @@ Test(broker, recovery_after_forced_disconnect_with_publishing_in_flight)
     herald_start(&hp, args);
     struct wsc a;
     bopen_port(&a, hp.port);
-    bsend(&a, "{\"op\":\"sub\",\"topic\":\"feed\"}");
-    cJSON *j;
-    expect_type(&a, "ack", &j);
     char epoch[64];
-    snprintf(epoch, sizeof(epoch), "%s", str(j, "epoch"));
-    cJSON_Delete(j);
+    sub_epoch(&a, "feed", epoch, sizeof(epoch));
+    cJSON *j;
     pthread_t th;
     struct pub_loop pl = {.port = hp.port, .n = N};
     pthread_create(&th, NULL, publish_loop, &pl);
