@@ -53,7 +53,8 @@ int static_open(const struct static_root *root, const char *rel, int is_dir,
 const char *static_content_type(const char *name);
 
 /* http_date - formats t as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into out (>= 30
- * bytes); returns the length (29). */
+ * bytes); returns the length (29), or 0 (out is then "") when t has no IMF-fixdate: its year is
+ * outside 0..9999 or gmtime_r cannot convert it (a file's mtime can be anything). */
 size_t http_date(time_t t, char *out);
 
 /* http_date_parse - parses an IMF-fixdate; returns 0 and sets *t, or -1. */

@@ -65,17 +65,19 @@ const char *http_status_text(int status)
     }
 }
 
-/* The Date header changes once a second; each thread formats it once per second. */
+/* The Date header changes once a second; each thread formats it once per second. date_at is the
+ * time the text shows: a file's Last-Modified must not pass it (see serve_file). */
+static __thread time_t date_at;
+static __thread char date_text[32];
+
 static const char *date_now(void)
 {
-    static __thread time_t cached_at;
-    static __thread char cached[32];
     time_t now = time(NULL);
-    if (now != cached_at) {
-        http_date(now, cached);
-        cached_at = now;
+    if (now != date_at) {
+        http_date(now, date_text);
+        date_at = now;
     }
-    return cached;
+    return date_text;
 }
 
 struct obuf *http_response_start(int status, int keep_alive, size_t body_cap)
@@ -196,8 +198,10 @@ static int redirect_dir(const struct http_request *req, int keep_alive, struct o
 }
 
 /* 1 when a conditional header says the client's copy is current. If-None-Match wins over
- * If-Modified-Since (RFC 9110 13.2.2). */
-static int not_modified(const struct http_request *req, const struct static_file *f)
+ * If-Modified-Since (RFC 9110 13.2.2). `lm` is the Last-Modified time the response states (see
+ * last_modified); NULL when it states none, and then If-Modified-Since has nothing to compare. */
+static int not_modified(const struct http_request *req, const struct static_file *f,
+                        const time_t *lm)
 {
     size_t len;
     const char *inm = http_header_get(req, "if-none-match", &len);
@@ -205,7 +209,22 @@ static int not_modified(const struct http_request *req, const struct static_file
         return static_etag_matches(inm, len, f->etag);
     const char *ims = http_header_get(req, "if-modified-since", &len);
     time_t t;
-    return ims && http_date_parse(ims, len, &t) == 0 && f->mtime.tv_sec <= t;
+    return lm && ims && http_date_parse(ims, len, &t) == 0 && *lm <= t;
+}
+
+/* The file's Last-Modified, formatted into out (>= 32 bytes) with its time in *lm. Returns 1, or 0
+ * when the response states none: an mtime whose year is outside 0..9999 is no date anyone can
+ * use (RFC 9110 8.8.2.1: send one only when it "can be reasonably and consistently determined").
+ * A time merely in the future (a file copied from a machine whose clock is ahead) MUST be
+ * replaced by the response's Date (8.8.2.1); the Date is refreshed first, so the response
+ * started next shows at least this time. */
+static int last_modified(const struct static_file *f, char *out, time_t *lm)
+{
+    date_now();
+    if (f->mtime.tv_sec > date_at && http_date(f->mtime.tv_sec, out) == 0)
+        return 0;
+    *lm = f->mtime.tv_sec < date_at ? f->mtime.tv_sec : date_at;
+    return http_date(*lm, out) > 0;
 }
 
 /* Closes the file's descriptor, if it has one (a kept file has none: static_cache.h). */
@@ -221,19 +240,22 @@ static int serve_file(const struct http_request *req, struct static_file *f, con
                       int keep_alive, struct outq *out)
 {
     int head_only = req->method == HTTP_HEAD;
-    int notmod = not_modified(req, f);
+    char date[32];
+    time_t lm;
+    int has_lm = last_modified(f, date, &lm);
+    int notmod = not_modified(req, f, has_lm ? &lm : NULL);
     int inline_body = !head_only && !notmod && f->size <= HTTP_INLINE_FILE_MAX;
     struct obuf *b = http_response_start(notmod ? 304 : 200, keep_alive, inline_body ? f->size : 0);
     if (!b) {
         file_done(f);
         return -ENOMEM;
     }
-    char date[32];
-    http_date(f->mtime.tv_sec, date);
     obuf_puts(b, "Content-Type: ");
     obuf_puts(b, f->content_type);
-    obuf_puts(b, "\r\nLast-Modified: ");
-    obuf_puts(b, date);
+    if (has_lm) {
+        obuf_puts(b, "\r\nLast-Modified: ");
+        obuf_puts(b, date);
+    }
     obuf_puts(b, "\r\nETag: ");
     obuf_puts(b, f->etag);
     obuf_puts(b, "\r\n");

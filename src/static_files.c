@@ -177,7 +177,13 @@ static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 size_t http_date(time_t t, char *out)
 {
     struct tm tm;
-    gmtime_r(&t, &tm);
+    /* gmtime_r fails when the year overflows an int (an mtime of 2^62 does), and leaves tm
+     * unset: its fields would then index days[] and months[] out of bounds. A year past 9999
+     * does not fit the four digits of an IMF-fixdate, and snprintf would cut the header. */
+    if (!gmtime_r(&t, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
+        out[0] = '\0';
+        return 0;
+    }
     return (size_t)snprintf(out, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
                             tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
                             tm.tm_sec);

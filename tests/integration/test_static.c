@@ -1,9 +1,12 @@
 /* Integration: the document root cannot be escaped; files of every size arrive intact. */
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -185,4 +188,72 @@ Test(static_files, a_changed_or_removed_file_is_noticed_within_the_cache_time)
         cr_assert_eq(get_status("/docs/page.css", &r), 404, "request %d", i);
         resp_free(&r);
     }
+}
+
+/* Sets a file's modification time (atime too) to t. 1 when the file system kept it as given (tmpfs
+ * does; ext4 clamps to 2446), 0 when it clamped. */
+static int set_mtime(const char *dir, const char *name, time_t t)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    struct timespec ts[2] = {{.tv_sec = t}, {.tv_sec = t}};
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts, 0), 0, "%s: %m", path);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    return st.st_mtim.tv_sec == t;
+}
+
+static time_t parse_http_date(const char *s)
+{
+    struct tm tm = {0};
+    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cr_assert(end && !*end, "not an IMF-fixdate: %s", s);
+    return timegm(&tm);
+}
+
+/* A file's mtime can be anything. One past year 9999 (2^62 made gmtime_r fail and the server
+ * index days[] with garbage: SIGSEGV) gets no Last-Modified; one in the future gets the Date
+ * instead (RFC 9110 8.8.2.1). tmpfs (/dev/shm) keeps such times; elsewhere they are clamped and
+ * only the future case is checked. */
+Test(static_files, an_mtime_out_of_range_or_in_the_future_is_not_stated)
+{
+    char *dir = strdup("/dev/shm/herald-mtime-XXXXXX");
+    if (!mkdtemp(dir)) {
+        free(dir);
+        dir = make_temp_dir();
+    }
+    write_file(dir, "huge.txt", "huge\n", 0);
+    write_file(dir, "y10000.txt", "y10000\n", 0);
+    write_file(dir, "future.txt", "future\n", 0);
+    int kept = set_mtime(dir, "huge.txt", (time_t)1 << 62);
+    kept &= set_mtime(dir, "y10000.txt", 253402300800 + 86400); /* 10000-01-02 */
+    set_mtime(dir, "future.txt", time(NULL) + 365 * 86400);
+    struct herald_proc p;
+    const char *args[] = {"--threads", "1", "--root", dir, NULL};
+    herald_start(&p, args);
+    const char *names[] = {"huge.txt", "y10000.txt", "future.txt"};
+    for (int i = 0; i < 3; i++) {
+        char req[256], v[128], date[128];
+        snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\n\r\n", names[i]);
+        struct http_resp r;
+        cr_assert_eq(http_once(p.port, req, &r), 0, "%s: no answer", names[i]);
+        cr_assert_eq(r.status, 200, "%s", names[i]);
+        cr_assert_eq(resp_header(&r, "Date", date, sizeof(date)), 0);
+        int has_lm = resp_header(&r, "Last-Modified", v, sizeof(v)) == 0;
+        if (i < 2 && kept)
+            cr_assert(!has_lm, "%s: Last-Modified: %s", names[i], v);
+        if (has_lm)
+            cr_assert_leq(parse_http_date(v), parse_http_date(date), "%s: %s, Date %s", names[i], v,
+                          date);
+        if (i == 2)
+            cr_assert(has_lm, "a future mtime is stated as the Date");
+        resp_free(&r);
+    }
+    free(herald_stop(&p));
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    free(dir);
+    if (!kept)
+        cr_log_warn("no tmpfs at /dev/shm: years past 9999 were not tried");
 }
