@@ -220,15 +220,39 @@ static ssize_t read_input(struct conn *c, uint32_t events)
     return total;
 }
 
+/* An error response is queued: close after it, lingering (the request's unread body, if any, is
+ * then read and discarded rather than answered with a reset). */
+static void close_after_error(struct conn *c)
+{
+    c->close_after = 1;
+    c->linger = 1;
+    c->in_request = 0;
+}
+
 /* Queues an error response and arranges to close after it. */
 static void fail_request(struct conn *c, int status, const char *reason)
 {
     if (log_enabled(LOG_DEBUG))
         log_msg(LOG_DEBUG, "fd %d: %d %s", c->fd, status, reason ? reason : "");
     http_error(&c->out, status, reason, 0, c->h->req.method == HTTP_HEAD);
-    c->close_after = 1;
-    c->linger = 1;
-    c->in_request = 0;
+    close_after_error(c);
+}
+
+/* A body the API keeps (up to --max-body) is first authorized on the head: without the key a
+ * client could otherwise make the server hold that much per connection. Returns 1 when the
+ * request may go on, 0 when it was refused (answered, or closing when out of memory). */
+static int authorize_body(struct conn *c)
+{
+    const struct http_api *api = c->env->http.api;
+    if (!api || !http_api_wants_body(&c->h->req))
+        return 1;
+    int rc = http_api_authorize_head(api, &c->h->req, &c->out);
+    if (rc == 0)
+        return 1;
+    close_after_error(c);
+    if (rc < 0)
+        c->peer_eof = 1; /* out of memory: close without an answer */
+    return 0;
 }
 
 /* The request is complete (body consumed): answer it and get ready for the next one. */
@@ -318,6 +342,8 @@ static void on_head(struct conn *c)
         respond(c);
         return;
     }
+    if (!authorize_body(c))
+        return;
     if ((req->flags & HTTP_F_CONTENT_LENGTH) && req->content_length > c->env->cfg->max_body) {
         fail_request(c, 413, "request body too large");
         return;

@@ -80,25 +80,33 @@ static bool same_secret(const char *a, size_t alen, const char *b, size_t blen)
     return diff == 0;
 }
 
-/* 0 when the request carries the key; otherwise queues 401/403 and returns -1. */
+/* 0 when the request carries the key; otherwise queues 401/403 and returns 1, or -ENOMEM when
+ * that answer could not be queued. */
 static int authorize(const struct http_api *api, const struct http_request *req,
                      const struct reply *r)
 {
     if (!api->api_key) {
-        send_error(r, 403, NULL, "api_disabled",
-                   "the HTTP API is off: start herald with --api-key");
-        return -1;
+        int rc = send_error(r, 403, NULL, "api_disabled",
+                            "the HTTP API is off: start herald with --api-key");
+        return rc < 0 ? rc : 1;
     }
     size_t len;
     const char *auth = http_header_get(req, "authorization", &len);
     static const char bearer[] = "Bearer ";
     if (!auth || len < sizeof(bearer) - 1 || strncasecmp(auth, bearer, sizeof(bearer) - 1) != 0 ||
         !same_secret(auth + 7, len - 7, api->api_key, strlen(api->api_key))) {
-        send_error(r, 401, "WWW-Authenticate: Bearer realm=\"herald\"\r\n", "unauthorized",
-                   auth ? "wrong API key" : "Authorization: Bearer KEY required");
-        return -1;
+        int rc = send_error(r, 401, "WWW-Authenticate: Bearer realm=\"herald\"\r\n", "unauthorized",
+                            auth ? "wrong API key" : "Authorization: Bearer KEY required");
+        return rc < 0 ? rc : 1;
     }
     return 0;
+}
+
+int http_api_authorize_head(const struct http_api *api, const struct http_request *req,
+                            struct outq *out)
+{
+    const struct reply r = {.out = out, .keep_alive = 0, .head = false};
+    return authorize(api, req, &r);
 }
 
 /* Publishes one message and appends its result object to t. Returns its status: 200, 400 for a
@@ -158,8 +166,9 @@ static int handle_publish(const struct http_api *api, const struct http_request 
 {
     if (req->method != HTTP_POST)
         return send_error(r, 405, "Allow: POST\r\n", "method_not_allowed", "use POST");
-    if (authorize(api, req, r) < 0)
-        return 0;
+    int auth = authorize(api, req, r);
+    if (auth != 0)
+        return auth < 0 ? auth : 0;
     size_t len = body ? dmsg_len(body) : 0;
     char *text = malloc(len + 1);
     if (!text)
@@ -226,8 +235,9 @@ static int handle_topics(const struct http_api *api, const struct http_request *
 {
     if (!is_get(req))
         return send_error(r, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", "use GET");
-    if (authorize(api, req, r) < 0)
-        return 0;
+    int auth = authorize(api, req, r);
+    if (auth != 0)
+        return auth < 0 ? auth : 0;
     struct textbuf t = {0};
     struct topic_list l = {.t = &t};
     textbuf_put(&t, "{\"topics\":[", 11);
@@ -285,8 +295,9 @@ static int handle_presence(const struct http_api *api, const struct http_request
 {
     if (!is_get(req))
         return send_error(r, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", "use GET");
-    if (authorize(api, req, r) < 0)
-        return 0;
+    int auth = authorize(api, req, r);
+    if (auth != 0)
+        return auth < 0 ? auth : 0;
     char topic[TOPIC_MAX_LEN + 1], num[16];
     ssize_t tlen = query_param(req, "topic", topic, sizeof(topic));
     if (tlen == -1)

@@ -483,3 +483,64 @@ Test(api, recoveries_are_counted_by_outcome_and_not_for_wildcards)
     cr_assert_eq(scrape_metric(srv.port, "herald_recoveries_total{result=\"hit\"}"), hit);
     wsc_close(&c);
 }
+
+/* Sends the head of a publish with `Expect: 100-continue` (auth: the Authorization value, or
+ * NULL) and reads the first response: the refusal must come before any 100 Continue, at once, so
+ * the body is never invited nor kept (it used to be: 100 clients without a key held --max-body,
+ * 1 MiB, each). */
+static void expect_refused_before_continue(int port, const char *auth, int status, const char *code)
+{
+    struct client c;
+    client_open(&c, port);
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /api/publish HTTP/1.1\r\nHost: t\r\n%s%s%sContent-Length: 1000000\r\n"
+             "Expect: 100-continue\r\n\r\n",
+             auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
+    send_str(c.fd, req);
+    struct http_resp r;
+    cr_assert_eq(read_response(&c, &r, 0), 0, "%s: no answer to the head", auth ? auth : "no key");
+    cr_assert_eq(r.status, status, "%s: %.60s", auth ? auth : "no key", r.head);
+    char v[128];
+    if (status == 401)
+        cr_assert_eq(resp_header(&r, "WWW-Authenticate", v, sizeof(v)), 0);
+    cr_assert_eq(resp_header(&r, "Connection", v, sizeof(v)), 0);
+    cr_assert_str_eq(v, "close");
+    cJSON *j = json_of(&r);
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
+                     code);
+    cJSON_Delete(j);
+    resp_free(&r);
+    client_close(&c);
+}
+
+Test(api, a_publish_without_the_key_is_refused_on_its_head)
+{
+    expect_refused_before_continue(srv.port, NULL, 401, "unauthorized");
+    expect_refused_before_continue(srv.port, "Bearer wrong-key-0123456789abcdef", 401,
+                                   "unauthorized");
+    struct herald_proc off;
+    herald_start(&off, NULL);
+    expect_refused_before_continue(off.port, "Bearer " KEY, 403, "api_disabled");
+    free(herald_stop(&off));
+
+    /* With the key: 100 Continue, then the body is read and published as before. */
+    struct client c;
+    client_open(&c, srv.port);
+    const char *body = "{\"topic\":\"early\",\"data\":1}";
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /api/publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+             "\r\nContent-Length: %zu\r\nExpect: 100-continue\r\n\r\n",
+             strlen(body));
+    send_str(c.fd, req);
+    struct http_resp r;
+    cr_assert_eq(read_response(&c, &r, 0), 0);
+    cr_assert_eq(r.status, 100);
+    resp_free(&r);
+    send_str(c.fd, body);
+    cr_assert_eq(read_response(&c, &r, 0), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    resp_free(&r);
+    client_close(&c);
+}
