@@ -43,7 +43,8 @@ struct static_file {
  * static_open - opens the file for the normalised relative path `rel` (see path_normalize); when
  * `is_dir` or when rel names a directory reached with a trailing '/', its index.html.
  * Returns 0 (out filled, out->fd open), STATIC_REDIRECT, -404 (absent, not a regular file, or
- * outside the root), -403 (permission denied) or -500.
+ * outside the root), -403 (permission denied), -503 (a symlink's ".." kept racing renames
+ * elsewhere on the system, each of a few attempts: worth a retry) or -500.
  */
 int static_open(const struct static_root *root, const char *rel, int is_dir,
                 struct static_file *out);

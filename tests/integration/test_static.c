@@ -2,6 +2,8 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,4 +258,81 @@ Test(static_files, an_mtime_out_of_range_or_in_the_future_is_not_stated)
     free(dir);
     if (!kept)
         cr_log_warn("no tmpfs at /dev/shm: years past 9999 were not tried");
+}
+
+struct renamer {
+    const char *dir;
+    atomic_int stop;
+    long renames;
+};
+
+/* Renames a file back and forth in a directory of its own. Any rename on the system may make
+ * openat2(RESOLVE_BENEATH) fail with EAGAIN while it resolves a "..". */
+static void *rename_loop(void *arg)
+{
+    struct renamer *rn = arg;
+    char a[600], b[600];
+    snprintf(a, sizeof(a), "%s/a", rn->dir);
+    snprintf(b, sizeof(b), "%s/b", rn->dir);
+    while (!atomic_load(&rn->stop)) {
+        if (rename(a, b) == 0 && rename(b, a) == 0)
+            rn->renames += 2;
+    }
+    return NULL;
+}
+
+/* A symlink whose target climbs with ".." (and stays inside the root) is served even while files
+ * are renamed elsewhere: the kernel asks for a retry (EAGAIN), which was answered 500. */
+Test(static_files, a_symlink_with_dotdot_survives_renames_elsewhere)
+{
+    char *dir = make_temp_dir(), *busy = make_temp_dir();
+    write_file(dir, "index.html", "top\n", 0);
+    /* Deep, so that the walk to the ".."s takes long enough for renames to hit it often. */
+    char path[600], target[64] = "";
+    snprintf(path, sizeof(path), "%s", dir);
+    for (int i = 0; i < 8; i++) {
+        strcat(path, "/d");
+        cr_assert_eq(mkdir(path, 0755), 0);
+        strcat(target, "../");
+    }
+    strcat(path, "/up.html");
+    strcat(target, "index.html");
+    cr_assert_eq(symlink(target, path), 0);
+    write_file(busy, "a", "x", 0);
+    struct herald_proc p;
+    const char *args[] = {"--threads", "1", "--root", dir, "--file-cache-ms", "0", NULL};
+    herald_start(&p, args);
+    struct renamer rn = {.dir = busy};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, rename_loop, &rn), 0);
+    struct client *c = malloc(sizeof(*c));
+    client_open(c, p.port);
+    int n = under_sanitizer() ? 2000 : 5000, bad = 0, first_bad = 0;
+    for (int i = 0; i < n; i++) {
+        send_str(c->fd, "GET /d/d/d/d/d/d/d/d/up.html HTTP/1.1\r\nHost: t\r\n\r\n");
+        struct http_resp r;
+        cr_assert_eq(read_response(c, &r, 0), 0, "request %d", i);
+        int st = r.status;
+        resp_free(&r);
+        if (st != 200 && bad++ == 0)
+            first_bad = st;
+        if (st != 200) { /* an error closes the connection */
+            client_close(c);
+            client_open(c, p.port);
+        }
+    }
+    atomic_store(&rn.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    client_close(c);
+    free(c);
+    free(herald_stop(&p));
+    cr_log_info("%d requests, %ld renames meanwhile", n, rn.renames);
+    cr_assert_eq(bad, 0, "%d of %d requests failed, the first with %d", bad, n, first_bad);
+    char cmd[1300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, busy);
+    cr_assert_eq(system(cmd), 0);
+    free(dir);
+    free(busy);
 }
