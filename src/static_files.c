@@ -122,11 +122,17 @@ int static_open(const struct static_root *root, const char *rel, int is_dir,
             close(fd);
             return STATIC_REDIRECT;
         }
-        int ifd = openat2_beneath(fd, "index.html", O_RDONLY | O_NONBLOCK);
         close(fd);
-        if (ifd < 0)
-            return errno_status(ifd);
-        fd = ifd;
+        /* Opened beneath the root, not beneath the directory: an index.html that links up to a
+         * page elsewhere in the root ("../shared/page.html") is served, as it is under its own
+         * name. A directory swapped for a link meanwhile still cannot lead outside. */
+        char index[PATH_MAX + sizeof("/index.html")];
+        int n = snprintf(index, sizeof(index), "%s%sindex.html", rel, rel[0] ? "/" : "");
+        if (n < 0 || (size_t)n >= sizeof(index))
+            return -404;
+        fd = openat2_beneath(root->dirfd, index, O_RDONLY | O_NONBLOCK);
+        if (fd < 0)
+            return errno_status(fd);
         rel = "index.html";
         if (fstat(fd, &st) < 0) {
             close(fd);

@@ -44,6 +44,14 @@ static void setup(void)
     /* A symlink that stays inside the root is fine. */
     snprintf(path, sizeof(path), "%s/inside", root);
     cr_assert_eq(symlink("docs/index.html", path), 0);
+    /* A directory whose index.html climbs to a page elsewhere inside the root. */
+    snprintf(path, sizeof(path), "%s/shared", root);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    write_file(path, "page.html", "shared page\n", 0);
+    snprintf(path, sizeof(path), "%s/up", root);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/up/index.html", root);
+    cr_assert_eq(symlink("../shared/page.html", path), 0);
     const char *args[] = {"--threads", "2", "--root", root, NULL};
     herald_start(&srv, args);
 }
@@ -120,6 +128,23 @@ Test(static_files, symlink_inside_the_root_and_directories)
     resp_free(&r);
     cr_assert_eq(get_status("http://example.org/docs/page.css", &r), 200, "absolute-form");
     resp_free(&r);
+}
+
+/* A directory's index.html that is a symlink going up (and staying inside the root) serves the
+ * directory, as it serves its own name: it was 404 for "/up/", being resolved beneath the
+ * directory instead of beneath the root. */
+Test(static_files, a_directory_index_that_links_up_inside_the_root)
+{
+    const char *paths[] = {"/up/index.html", "/up/"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        struct http_resp r;
+        cr_assert_eq(get_status(paths[i], &r), 200, "%s", paths[i]);
+        cr_assert_str_eq(r.body, "shared page\n", "%s", paths[i]);
+        char v[128];
+        cr_assert_eq(resp_header(&r, "Content-Type", v, sizeof(v)), 0);
+        cr_assert_str_eq(v, "text/html; charset=utf-8");
+        resp_free(&r);
+    }
 }
 
 /* A file named with a trailing slash is not a directory: 404, as nginx (a 200 there made
