@@ -58,7 +58,12 @@ const char *static_content_type(const char *name);
  * outside 0..9999 or gmtime_r cannot convert it (a file's mtime can be anything). */
 size_t http_date(time_t t, char *out);
 
-/* http_date_parse - parses an IMF-fixdate; returns 0 and sets *t, or -1. */
+/* http_date_parse - parses an HTTP-date in any of the three formats RFC 9110 5.6.7 says a
+ * recipient MUST accept: IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), rfc850-date
+ * ("Sunday, 06-Nov-94 08:49:37 GMT", whose two-digit year is taken as at most 50 years ahead of
+ * the current year) and asctime-date ("Sun Nov  6 08:49:37 1994"), names case-sensitive and
+ * nothing around them. Returns 0 and sets *t, or -1 (another format, a field out of range, a year
+ * before 1970). Reads the clock only for an rfc850-date. Any thread. */
 int http_date_parse(const char *s, size_t len, time_t *t);
 
 /* static_etag_matches - 1 if an If-None-Match value matches `etag` (weak comparison, "*" matches

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,49 +194,125 @@ const char *static_content_type(const char *name)
     return "application/octet-stream";
 }
 
-static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+static const char *const day_names[7] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char *const day_long_names[7] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                              "Thursday", "Friday", "Saturday"};
+static const char *const month_names[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 size_t http_date(time_t t, char *out)
 {
     struct tm tm;
     /* gmtime_r fails when the year overflows an int (an mtime of 2^62 does), and leaves tm
-     * unset: its fields would then index days[] and months[] out of bounds. A year past 9999
+     * unset: its fields would then index the day and month names out of bounds. A year past 9999
      * does not fit the four digits of an IMF-fixdate, and snprintf would cut the header. */
     if (!gmtime_r(&t, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
         out[0] = '\0';
         return 0;
     }
-    return (size_t)snprintf(out, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
-                            tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                            tm.tm_sec);
+    return (size_t)snprintf(out, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT", day_names[tm.tm_wday],
+                            tm.tm_mday, month_names[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+                            tm.tm_min, tm.tm_sec);
+}
+
+/* A cursor over a date being parsed. Each scan_ step consumes what it matched, or fails. */
+struct scan {
+    const char *p, *end;
+};
+
+static bool scan_lit(struct scan *s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+        return false;
+    s->p += n;
+    return true;
+}
+
+/* Exactly n digits (no sign, no space). */
+static bool scan_num(struct scan *s, int n, int *v)
+{
+    if (s->end - s->p < n)
+        return false;
+    *v = 0;
+    for (int i = 0; i < n; i++, s->p++) {
+        if (*s->p < '0' || *s->p > '9')
+            return false;
+        *v = *v * 10 + (*s->p - '0');
+    }
+    return true;
+}
+
+/* One of `count` names, matched case-sensitively (RFC 9110 5.6.7); its index, or -1. */
+static int scan_name(struct scan *s, const char *const *names, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (scan_lit(s, names[i]))
+            return i;
+    return -1;
+}
+
+/* "HH:MM:SS" into tm. */
+static bool scan_time(struct scan *s, struct tm *tm)
+{
+    return scan_num(s, 2, &tm->tm_hour) && scan_lit(s, ":") && scan_num(s, 2, &tm->tm_min) &&
+           scan_lit(s, ":") && scan_num(s, 2, &tm->tm_sec);
+}
+
+/* IMF-fixdate after its day name: ", 06 Nov 1994 08:49:37 GMT". */
+static bool scan_imf_fixdate(struct scan *s, struct tm *tm)
+{
+    return scan_lit(s, ", ") && scan_num(s, 2, &tm->tm_mday) && scan_lit(s, " ") &&
+           (tm->tm_mon = scan_name(s, month_names, 12)) >= 0 && scan_lit(s, " ") &&
+           scan_num(s, 4, &tm->tm_year) && scan_lit(s, " ") && scan_time(s, tm) &&
+           scan_lit(s, " GMT");
+}
+
+/* asctime-date after its day name: " Nov  6 08:49:37 1994" (or " Nov 06 ..."). */
+static bool scan_asctime(struct scan *s, struct tm *tm)
+{
+    if (!scan_lit(s, " ") || (tm->tm_mon = scan_name(s, month_names, 12)) < 0 || !scan_lit(s, " "))
+        return false;
+    bool day = scan_lit(s, " ") ? scan_num(s, 1, &tm->tm_mday) : scan_num(s, 2, &tm->tm_mday);
+    return day && scan_lit(s, " ") && scan_time(s, tm) && scan_lit(s, " ") &&
+           scan_num(s, 4, &tm->tm_year);
+}
+
+/* rfc850-date after its day name: ", 06-Nov-94 08:49:37 GMT". RFC 9110 5.6.7: a two-digit year
+ * that would be more than 50 years in the future is the most recent past year with those
+ * digits. */
+static bool scan_rfc850(struct scan *s, struct tm *tm)
+{
+    int yy;
+    if (!(scan_lit(s, ", ") && scan_num(s, 2, &tm->tm_mday) && scan_lit(s, "-") &&
+          (tm->tm_mon = scan_name(s, month_names, 12)) >= 0 && scan_lit(s, "-") &&
+          scan_num(s, 2, &yy) && scan_lit(s, " ") && scan_time(s, tm) && scan_lit(s, " GMT")))
+        return false;
+    time_t now = time(NULL);
+    struct tm today;
+    if (!gmtime_r(&now, &today))
+        return false;
+    int this_year = today.tm_year + 1900;
+    tm->tm_year = this_year - this_year % 100 + yy;
+    if (tm->tm_year > this_year + 50)
+        tm->tm_year -= 100;
+    return true;
 }
 
 int http_date_parse(const char *s, size_t len, time_t *t)
 {
-    char buf[64];
-    if (len >= sizeof(buf))
-        return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
+    struct scan sc = {s, s + len};
     struct tm tm = {0};
-    char mon[4];
-    int n = 0;
-    char day[4];
-    if (sscanf(buf, "%3s, %2d %3s %4d %2d:%2d:%2d GMT%n", day, &tm.tm_mday, mon, &tm.tm_year,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 7 ||
-        (size_t)n != len)
-        return -1;
-    tm.tm_mon = -1;
-    for (int i = 0; i < 12; i++)
-        if (strcmp(mon, months[i]) == 0)
-            tm.tm_mon = i;
-    int wday = -1;
-    for (int i = 0; i < 7; i++)
-        if (strcmp(day, days[i]) == 0)
-            wday = i;
-    if (tm.tm_mon < 0 || wday < 0 || tm.tm_year < 1970)
+    bool ok;
+    /* The day name tells the three formats apart: "Sun," "Sun " or "Sunday,". */
+    if (scan_name(&sc, day_long_names, 7) >= 0)
+        ok = scan_rfc850(&sc, &tm);
+    else if (scan_name(&sc, day_names, 7) >= 0)
+        ok = sc.p < sc.end && *sc.p == ',' ? scan_imf_fixdate(&sc, &tm) : scan_asctime(&sc, &tm);
+    else
+        ok = false;
+    if (!ok || sc.p != sc.end || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
         return -1;
     tm.tm_year -= 1900;
     *t = timegm(&tm);

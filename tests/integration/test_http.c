@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -228,6 +229,32 @@ Test(http, etag_and_last_modified_give_304)
     cr_assert_eq(http_once(srv.port, req, &r), 0);
     cr_assert_eq(r.status, 304);
     resp_free(&r);
+}
+
+/* RFC 9110 5.6.7: If-Modified-Since in the obsolete formats (rfc850-date, asctime-date) is
+ * understood too; it used to be ignored (200). */
+Test(http, if_modified_since_in_every_date_format)
+{
+    struct http_resp r;
+    cr_assert_eq(http_once(srv.port, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    char lm[64], req[512];
+    cr_assert_eq(resp_header(&r, "Last-Modified", lm, sizeof(lm)), 0);
+    resp_free(&r);
+    struct tm tm = {0};
+    cr_assert_not_null(strptime(lm, "%a, %d %b %Y %H:%M:%S GMT", &tm), "%s", lm);
+    char dates[2][64];
+    char day_month[32]; /* rfc850-date; its two-digit year by hand (%y warns: -Wformat-y2k) */
+    strftime(day_month, sizeof(day_month), "%A, %d-%b-", &tm);
+    snprintf(dates[0], sizeof(dates[0]), "%s%02d %02d:%02d:%02d GMT", day_month, tm.tm_year % 100,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
+    strftime(dates[1], sizeof(dates[1]), "%a %b %e %H:%M:%S %Y", &tm); /* asctime-date */
+    for (int i = 0; i < 2; i++) {
+        snprintf(req, sizeof(req),
+                 "GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: %s\r\n\r\n", dates[i]);
+        cr_assert_eq(http_once(srv.port, req, &r), 0);
+        cr_assert_eq(r.status, 304, "If-Modified-Since: %s", dates[i]);
+        resp_free(&r);
+    }
 }
 
 struct status_case {
