@@ -107,6 +107,13 @@ void http_request_deinit(struct http_request *req);
  * with its length in *len; NULL when absent. Points into req->buf, valid until reset. */
 const char *http_header_get(const struct http_request *req, const char *name, size_t *len);
 
+/* http_header_next - every field named `name` (lower-case, NUL-terminated) in turn, for a list
+ * field that may be split over several lines (RFC 9110 5.3: they form one comma-separated list).
+ * Start with *pos = 0; returns the next such field's value (length in *len) and moves *pos past
+ * it, or NULL when there is no other. Points into req->buf, valid until reset. */
+const char *http_header_next(const struct http_request *req, const char *name, unsigned *pos,
+                             size_t *len);
+
 /* http_token_list_has - 1 if the comma-separated list value[0..len) contains `token`
  * (case-insensitive, surrounding whitespace ignored, empty elements skipped), else 0. */
 int http_token_list_has(const char *value, size_t len, const char *token);

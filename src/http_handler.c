@@ -1,6 +1,7 @@
 /* http_handler.c - static files, OPTIONS, 405 and error responses (see http_handler.h). */
 #include "http_handler.h"
 
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -204,9 +205,17 @@ static int not_modified(const struct http_request *req, const struct static_file
                         const time_t *lm)
 {
     size_t len;
-    const char *inm = http_header_get(req, "if-none-match", &len);
-    if (inm)
-        return static_etag_matches(inm, len, f->etag);
+    unsigned pos = 0;
+    const char *inm;
+    bool has_inm = false;
+    /* If-None-Match is a list, which a client may split over several lines: all of them count. */
+    while ((inm = http_header_next(req, "if-none-match", &pos, &len))) {
+        if (static_etag_matches(inm, len, f->etag))
+            return 1;
+        has_inm = true;
+    }
+    if (has_inm)
+        return 0;
     const char *ims = http_header_get(req, "if-modified-since", &len);
     time_t t;
     return lm && ims && http_date_parse(ims, len, &t) == 0 && *lm <= t;

@@ -70,6 +70,23 @@ const char *http_header_get(const struct http_request *req, const char *name, si
     return NULL;
 }
 
+const char *http_header_next(const struct http_request *req, const char *name, unsigned *pos,
+                             size_t *len)
+{
+    size_t nlen = strlen(name);
+
+    for (; *pos < req->nheaders; (*pos)++) {
+        const struct http_header *h = &req->headers[*pos];
+
+        if (h->name_len == nlen && memcmp(req->buf + h->name_off, name, nlen) == 0) {
+            (*pos)++;
+            *len = h->value_len;
+            return req->buf + h->value_off;
+        }
+    }
+    return NULL;
+}
+
 /* What the Transfer-Encoding fields (taken together as one list) say. */
 struct te_state {
     unsigned fields, chunked, others;

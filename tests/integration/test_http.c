@@ -257,6 +257,33 @@ Test(http, if_modified_since_in_every_date_format)
     }
 }
 
+/* If-None-Match is a list that may come over several lines (RFC 9110 5.3); only the first used
+ * to count, so a match on the second line got 200. */
+Test(http, if_none_match_over_several_lines)
+{
+    struct http_resp r;
+    cr_assert_eq(http_once(srv.port, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    char etag[64], req[512];
+    cr_assert_eq(resp_header(&r, "ETag", etag, sizeof(etag)), 0);
+    resp_free(&r);
+    snprintf(req, sizeof(req),
+             "GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"x\", \"y\"\r\n"
+             "If-None-Match: %s\r\n\r\n",
+             etag);
+    cr_assert_eq(http_once(srv.port, req, &r), 0);
+    cr_assert_eq(r.status, 304);
+    resp_free(&r);
+    /* Present but matching on no line: 200, and If-Modified-Since is not looked at (13.2.2). */
+    cr_assert_eq(http_once(srv.port,
+                           "GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"x\"\r\n"
+                           "If-None-Match: \"y\"\r\n"
+                           "If-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT\r\n\r\n",
+                           &r),
+                 0);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+}
+
 struct status_case {
     const char *req;
     int status;

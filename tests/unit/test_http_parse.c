@@ -422,6 +422,28 @@ Test(http_parse, header_names_are_lowercased_and_first_wins)
     http_request_deinit(&req);
 }
 
+Test(http_parse, header_next_visits_every_field_of_a_name_in_order)
+{
+    struct http_request req;
+    size_t len;
+    unsigned pos = 0;
+    const char *v;
+
+    cr_assert_eq(
+        parse_str("GET / HTTP/1.1\r\nX-A: 1\r\nHost: h\r\nx-a: 2, 3\r\nX-A:\r\n\r\n", &req), OK);
+    v = http_header_next(&req, "x-a", &pos, &len);
+    cr_assert(v && len == 1 && v[0] == '1');
+    v = http_header_next(&req, "x-a", &pos, &len);
+    cr_assert(v && len == 4 && memcmp(v, "2, 3", 4) == 0);
+    v = http_header_next(&req, "x-a", &pos, &len);
+    cr_assert(v && len == 0);
+    cr_assert_null(http_header_next(&req, "x-a", &pos, &len));
+    cr_assert_null(http_header_next(&req, "x-a", &pos, &len), "stays at the end");
+    pos = 0;
+    cr_assert_null(http_header_next(&req, "x-missing", &pos, &len));
+    http_request_deinit(&req);
+}
+
 Test(http_parse, http10_needs_no_host)
 {
     struct http_request req;
