@@ -180,7 +180,9 @@ static const struct mime mimes[] = {
     {"woff", "font/woff"},
     {"woff2", "font/woff2"},
     {"pdf", "application/pdf"},
-    {"ts", "text/javascript; charset=utf-8"},
+    /* MPEG transport stream (HLS segments), as nginx maps it: TypeScript is not served to
+     * browsers, which would not run it. */
+    {"ts", "video/mp2t"},
 };
 
 const char *static_content_type(const char *name)

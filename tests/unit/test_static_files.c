@@ -1,4 +1,4 @@
-/* Unit tests for static_files' pure helpers: HTTP dates. */
+/* Unit tests for static_files' pure helpers: HTTP dates, content types. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -112,4 +112,14 @@ Test(http_date_parse, reads_only_len_bytes)
     cr_assert_eq(http_date_parse(s, 29, &t), 0);
     cr_assert_eq(t, 784111777);
     cr_assert_eq(http_date_parse(s, 28, &t), -1);
+}
+
+Test(static_content_type, by_extension)
+{
+    cr_assert_str_eq(static_content_type("a/index.html"), "text/html; charset=utf-8");
+    cr_assert_str_eq(static_content_type("app.JS"), "text/javascript; charset=utf-8");
+    cr_assert_str_eq(static_content_type("noext"), "application/octet-stream");
+    cr_assert_str_eq(static_content_type("a.b/noext"), "application/octet-stream");
+    /* An HLS segment, as nginx types it; it was text/javascript (TypeScript). */
+    cr_assert_str_eq(static_content_type("live/seg001.ts"), "video/mp2t");
 }
