@@ -3,7 +3,8 @@
  *
  * Builds responses into obufs and queues them on the connection's outq; performs no socket I/O.
  * GET and HEAD serve static files from the document root (index.html for directories,
- * conditional requests with ETag / If-None-Match and Last-Modified / If-Modified-Since), OPTIONS
+ * conditional requests with ETag and Last-Modified: If-Match / If-Unmodified-Since give 412,
+ * If-None-Match / If-Modified-Since give 304, in RFC 9110 13.2.2's order), OPTIONS
  * lists the allowed methods, every other known method gets 405 with Allow.
  *
  * Thread safety: called by the worker that owns the connection; the context is read-only.

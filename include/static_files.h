@@ -66,8 +66,10 @@ size_t http_date(time_t t, char *out);
  * before 1970). Reads the clock only for an rfc850-date. Any thread. */
 int http_date_parse(const char *s, size_t len, time_t *t);
 
-/* static_etag_matches - 1 if an If-None-Match value matches `etag` (weak comparison, "*" matches
- * anything), else 0. */
-int static_etag_matches(const char *inm, size_t len, const char *etag);
+/* static_etag_matches - 1 if a list of entity tags (an If-None-Match or If-Match value) matches
+ * the strong `etag`, else 0. "*" matches anything. `strong` 0: weak comparison, W/"x" matches
+ * "x" (If-None-Match); 1: strong comparison, a weak tag matches nothing (If-Match, RFC 9110
+ * 13.1.1). */
+int static_etag_matches(const char *inm, size_t len, const char *etag, int strong);
 
 #endif

@@ -43,6 +43,8 @@ const char *http_status_text(int status)
         return "Request Timeout";
     case 411:
         return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Content Too Large";
     case 414:
@@ -210,7 +212,7 @@ static int not_modified(const struct http_request *req, const struct static_file
     bool has_inm = false;
     /* If-None-Match is a list, which a client may split over several lines: all of them count. */
     while ((inm = http_header_next(req, "if-none-match", &pos, &len))) {
-        if (static_etag_matches(inm, len, f->etag))
+        if (static_etag_matches(inm, len, f->etag, 0))
             return 1;
         has_inm = true;
     }
@@ -219,6 +221,29 @@ static int not_modified(const struct http_request *req, const struct static_file
     const char *ims = http_header_get(req, "if-modified-since", &len);
     time_t t;
     return lm && ims && http_date_parse(ims, len, &t) == 0 && *lm <= t;
+}
+
+/* 1 when If-Match, or else If-Unmodified-Since, is false: the client's copy is not the current
+ * one (RFC 9110 13.1.1, 13.1.4, evaluated in the order of 13.2.2). If-Match compares strongly
+ * and may come over several lines; If-Unmodified-Since is ignored when invalid or when the
+ * response states no Last-Modified (`lm` NULL). */
+static int precondition_failed(const struct http_request *req, const struct static_file *f,
+                               const time_t *lm)
+{
+    size_t len;
+    unsigned pos = 0;
+    const char *im;
+    bool has_im = false;
+    while ((im = http_header_next(req, "if-match", &pos, &len))) {
+        if (static_etag_matches(im, len, f->etag, 1))
+            return 0;
+        has_im = true;
+    }
+    if (has_im)
+        return 1;
+    const char *ius = http_header_get(req, "if-unmodified-since", &len);
+    time_t t;
+    return lm && ius && http_date_parse(ius, len, &t) == 0 && *lm > t;
 }
 
 /* The file's Last-Modified, formatted into out (>= 32 bytes) with its time in *lm. Returns 1, or 0
@@ -252,6 +277,10 @@ static int serve_file(const struct http_request *req, struct static_file *f, con
     char date[32];
     time_t lm;
     int has_lm = last_modified(f, date, &lm);
+    if (precondition_failed(req, f, has_lm ? &lm : NULL)) {
+        file_done(f);
+        return http_error(out, 412, NULL, keep_alive, head_only);
+    }
     int notmod = not_modified(req, f, has_lm ? &lm : NULL);
     int inline_body = !head_only && !notmod && f->size <= HTTP_INLINE_FILE_MAX;
     struct obuf *b = http_response_start(notmod ? 304 : 200, keep_alive, inline_body ? f->size : 0);

@@ -321,7 +321,7 @@ int http_date_parse(const char *s, size_t len, time_t *t)
     return *t == (time_t)-1 ? -1 : 0;
 }
 
-int static_etag_matches(const char *inm, size_t len, const char *etag)
+int static_etag_matches(const char *inm, size_t len, const char *etag, int strong)
 {
     size_t elen = strlen(etag);
     size_t i = 0;
@@ -330,8 +330,9 @@ int static_etag_matches(const char *inm, size_t len, const char *etag)
             i++;
         if (i < len && inm[i] == '*')
             return 1;
-        if (i + 1 < len && inm[i] == 'W' && inm[i + 1] == '/')
-            i += 2; /* weak comparison: W/"x" matches "x" */
+        bool weak = i + 1 < len && inm[i] == 'W' && inm[i + 1] == '/';
+        if (weak)
+            i += 2; /* weak comparison: W/"x" matches "x"; strong: nothing weak matches */
         size_t start = i;
         if (i < len && inm[i] == '"') {
             i++;
@@ -343,7 +344,7 @@ int static_etag_matches(const char *inm, size_t len, const char *etag)
             while (i < len && inm[i] != ',')
                 i++;
         }
-        if (i - start == elen && memcmp(inm + start, etag, elen) == 0)
+        if (!(weak && strong) && i - start == elen && memcmp(inm + start, etag, elen) == 0)
             return 1;
     }
     return 0;

@@ -284,6 +284,76 @@ Test(http, if_none_match_over_several_lines)
     resp_free(&r);
 }
 
+/* Copies tmpl to out with each "{E}" replaced by etag and each "{D}" by date. */
+static void fill_template(const char *tmpl, const char *etag, const char *date, char *out,
+                          size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = tmpl; *p && n + 1 < cap;) {
+        const char *with = !strncmp(p, "{E}", 3) ? etag : !strncmp(p, "{D}", 3) ? date : NULL;
+        if (with) {
+            n += (size_t)snprintf(out + n, cap - n, "%s", with);
+            p += 3;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n < cap ? n : cap - 1] = '\0';
+}
+
+/* If-Match and If-Unmodified-Since on GET/HEAD: 412 when false (RFC 9110 13.1.1, 13.1.4),
+ * evaluated before If-None-Match and If-Modified-Since (13.2.2). They used to be ignored. */
+Test(http, if_match_and_if_unmodified_since_give_412_when_false)
+{
+    struct http_resp r;
+    cr_assert_eq(http_once(srv.port, "GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+    char etag[64], lm[64];
+    cr_assert_eq(resp_header(&r, "ETag", etag, sizeof(etag)), 0);
+    cr_assert_eq(resp_header(&r, "Last-Modified", lm, sizeof(lm)), 0);
+    resp_free(&r);
+    static const struct {
+        const char *fields;
+        int status;
+    } cases[] = {
+        {"If-Match: \"nope\"\r\n", 412},
+        {"If-Match: {E}\r\n", 200},
+        {"If-Match: *\r\n", 200},
+        {"If-Match: W/{E}\r\n", 412}, /* strong comparison: a weak tag never matches */
+        {"If-Match: \"nope\"\r\nIf-Match: {E}\r\n", 200}, /* a list over two lines */
+        {"If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n", 412},
+        {"If-Unmodified-Since: {D}\r\n", 200},
+        {"If-Unmodified-Since: not a date\r\n", 200},
+        /* If-Match present: If-Unmodified-Since is not looked at. */
+        {"If-Match: {E}\r\nIf-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n", 200},
+        /* 412 comes before 304. */
+        {"If-Match: \"nope\"\r\nIf-None-Match: {E}\r\n", 412},
+        {"If-Match: {E}\r\nIf-None-Match: {E}\r\n", 304},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char fields[512], req[1024];
+        fill_template(cases[i].fields, etag, lm, fields, sizeof(fields));
+        for (int head = 0; head < 2; head++) {
+            snprintf(req, sizeof(req), "%s /b.txt HTTP/1.1\r\nHost: t\r\n%s\r\n",
+                     head ? "HEAD" : "GET", fields);
+            struct client c;
+            client_open(&c, srv.port);
+            send_str(c.fd, req);
+            cr_assert_eq(read_response(&c, &r, head), 0);
+            cr_assert_eq(r.status, cases[i].status, "%s%s", head ? "HEAD " : "", fields);
+            static const char line412[] = "HTTP/1.1 412 Precondition Failed\r\n";
+            if (r.status == 412)
+                cr_assert_eq(strncmp(r.head, line412, sizeof(line412) - 1), 0, "%.40s", r.head);
+            resp_free(&r);
+            /* The connection goes on after a 412. */
+            send_str(c.fd, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            cr_assert_eq(read_response(&c, &r, 0), 0);
+            cr_assert_eq(r.status, 200);
+            resp_free(&r);
+            client_close(&c);
+        }
+    }
+}
+
 struct status_case {
     const char *req;
     int status;

@@ -123,3 +123,16 @@ Test(static_content_type, by_extension)
     /* An HLS segment, as nginx types it; it was text/javascript (TypeScript). */
     cr_assert_str_eq(static_content_type("live/seg001.ts"), "video/mp2t");
 }
+
+Test(static_etag_matches, weak_for_if_none_match_strong_for_if_match)
+{
+    const char *etag = "\"a-1\"";
+    const char *list = "\"x\", W/\"a-1\"";
+    cr_assert_eq(static_etag_matches(list, strlen(list), etag, 0), 1);
+    cr_assert_eq(static_etag_matches(list, strlen(list), etag, 1), 0,
+                 "a weak tag, compared strongly");
+    const char *plain = "\"x\",\"a-1\"";
+    cr_assert_eq(static_etag_matches(plain, strlen(plain), etag, 1), 1);
+    cr_assert_eq(static_etag_matches("*", 1, etag, 1), 1);
+    cr_assert_eq(static_etag_matches("\"a-2\"", 5, etag, 0), 0);
+}
