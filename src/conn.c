@@ -474,11 +474,14 @@ static void process_input(struct conn *c)
         ws_conn_process(c);
 }
 
-/* After an error response: stop sending, keep draining input for a short while, so the client
- * reads the response instead of a reset. */
+/* After an error response or a close frame Herald sent: stop sending, keep draining input for a
+ * short while, so the client reads the response instead of a reset. A WebSocket is over once its
+ * close frame is out: its session (subscriptions, presence) ends now, not when lingering does,
+ * which for a peer that keeps its socket open is LINGER_SECONDS later. */
 static void start_linger(struct conn *c)
 {
     shutdown(c->fd, SHUT_WR);
+    ws_conn_free(c);
     c->state = CONN_LINGER;
     twheel_set(c->env->wheel, &c->tw, twheel_now() + LINGER_SECONDS * 1000);
 }

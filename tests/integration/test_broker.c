@@ -734,6 +734,34 @@ Test(broker, closing_a_connection_removes_its_subscriptions)
     wsc_close(&p);
 }
 
+/* A connection Herald closes (here for a protocol error) lingers until the peer's FIN so that the
+ * close frame is not lost to a reset, but its session ends when the close frame is sent: the other
+ * members hear it leave at once, not when the lingering ends, 2 s later for a peer that keeps its
+ * socket open. */
+Test(broker, a_connection_herald_closes_leaves_its_topics_at_once)
+{
+    struct wsc a, b;
+    bopen(&a);
+    bopen(&b);
+    bsend(&b, "{\"op\":\"sub\",\"topic\":\"room.linger\",\"presence\":true}");
+    expect_type(&b, "ack", NULL);
+    bsend(&a, "{\"op\":\"sub\",\"topic\":\"room.linger\",\"presence\":true}");
+    expect_type(&a, "ack", NULL);
+    expect_type(&b, "join", NULL);
+    long long t0 = now_ms();
+    cr_assert_eq(wsc_send_frame(&a, true, 0, WS_OP_TEXT, "{}", 2, false), 0); /* unmasked: 1002 */
+    expect_type(&b, "leave", NULL);
+    long long waited = now_ms() - t0;
+    cr_assert_lt(waited, 1000, "the leave came %lld ms after the close", waited);
+    struct wsc_frame f;
+    cr_assert_eq(wsc_recv(&a, &f, 5000), 0);
+    cr_assert_eq(f.opcode, WS_OP_CLOSE);
+    cr_assert_eq(f.data[0] << 8 | f.data[1], 1002);
+    wsc_frame_free(&f);
+    wsc_close(&a);
+    wsc_close(&b);
+}
+
 /* The payload of a frame, inflated when it is compressed (RSV1); malloc'ed, NUL-terminated. */
 static char *frame_text(const struct wsc_frame *f, size_t *len)
 {
