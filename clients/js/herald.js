@@ -616,16 +616,11 @@ export class Herald extends Emitter {
   }
 
   // A connection receives each message once even when several of its subscriptions match; every
-  // matching local subscription gets it (the exact topic and each matching pattern). Except a
-  // replay: it was asked for by the exact subscription (last, recover), and patterns get live
-  // messages only.
+  // matching local subscription gets it (the exact topic and each matching pattern).
   _onPublished(m) {
     this._progress = true;
     const exact = this._subs.get(m.topic);
-    if (exact && exact._active) {
-      exact._deliver(m);
-      if (exact._isReplay(m)) return;
-    }
+    if (exact && exact._active) exact._deliver(m);
     for (const sub of this._patterns) {
       if (sub._active && sub._matches(m.topic)) sub._deliver(m);
     }
@@ -648,7 +643,6 @@ export class Subscription extends Emitter {
     this._pattern = isPattern(topic);
     this._matches = this._pattern ? patternMatcher(topic) : null;
     this._active = false; // acked on the current connection: messages may be delivered
-    this._replayEnd = null; // offset of the last message replayed on this connection, if any
     this._generation = 0; // bumped on each connection loss, so a stale ack is not applied
     this._ready = deferred();
     this.ready = this._ready.promise;
@@ -711,7 +705,6 @@ export class Subscription extends Emitter {
       // The replayed messages (offset - replay + 1 .. offset) follow this ack, so the position
       // is just before them.
       this.offset = m.offset - replay;
-      this._replayEnd = replay > 0 ? m.offset : null;
     }
     const ack = { epoch: m.epoch, offset: m.offset, replay };
     if (m.recovered !== undefined) ack.recovered = m.recovered;
@@ -733,16 +726,9 @@ export class Subscription extends Emitter {
   _connectionLost(readyError) {
     if (this.state === 'unsubscribed') return;
     this._active = false;
-    this._replayEnd = null;
     this._generation++;
     this.state = 'subscribing';
     if (readyError) this._ready.reject(readyError);
-  }
-
-  // After the ack the topic's messages on this connection go on from offset - replay + 1 without
-  // gaps (proto/broker.md), so those up to the ack's offset are the replay.
-  _isReplay(m) {
-    return this._replayEnd !== null && typeof m.offset === 'number' && m.offset <= this._replayEnd;
   }
 
   _deliver(m) {
