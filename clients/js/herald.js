@@ -90,7 +90,8 @@ function patternMatcher(pattern) {
 // JSON.stringify writes a lone surrogate (half of a UTF-16 pair, alone) as an escape \ud800 to
 // \udfff in lower-case hex, and doubles every backslash the data holds itself; so such an escape is
 // a backslash-u-d8..df preceded by an even number of other backslashes.
-const LONE_SURROGATE_ESCAPE = /(?<!\\)(?:\\\\)*\\ud[89a-f]/;
+// No lookbehind: Safari before 16.4 cannot parse one, and the whole module would fail to load.
+const LONE_SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f]/;
 
 // The request as JSON text. A string that is not well-formed UTF-16 (a lone surrogate, from
 // slicing a string between the halves of an emoji, say) cannot be UTF-8: the server refuses the

@@ -3,6 +3,7 @@
 // fake WebSocket class where only the client's own logic is under test (backoff, close codes).
 import { test, before, after, afterEach, mock } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startHerald } from './herald.mjs';
 import { Herald, HeraldError } from '../../clients/js/herald.js';
@@ -789,6 +790,12 @@ test('a throwing handler or listener is reported on error and does not stop deli
   await got.until(2);
   assert.deepEqual(got.data(), [1, 2]);
   assert.deepEqual(errors.map((e) => e.message).sort(), ['handler bug', 'listener bug']);
+});
+
+test('the client uses no regular-expression lookbehind, which Safari before 16.4 cannot parse', () => {
+  // A syntax error there stops the whole module, and the chat page with it, from loading.
+  const src = readFileSync(new URL('../../clients/js/herald.js', import.meta.url), 'utf8');
+  assert.equal(/\(\?<[!=]/.test(src), false);
 });
 
 test('a lone surrogate in any string of a request rejects at the call site with bad_string', T, async () => {
