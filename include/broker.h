@@ -185,6 +185,12 @@ void broker_hold_end(void);
 size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bool *more,
                    bool *lost, size_t *left);
 
+/* broker_replaying - whether one of the session's subscriptions is still taking a replay it asked
+ * for (recover, last). Such a replay fills the connection's queue at the reader's pace, so while
+ * one is under way only what waits past it (broker_pull's *left) measures how far behind the
+ * live stream the reader is. Takes the session's lock; the thread running the session. */
+bool broker_replaying(struct broker_session *s);
+
 /*
  * broker_presence - the members of an exact topic: calls fn with the member JSON of at most
  * `limit` of them (in no particular order) under the topic's lock (fn must not call into the

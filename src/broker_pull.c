@@ -139,3 +139,13 @@ size_t broker_pull(struct broker_session *s, struct outq *out, size_t budget, bo
     pthread_mutex_unlock(&s->lock);
     return total;
 }
+
+bool broker_replaying(struct broker_session *s)
+{
+    bool any = false;
+    pthread_mutex_lock(&s->lock);
+    for (struct entry *e = s->entries; e && !any; e = e->snext)
+        any = e->replay > 0;
+    pthread_mutex_unlock(&s->lock);
+    return any;
+}

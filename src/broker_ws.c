@@ -296,6 +296,10 @@ static int on_run(struct conn *c, bool *pending)
     queued = outq_cost(&c->out);
     if (!lost && !(left > 0 && queued + left >= max))
         return 0; /* (at the bound with nothing waiting is fine: replies are not deliveries) */
+    /* A replay the client asked for fills the queue: while one is under way, only what waits past
+     * it counts (asked only here, on the way to a cut, as it takes the session's lock). */
+    if (!lost && left < max && broker_replaying(s->bs))
+        return 0;
     atomic_fetch_add(&s->bw->slow_consumers, 1);
     if (log_enabled(LOG_INFO))
         log_msg(LOG_INFO, "fd %d: slow consumer disconnected (%s)", c->fd,

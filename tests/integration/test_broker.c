@@ -648,6 +648,53 @@ static void *publish_loop(void *arg)
     return NULL;
 }
 
+/* The replay fills the connection's queue while a slow reader takes it: live messages arriving
+ * meanwhile are not a reason to cut it off, as long as what waits past the replay stays under
+ * --max-outbound. A queue full of replay plus one live message used to end in 4008. */
+Test(broker, live_messages_during_a_slowly_read_replay_do_not_cut_it)
+{
+    struct herald_proc p;
+    const char *args[] = {"--max-outbound", "65536", "--history-size", "100000", NULL};
+    herald_start(&p, args);
+    /* More than the kernel buffers for a reader with a 4 KiB window: the queue stays full. */
+    enum { N = 6000, LIVE = 100 };
+    struct wsc a, pub;
+    bopen_port(&pub, p.port);
+    char pad[1025], req[1200];
+    memset(pad, 'x', 1024);
+    pad[1024] = '\0';
+    for (int m = 1; m <= N; m++) {
+        snprintf(req, sizeof(req), "{\"op\":\"pub\",\"topic\":\"feed\",\"data\":\"%s\"}", pad);
+        bsend(&pub, req);
+        if (m % 100 == 0) /* read the acks as they come, or the server throttles this publisher */
+            for (int k = 0; k < 100; k++)
+                expect_type(&pub, "ack", NULL);
+    }
+    bopen_port(&a, p.port);
+    int tiny = 4096;
+    setsockopt(a.fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
+    snprintf(req, sizeof(req), "{\"op\":\"sub\",\"topic\":\"feed\",\"last\":%d}", N);
+    bsend(&a, req);
+    cJSON *j;
+    expect_type(&a, "ack", &j);
+    cr_assert_eq(num(j, "replay"), N);
+    cJSON_Delete(j);
+    pthread_t th;
+    struct pub_loop pl = {.port = p.port, .n = LIVE}; /* small live messages, while it reads none */
+    pthread_create(&th, NULL, publish_loop, &pl);
+    pthread_join(th, NULL);
+    usleep(300000);
+    open_window(a.fd);
+    for (int m = 1; m <= N + LIVE; m++) {
+        j = brecv(&a); /* fails on the 4008 close frame */
+        cr_assert_eq(num(j, "offset"), m);
+        cJSON_Delete(j);
+    }
+    wsc_close(&a);
+    wsc_close(&pub);
+    free(herald_stop(&p));
+}
+
 /* Its own server, whose history holds every message of the run: with the default 1,000 the test
  * depended on timing, since a publisher that outran the reconnection by 1,000 messages made the
  * recovery fail (16 of 20 runs once the workers became batch tasks and the publisher ran ahead). */
