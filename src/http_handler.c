@@ -1,7 +1,6 @@
 /* http_handler.c - static files, OPTIONS, 405 and error responses (see http_handler.h). */
 #include "http_handler.h"
 
-#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -200,50 +199,58 @@ static int redirect_dir(const struct http_request *req, int keep_alive, struct o
     return outq_push_take(out, b);
 }
 
+/* What an entity-tag list field says (RFC 9110 13.1.1, 13.1.2): absent, or whether one of its
+ * tags matches `etag` (strongly or weakly). The list may come over several lines: all count. */
+enum tag_cond { TAGS_ABSENT, TAGS_MATCH, TAGS_NO_MATCH };
+
+static enum tag_cond tag_list(const struct http_request *req, const char *name, const char *etag,
+                              int strong)
+{
+    size_t len;
+    unsigned pos = 0;
+    const char *v;
+    enum tag_cond c = TAGS_ABSENT;
+    while ((v = http_header_next(req, name, &pos, &len))) {
+        if (static_etag_matches(v, len, etag, strong))
+            return TAGS_MATCH;
+        c = TAGS_NO_MATCH;
+    }
+    return c;
+}
+
+/* The date a field states, in *t: 1, or 0 when the field is absent or not a valid HTTP-date
+ * (then ignored, RFC 9110 13.1.3, 13.1.4). */
+static int header_date(const struct http_request *req, const char *name, time_t *t)
+{
+    size_t len;
+    const char *v = http_header_get(req, name, &len);
+    return v && http_date_parse(v, len, t) == 0;
+}
+
 /* 1 when a conditional header says the client's copy is current. If-None-Match wins over
  * If-Modified-Since (RFC 9110 13.2.2). `lm` is the Last-Modified time the response states (see
  * last_modified); NULL when it states none, and then If-Modified-Since has nothing to compare. */
 static int not_modified(const struct http_request *req, const struct static_file *f,
                         const time_t *lm)
 {
-    size_t len;
-    unsigned pos = 0;
-    const char *inm;
-    bool has_inm = false;
-    /* If-None-Match is a list, which a client may split over several lines: all of them count. */
-    while ((inm = http_header_next(req, "if-none-match", &pos, &len))) {
-        if (static_etag_matches(inm, len, f->etag, 0))
-            return 1;
-        has_inm = true;
-    }
-    if (has_inm)
-        return 0;
-    const char *ims = http_header_get(req, "if-modified-since", &len);
+    enum tag_cond c = tag_list(req, "if-none-match", f->etag, 0);
+    if (c != TAGS_ABSENT)
+        return c == TAGS_MATCH;
     time_t t;
-    return lm && ims && http_date_parse(ims, len, &t) == 0 && *lm <= t;
+    return lm && header_date(req, "if-modified-since", &t) && *lm <= t;
 }
 
 /* 1 when If-Match, or else If-Unmodified-Since, is false: the client's copy is not the current
- * one (RFC 9110 13.1.1, 13.1.4, evaluated in the order of 13.2.2). If-Match compares strongly
- * and may come over several lines; If-Unmodified-Since is ignored when invalid or when the
- * response states no Last-Modified (`lm` NULL). */
+ * one (RFC 9110 13.1.1, 13.1.4, evaluated in the order of 13.2.2). If-Match compares strongly;
+ * If-Unmodified-Since is ignored when the response states no Last-Modified (`lm` NULL). */
 static int precondition_failed(const struct http_request *req, const struct static_file *f,
                                const time_t *lm)
 {
-    size_t len;
-    unsigned pos = 0;
-    const char *im;
-    bool has_im = false;
-    while ((im = http_header_next(req, "if-match", &pos, &len))) {
-        if (static_etag_matches(im, len, f->etag, 1))
-            return 0;
-        has_im = true;
-    }
-    if (has_im)
-        return 1;
-    const char *ius = http_header_get(req, "if-unmodified-since", &len);
+    enum tag_cond c = tag_list(req, "if-match", f->etag, 1);
+    if (c != TAGS_ABSENT)
+        return c == TAGS_NO_MATCH;
     time_t t;
-    return lm && ius && http_date_parse(ius, len, &t) == 0 && *lm > t;
+    return lm && header_date(req, "if-unmodified-since", &t) && *lm > t;
 }
 
 /* The file's Last-Modified, formatted into out (>= 32 bytes) with its time in *lm. Returns 1, or 0
