@@ -128,16 +128,14 @@ static void do_sub(struct conn *c, struct session *s, const struct proto_request
     }
     /* On a wildcard pattern recovery is ignored (broker.md): neither a hit nor a miss, so the
      * ack has no "recovered" (false would tell the client its messages were lost). */
-    struct proto_request acked = *req;
     bool wild = false;
     if (req->recover && !pattern_check(req->topic, req->topic_len, &wild) && !wild)
         atomic_fetch_add(res.recovered ? &s->bw->recovery_hits : &s->bw->recovery_misses, 1);
-    acked.recover = req->recover && !wild;
+    int recovered = wild ? PROTO_RECOVERY_IGNORED : res.recovered;
     char out[REPLY_CAP];
     /* The ack is queued before any replayed message: the pull comes later in this turn. */
-    reply(
-        c, out,
-        proto_ack_sub(out, sizeof(out), &acked, res.epoch, res.offset, res.replay, res.recovered));
+    reply(c, out,
+          proto_ack_sub(out, sizeof(out), req, res.epoch, res.offset, res.replay, recovered));
 }
 
 static void do_unsub(struct conn *c, struct session *s, const struct proto_request *req)
