@@ -67,6 +67,12 @@ static size_t pull_run(struct entry *e, struct outq *out, size_t budget)
     return (size_t)bytes;
 }
 
+/* The cursor moved past n messages: as many fewer of the replay e asked for wait. */
+static void replay_consume(struct entry *e, uint64_t n)
+{
+    e->replay = n < e->replay ? e->replay - (uint32_t)n : 0;
+}
+
 /* Queues what e has not received, up to the budget (0: nothing), and adds to *left the bytes
  * still waiting for it. Under the session's lock. */
 static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, size_t budget,
@@ -83,7 +89,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
     uint64_t oldest = t->head - t->count + 1;
     if (e->cursor < oldest) {
         *lost = true; /* the history moved past this subscriber: it cannot keep up */
-        e->replay = oldest - e->cursor < e->replay ? e->replay - (uint32_t)(oldest - e->cursor) : 0;
+        replay_consume(e, oldest - e->cursor);
         e->cursor = oldest;
     }
     if (e->cursor < t->low)
@@ -99,7 +105,7 @@ static size_t pull_entry(struct broker *b, struct entry *e, struct outq *out, si
         e->cursor++;
     }
     uint64_t done = e->cursor - from;
-    e->replay = e->replay > done ? e->replay - (uint32_t)done : 0;
+    replay_consume(e, done);
     if (e->cursor <= t->head) {
         *more = true;
         /* What it asked to replay does not count: only how far behind the live stream it is. */

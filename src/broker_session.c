@@ -129,8 +129,10 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
      * recovery or a short "last" on a live subscription must not skip its backlog. */
     if (!move || e->cursor < start)
         start = e->cursor;
-    else if (start <= t->head) /* asked for: read at the subscriber's pace (broker_internal.h) */
-        e->replay = t->head + 1 - start > UINT32_MAX ? UINT32_MAX : (uint32_t)(t->head + 1 - start);
+    else if (start <= t->head) { /* asked for: read at the subscriber's pace (broker_internal.h) */
+        uint64_t n = t->head + 1 - start;
+        e->replay = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    }
     e->cursor = start;
     if (start < t->low)
         t->low = start;
