@@ -42,8 +42,8 @@ int http_api_wants_body(const struct http_request *req);
 
 /* http_api_authorize_head - checks the key of a request whose body the API wants, from its head
  * alone: before a 100 Continue invites the body and before any of it is kept, so a client without
- * the key cannot make the server hold --max-body per connection. Returns 0 when the body may be
- * read; 1 when the request is refused and the answer queued on `out` (403 api_disabled or 401 with
+ * the key cannot make the server hold --max-body per connection. Returns 1 when the body may be
+ * read; 0 when the request is refused and the answer queued on `out` (403 api_disabled or 401 with
  * WWW-Authenticate, as http_api_handle would give, with Connection: close): the caller then
  * discards the body and closes; -ENOMEM when that answer could not be queued. */
 int http_api_authorize_head(const struct http_api *api, const struct http_request *req,

@@ -247,7 +247,7 @@ static int authorize_body(struct conn *c)
     if (!api || !http_api_wants_body(&c->h->req))
         return 1;
     int rc = http_api_authorize_head(api, &c->h->req, &c->out);
-    if (rc == 0)
+    if (rc > 0)
         return 1;
     close_after_error(c);
     if (rc < 0)

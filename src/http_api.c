@@ -80,7 +80,7 @@ static bool same_secret(const char *a, size_t alen, const char *b, size_t blen)
     return diff == 0;
 }
 
-/* 0 when the request carries the key; otherwise queues 401/403 and returns 1, or -ENOMEM when
+/* 1 when the request carries the key; otherwise queues 401/403 and returns 0, or -ENOMEM when
  * that answer could not be queued. */
 static int authorize(const struct http_api *api, const struct http_request *req,
                      const struct reply *r)
@@ -88,7 +88,7 @@ static int authorize(const struct http_api *api, const struct http_request *req,
     if (!api->api_key) {
         int rc = send_error(r, 403, NULL, "api_disabled",
                             "the HTTP API is off: start herald with --api-key");
-        return rc < 0 ? rc : 1;
+        return rc < 0 ? rc : 0;
     }
     size_t len;
     const char *auth = http_header_get(req, "authorization", &len);
@@ -97,9 +97,9 @@ static int authorize(const struct http_api *api, const struct http_request *req,
         !same_secret(auth + 7, len - 7, api->api_key, strlen(api->api_key))) {
         int rc = send_error(r, 401, "WWW-Authenticate: Bearer realm=\"herald\"\r\n", "unauthorized",
                             auth ? "wrong API key" : "Authorization: Bearer KEY required");
-        return rc < 0 ? rc : 1;
+        return rc < 0 ? rc : 0;
     }
-    return 0;
+    return 1;
 }
 
 int http_api_authorize_head(const struct http_api *api, const struct http_request *req,
@@ -167,8 +167,8 @@ static int handle_publish(const struct http_api *api, const struct http_request 
     if (req->method != HTTP_POST)
         return send_error(r, 405, "Allow: POST\r\n", "method_not_allowed", "use POST");
     int auth = authorize(api, req, r);
-    if (auth != 0)
-        return auth < 0 ? auth : 0;
+    if (auth <= 0)
+        return auth;
     size_t len = body ? dmsg_len(body) : 0;
     char *text = malloc(len + 1);
     if (!text)
@@ -236,8 +236,8 @@ static int handle_topics(const struct http_api *api, const struct http_request *
     if (!is_get(req))
         return send_error(r, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", "use GET");
     int auth = authorize(api, req, r);
-    if (auth != 0)
-        return auth < 0 ? auth : 0;
+    if (auth <= 0)
+        return auth;
     struct textbuf t = {0};
     struct topic_list l = {.t = &t};
     textbuf_put(&t, "{\"topics\":[", 11);
@@ -296,8 +296,8 @@ static int handle_presence(const struct http_api *api, const struct http_request
     if (!is_get(req))
         return send_error(r, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", "use GET");
     int auth = authorize(api, req, r);
-    if (auth != 0)
-        return auth < 0 ? auth : 0;
+    if (auth <= 0)
+        return auth;
     char topic[TOPIC_MAX_LEN + 1], num[16];
     ssize_t tlen = query_param(req, "topic", topic, sizeof(topic));
     if (tlen == -1)
