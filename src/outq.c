@@ -201,6 +201,15 @@ static struct outq_seg *seg_at(struct outq *q, uint32_t i)
     return &q->segs[(q->head + i) % q->cap];
 }
 
+/* The slot after the last segment, taken, of `kind` and not joined to the one before. */
+static struct outq_seg *seg_append(struct outq *q, enum outq_kind kind)
+{
+    struct outq_seg *s = seg_at(q, q->count++);
+    s->kind = kind;
+    s->joined = false;
+    return s;
+}
+
 static void seg_release(struct outq_seg *s)
 {
     if (s->kind == OUTQ_BUF) {
@@ -254,9 +263,7 @@ int outq_push_take(struct outq *q, struct obuf *b)
         obuf_unref(b);
         return -ENOMEM;
     }
-    struct outq_seg *s = seg_at(q, q->count++);
-    s->kind = OUTQ_BUF;
-    s->joined = false;
+    struct outq_seg *s = seg_append(q, OUTQ_BUF);
     s->buf.b = b;
     s->buf.off = b->start;
     q->bytes += b->len - b->start;
@@ -275,9 +282,7 @@ int outq_push_dmsg_take(struct outq *q, struct dmsg *dm)
     }
     *own = *dm;
     dmsg_init(dm, own->limit);
-    struct outq_seg *s = seg_at(q, q->count++);
-    s->kind = OUTQ_DMSG;
-    s->joined = false;
+    struct outq_seg *s = seg_append(q, OUTQ_DMSG);
     s->dm = own;
     q->bytes += len;
     return 0;
@@ -293,9 +298,7 @@ int outq_push_file_take(struct outq *q, int fd, off_t off, size_t len)
         close(fd);
         return -ENOMEM;
     }
-    struct outq_seg *s = seg_at(q, q->count++);
-    s->kind = OUTQ_FILE;
-    s->joined = false;
+    struct outq_seg *s = seg_append(q, OUTQ_FILE);
     s->file.fd = fd;
     s->file.off = off;
     s->file.len = len;
