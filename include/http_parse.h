@@ -72,7 +72,7 @@ void http_limits_default(struct http_limits *lim);
 struct http_request {
     enum http_method method;
     enum http_target_form form;
-    int version_minor;       /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    int version_minor;       /* 0 for HTTP/1.0, 1 for HTTP/1.1 (and later 1.x) */
     unsigned flags;          /* HTTP_F_* */
     uint64_t content_length; /* when HTTP_F_CONTENT_LENGTH */
 
@@ -158,7 +158,7 @@ void http_parser_init(struct http_parser *p, const struct http_limits *lim);
  *   -414 request line (or target) longer than max_request_line
  *   -431 head longer than max_head, or more than max_headers fields
  *   -501 method token that is none of the eight, or a Transfer-Encoding other than chunked
- *   -505 an HTTP version other than 1.0 or 1.1
+ *   -505 an HTTP version other than 1.x (1.2 to 1.9 are read as 1.1)
  *   -500 out of memory
  * After an error the parser must be re-initialised. Leading empty lines before a request line
  * are skipped (RFC 9112 2.2). Lines may end in CRLF or a bare LF; a CR not followed by LF is 400.

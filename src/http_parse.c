@@ -525,10 +525,11 @@ static int on_version(struct http_parser *p, struct http_request *req, unsigned 
         p->sub--;
     } else if (c != '\n') {
         return fail(p, -400, "invalid version");
-    } else if (p->version != 10 && p->version != 11) {
+    } else if (p->version / 10 != 1) {
         return fail(p, -505, "HTTP version not supported");
     } else {
-        req->version_minor = p->version % 10;
+        /* A later HTTP/1 minor version is read as 1.1, the highest we implement (RFC 9110 2.5). */
+        req->version_minor = p->version % 10 ? 1 : 0;
         p->state = S_HDR_START;
     }
     return 0;

@@ -338,7 +338,8 @@ static const struct line_case lines[] = {
     {"GET / ", -400},
     {"GET", -400},
     {"GET / HTTP/2.0", -505},
-    {"GET / HTTP/1.2", -505},
+    {"GET / HTTP/1.2", OK},
+    {"GET / HTTP/1.9", OK},
     {"GET / HTTP/0.9", -505},
     {"GET / HTTP/9.9", -505},
     {"GET / http/1.1", -400},
@@ -453,6 +454,18 @@ Test(http_parse, http10_needs_no_host)
     cr_assert_eq(req.host_len, 0);
     cr_assert_eq(req.nheaders, 0);
     http_request_deinit(&req);
+}
+
+/* RFC 9110 2.5: a later minor version of HTTP/1 is processed as the highest we implement, so it
+ * gets HTTP/1.1's rules (Host required, persistent by default), not 505. */
+Test(http_parse, later_http1_minor_version_is_read_as_1_1)
+{
+    struct http_request req;
+
+    cr_assert_eq(parse_str("GET / HTTP/1.2\r\nHost: h\r\n\r\n", &req), OK);
+    cr_assert_eq(req.version_minor, 1);
+    http_request_deinit(&req);
+    cr_assert_eq(status_of("GET / HTTP/1.9\r\n\r\n"), -400, "no Host: refused as in 1.1");
 }
 
 /* ---- header field syntax ---- */
