@@ -120,7 +120,11 @@ struct broker_sub_result {
     uint64_t offset; /* the topic's last offset at subscribe time (0: none yet) */
     bool recovered;  /* with recover: every missed message will be delivered */
     uint64_t replay; /* messages that will be replayed before live ones */
-    bool existed;    /* the subscription was already there (idempotent) */
+    /* When the replay goes back into what the session was already delivered of the topic (through
+     * a wildcard or an earlier subscription of the name): the last offset it had; else 0. The
+     * replayed messages up to it are repeats for the session's other subscriptions. */
+    uint64_t delivered;
+    bool existed; /* the subscription was already there (idempotent) */
 };
 
 /* Errors (negative) of the calls below. */

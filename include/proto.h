@@ -107,11 +107,12 @@ size_t proto_error(char *out, size_t cap, const char *id, size_t id_len, const c
                    const char *message);
 size_t proto_pong(char *out, size_t cap, const char *id, size_t id_len);
 /* ack of sub: {"type":"ack","op":"sub","id":..,"topic":..,"epoch":..,"offset":N,"replay":N}
- * plus "recovered":true|false when the request asked to recover, unless `recovered` is
- * PROTO_RECOVERY_IGNORED (a wildcard pattern, where recovery is not tried). */
+ * plus "delivered":N when `delivered` is not 0 (broker_sub_result), and "recovered":true|false
+ * when the request asked to recover, unless `recovered` is PROTO_RECOVERY_IGNORED (a wildcard
+ * pattern, where recovery is not tried). */
 #define PROTO_RECOVERY_IGNORED (-1)
 size_t proto_ack_sub(char *out, size_t cap, const struct proto_request *req, const char *epoch,
-                     uint64_t offset, uint64_t replay, int recovered);
+                     uint64_t offset, uint64_t replay, uint64_t delivered, int recovered);
 /* The start of a presence ack, up to and including the members array's '[':
  * {"type":"ack","op":"presence","id":..,"topic":..,"count":N,"members":[
  * The caller appends the members (comma-separated) and "]}". */

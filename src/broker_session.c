@@ -102,13 +102,15 @@ static int subscribe_pattern(struct broker_session *s, const char *text, size_t 
 
 /* Sets where an exact subscription starts (recovery, the last N, or only new messages) when
  * `move`, and reports the topic's state either way. An entry that already delivers (through an
- * earlier subscription) keeps its cursor unless the client asks for a replay: moving it would
- * skip messages published but not yet delivered. */
+ * earlier subscription: `delivering`) keeps its cursor unless the client asks for a replay:
+ * moving it would skip messages published but not yet delivered; moved back, it repeats those it
+ * had delivered (res->delivered). */
 static void place_cursor(struct broker *b, struct entry *e, const struct broker_sub_opts *o,
-                         bool move, struct broker_sub_result *res)
+                         bool move, bool delivering, struct broker_sub_result *res)
 {
     struct topic *t = e->t;
     pthread_mutex_lock(&t->lock);
+    uint64_t had = e->cursor; /* delivering: the connection has been sent everything before it */
     uint64_t oldest = t->head - t->count + 1; /* == head + 1 when nothing is kept */
     uint64_t start = t->head + 1;
     if (o && o->recover) {
@@ -141,6 +143,7 @@ static void place_cursor(struct broker *b, struct entry *e, const struct broker_
         start = oldest;
     }
     res->replay = t->head + 1 - start;
+    res->delivered = delivering && had > start ? had - 1 : 0;
     res->offset = t->head;
     broker__topic_epoch(b, t, res->epoch);
     if (res->replay > 0)
@@ -175,7 +178,7 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
     res->existed = wild ? find_pattern(s, pattern, len) != NULL : (e && e->exact);
     if (res->existed) {
         if (!wild) /* idempotent, but a resubscribe may still ask for a replay */
-            place_cursor(b, e, opts, replay, res);
+            place_cursor(b, e, opts, replay, true, res);
     } else if (s->n_subs >= b->cfg.max_subscriptions) {
         *why = "too many subscriptions on this connection";
         rc = BROKER_ETOOMANY;
@@ -184,7 +187,7 @@ int broker_subscribe(struct broker_session *s, const char *pattern, size_t len,
     } else {
         bool fresh = e == NULL; /* else a wildcard already delivers this topic */
         if ((rc = broker__entry_attach(s, t, true, &e)) == 0)
-            place_cursor(b, e, opts, fresh || replay, res);
+            place_cursor(b, e, opts, fresh || replay, !fresh, res);
     }
     if (rc == 0 && presence && !e->m &&
         (rc = broker__member_join(b, e, opts->member, opts->member_len, &w)) < 0) {

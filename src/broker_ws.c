@@ -135,7 +135,8 @@ static void do_sub(struct conn *c, struct session *s, const struct proto_request
     char out[REPLY_CAP];
     /* The ack is queued before any replayed message: the pull comes later in this turn. */
     reply(c, out,
-          proto_ack_sub(out, sizeof(out), req, res.epoch, res.offset, res.replay, recovered));
+          proto_ack_sub(out, sizeof(out), req, res.epoch, res.offset, res.replay, res.delivered,
+                        recovered));
 }
 
 static void do_unsub(struct conn *c, struct session *s, const struct proto_request *req)

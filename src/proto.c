@@ -611,7 +611,7 @@ static void put_ack_head(struct wbuf *w, const char *op, const struct proto_requ
 }
 
 size_t proto_ack_sub(char *out, size_t cap, const struct proto_request *req, const char *epoch,
-                     uint64_t offset, uint64_t replay, int recovered)
+                     uint64_t offset, uint64_t replay, uint64_t delivered, int recovered)
 {
     struct wbuf w = {.p = out, .cap = cap};
     put_ack_head(&w, "sub", req);
@@ -621,6 +621,10 @@ size_t proto_ack_sub(char *out, size_t cap, const struct proto_request *req, con
     put_u64(&w, offset);
     put_lit(&w, ",\"replay\":");
     put_u64(&w, replay);
+    if (delivered) {
+        put_lit(&w, ",\"delivered\":");
+        put_u64(&w, delivered);
+    }
     if (req->recover && recovered != PROTO_RECOVERY_IGNORED)
         put_lit(&w, recovered ? ",\"recovered\":true" : ",\"recovered\":false");
     put_lit(&w, "}");

@@ -240,6 +240,16 @@ Test(schema, welcome_pong_and_the_acks_of_sub_unsub_pub)
     cJSON_Delete(j);
     expect_drop(&b, "msg", NULL);
 
+    /* An exact subscription whose replay repeats what b's patterns were sent: "delivered". */
+    send_req(&b, "{\"op\":\"sub\",\"topic\":\"chat.room1\",\"last\":5}", true);
+    j = expect(&b, "ack", "sub");
+    cr_assert_eq(num(j, "replay"), 1);
+    cr_assert_eq(num(j, "delivered"), 1, "%s", last_raw);
+    cJSON_Delete(j);
+    j = expect(&b, "msg", NULL);
+    cr_assert_eq(num(j, "offset"), 1);
+    cJSON_Delete(j);
+
     /* Acks of unsub, with and without id, of a name and of a pattern. */
     send_req(&a, "{\"op\":\"unsub\",\"topic\":\"chat.room1\",\"id\":2}", true);
     j = expect(&a, "ack", "unsub");

@@ -411,6 +411,43 @@ Test(broker, a_replay_request_on_a_live_subscription_never_skips_its_backlog)
     broker_free(b);
 }
 
+/* An exact subscription's replay that goes back into what a wildcard already delivered says how
+ * far that was (res.delivered), so the client can keep the repeats from the wildcard's handler;
+ * nothing delivered before, no field. */
+Test(broker, a_replay_into_what_a_wildcard_delivered_says_how_far_it_got)
+{
+    struct broker *b = mk(100);
+    struct owner o = {0};
+    struct broker_session *s = broker_session_new(b, &o);
+    struct broker_sub_result r;
+    const char *why;
+    pub(b, "t.a", "1", NULL); /* before the wildcard: never delivered */
+    pub(b, "t.a", "2", NULL);
+    cr_assert_eq(sub(s, "t.*", NULL), 0);
+    for (int i = 3; i <= 6; i++)
+        pub(b, "t.a", "1", NULL);
+    free(pull_all(s, NULL));  /* 3..6 delivered through the wildcard */
+    pub(b, "t.a", "7", NULL); /* published, not yet delivered */
+    cr_assert_eq(broker_subscribe(s, "t.a", 3, &(struct broker_sub_opts){.last = 6}, &r, &why), 0);
+    cr_assert_not(r.existed);
+    cr_assert_eq(r.replay, 6, "2..7: %llu", (unsigned long long)r.replay);
+    cr_assert_eq(r.delivered, 6, "3..6 were: %llu", (unsigned long long)r.delivered);
+    char *got = pull_all(s, NULL);
+    cr_assert(strstr(got, "\"offset\":2}") && strstr(got, "\"offset\":7}"), "%s", got);
+    free(got);
+    /* A replay that starts past everything delivered repeats nothing. */
+    pub(b, "t.a", "8", NULL);
+    cr_assert_eq(broker_subscribe(s, "t.a", 3, &(struct broker_sub_opts){.last = 1}, &r, &why), 0);
+    cr_assert(r.existed);
+    cr_assert_eq(r.replay, 1);
+    cr_assert_eq(r.delivered, 0);
+    /* An exact name seen through nothing before: no repeats either. */
+    cr_assert_eq(broker_subscribe(s, "u", 1, &(struct broker_sub_opts){.last = 5}, &r, &why), 0);
+    cr_assert_eq(r.delivered, 0);
+    broker_session_free(s);
+    broker_free(b);
+}
+
 static struct broker *mk_lag(size_t history, size_t max_lag)
 {
     struct broker_config cfg = {

@@ -774,7 +774,7 @@ Test(proto_reply, ack_sub)
 {
     struct parsed p = parse_ok("{\"op\":\"sub\",\"topic\":\"chat.room1\",\"id\":1}");
     char out[512];
-    size_t n = proto_ack_sub(out, sizeof(out), &p.req, "abc-1", 41, 3, true);
+    size_t n = proto_ack_sub(out, sizeof(out), &p.req, "abc-1", 41, 3, 0, true);
     cr_assert_str_eq(out, "{\"type\":\"ack\",\"op\":\"sub\",\"id\":1,\"topic\":\"chat.room1\","
                           "\"epoch\":\"abc-1\",\"offset\":41,\"replay\":3}");
     cJSON *j = reparse(out, n);
@@ -783,19 +783,35 @@ Test(proto_reply, ack_sub)
     parsed_free(&p);
 }
 
+/* "delivered" only when the replay repeats what the connection had; 0 leaves it out. */
+Test(proto_reply, ack_sub_delivered)
+{
+    struct parsed p = parse_ok("{\"op\":\"sub\",\"topic\":\"chat.room1\",\"last\":5}");
+    char out[512];
+    size_t n = proto_ack_sub(out, sizeof(out), &p.req, "abc-1", 41, 5, 39, PROTO_RECOVERY_IGNORED);
+    cr_assert_str_eq(out, "{\"type\":\"ack\",\"op\":\"sub\",\"topic\":\"chat.room1\","
+                          "\"epoch\":\"abc-1\",\"offset\":41,\"replay\":5,\"delivered\":39}");
+    cJSON *j = reparse(out, n);
+    cr_assert_eq(count_fields(j), 7);
+    cJSON_Delete(j);
+    proto_ack_sub(out, sizeof(out), &p.req, "abc-1", 41, 5, 0, PROTO_RECOVERY_IGNORED);
+    cr_assert_null(strstr(out, "delivered"));
+    parsed_free(&p);
+}
+
 Test(proto_reply, ack_sub_recovered)
 {
     struct parsed p = parse_ok("{\"op\":\"sub\",\"topic\":\"a\","
                                "\"recover\":{\"epoch\":\"abc-1\",\"offset\":38}}");
     char out[512];
-    size_t n = proto_ack_sub(out, sizeof(out), &p.req, "abc-1", 41, 3, true);
+    size_t n = proto_ack_sub(out, sizeof(out), &p.req, "abc-1", 41, 3, 0, true);
     cJSON *j = reparse(out, n);
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "recovered")));
     cr_assert_eq(num_field(j, "replay"), 3);
     cr_assert_eq(num_field(j, "offset"), 41);
     cr_assert_null(cJSON_GetObjectItemCaseSensitive(j, "id"));
     cJSON_Delete(j);
-    n = proto_ack_sub(out, sizeof(out), &p.req, "xyz-9", 41, 0, false);
+    n = proto_ack_sub(out, sizeof(out), &p.req, "xyz-9", 41, 0, 0, false);
     j = reparse(out, n);
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "recovered")));
     cr_assert_str_eq(str_field(j, "epoch"), "xyz-9");
@@ -807,7 +823,7 @@ Test(proto_reply, numbers_are_unsigned_decimal)
 {
     struct parsed p = parse_ok("{\"op\":\"pub\",\"topic\":\"a\",\"data\":1}");
     char out[512];
-    proto_ack_sub(out, sizeof(out), &p.req, "", UINT64_MAX, UINT64_MAX, false);
+    proto_ack_sub(out, sizeof(out), &p.req, "", UINT64_MAX, UINT64_MAX, 0, false);
     cr_assert_not_null(strstr(out, "\"offset\":18446744073709551615,"));
     cr_assert_not_null(strstr(out, "\"replay\":18446744073709551615}"));
     size_t n = proto_ack_pub(out, sizeof(out), &p.req, UINT64_MAX, UINT32_MAX);
@@ -845,8 +861,8 @@ Test(proto_reply, bounded_at_every_capacity)
     struct parsed p = parse_ok("{\"op\":\"sub\",\"topic\":\"chat\",\"id\":\"q\\\"\","
                                "\"recover\":{\"epoch\":\"e\",\"offset\":1}}");
     char full[512];
-    proto_ack_sub(full, sizeof(full), &p.req, "e\"1", 5, 2, true);
-    CHECK_CAPS(full, proto_ack_sub(out, cap, &p.req, "e\"1", 5, 2, true));
+    proto_ack_sub(full, sizeof(full), &p.req, "e\"1", 5, 2, 0, true);
+    CHECK_CAPS(full, proto_ack_sub(out, cap, &p.req, "e\"1", 5, 2, 0, true));
     proto_ack_pub(full, sizeof(full), &p.req, 5, 2);
     CHECK_CAPS(full, proto_ack_pub(out, cap, &p.req, 5, 2));
     proto_ack_unsub(full, sizeof(full), &p.req);
@@ -879,7 +895,8 @@ Test(proto_reply, one_kib_plus_id_and_topic_always_fits)
     char epoch[40];
     memset(epoch, '"', 39); /* worst case: every byte escaped */
     epoch[39] = '\0';
-    cr_assert_gt(proto_ack_sub(out, cap, &p.req, epoch, UINT64_MAX, UINT64_MAX, true), 0);
+    cr_assert_gt(proto_ack_sub(out, cap, &p.req, epoch, UINT64_MAX, UINT64_MAX, UINT64_MAX, true),
+                 0);
     cr_assert_gt(proto_ack_pub(out, cap, &p.req, UINT64_MAX, UINT32_MAX), 0);
     cr_assert_gt(proto_ack_unsub(out, cap, &p.req), 0);
     cr_assert_gt(proto_pong(out, cap, p.req.id, p.req.id_len), 0);
