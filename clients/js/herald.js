@@ -621,7 +621,14 @@ export class Herald extends Emitter {
   _onPublished(m) {
     this._progress = true;
     const exact = this._subs.get(m.topic);
-    if (exact && exact._active) exact._deliver(m);
+    if (exact && exact._active) {
+      // A replay the exact subscription asked for repeats, up to its ack's `delivered`, what this
+      // connection already had: the patterns got those messages then.
+      const repeat = typeof m.offset === 'number' && m.offset <= exact._repeatsTo;
+      if (!repeat) exact._repeatsTo = 0;
+      exact._deliver(m);
+      if (repeat) return;
+    }
     for (const sub of this._patterns) {
       if (sub._active && sub._matches(m.topic)) sub._deliver(m);
     }
@@ -644,6 +651,7 @@ export class Subscription extends Emitter {
     this._pattern = isPattern(topic);
     this._matches = this._pattern ? patternMatcher(topic) : null;
     this._active = false; // acked on the current connection: messages may be delivered
+    this._repeatsTo = 0; // the ack's `delivered`: its replay up to there is not for the patterns
     this._generation = 0; // bumped on each connection loss, so a stale ack is not applied
     this._ready = deferred();
     this.ready = this._ready.promise;
@@ -706,6 +714,7 @@ export class Subscription extends Emitter {
       // The replayed messages (offset - replay + 1 .. offset) follow this ack, so the position
       // is just before them.
       this.offset = m.offset - replay;
+      this._repeatsTo = typeof m.delivered === 'number' ? m.delivered : 0;
     }
     const ack = { epoch: m.epoch, offset: m.offset, replay };
     if (m.recovered !== undefined) ack.recovered = m.recovered;
@@ -727,6 +736,7 @@ export class Subscription extends Emitter {
   _connectionLost(readyError) {
     if (this.state === 'unsubscribed') return;
     this._active = false;
+    this._repeatsTo = 0;
     this._generation++;
     this.state = 'subscribing';
     if (readyError) this._ready.reject(readyError);

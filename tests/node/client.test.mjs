@@ -845,6 +845,30 @@ test('a pattern gets every live message of a topic while an exact subscription t
   assert.deepEqual(missing, [], 'the pattern got every message');
 });
 
+test('a pattern does not get twice what an exact subscription replays', T, async () => {
+  // The replay of `last` goes back into what the pattern was already delivered on this
+  // connection; the ack's `delivered` says how far, so those messages go to the exact
+  // subscription only. Messages after it (published just before the subscription) are new to
+  // the pattern and must still reach it.
+  const c = await connected();
+  const wild = inbox();
+  await c.subscribe('cl.rep.*', wild.handler).ready;
+  for (let i = 1; i <= 5; i++) await c.publish('cl.rep.a', `m${i}`);
+  await wild.until(5);
+  const exact = inbox();
+  const pubs = [c.publish('cl.rep.a', 'm6'), c.publish('cl.rep.a', 'm7')];
+  const sub = c.subscribe('cl.rep.a', exact.handler, { last: 10 });
+  const ack = await sub.ready;
+  await Promise.all(pubs);
+  await exact.until(7);
+  await c.publish('cl.rep.a', 'm8'); // live for both
+  await exact.until(8);
+  await c.ping(); // anything still on its way to the pattern has arrived
+  assert.deepEqual(exact.data(), ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8']);
+  assert.deepEqual(wild.data(), ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8'],
+    `each message once for the pattern (ack ${JSON.stringify(ack)})`);
+});
+
 test('off(event, fn) removes a listener added with once(event, fn)', T, async () => {
   const c = client();
   const calls = [];
