@@ -36,7 +36,9 @@
 # runs, 2), SETTLE (seconds wsload waits for late deliveries, 5), CONNECT_TIMEOUT (seconds to open
 # and subscribe all connections, 30), STARTUP_TIMEOUT (10), RESULTS_DIR (bench/results; empty: write
 # nothing), CHARTS (1: draw PNG charts with gnuplot into the results directory when gnuplot is
-# installed), KEEP_TMP=1,
+# installed), KEEP_TMP=1, SPIN_US (0: wsload --spin-us, polling without sleeping for that long after
+# its last events, which keeps the wake-ups of a sleeping reader off the server's CPU time; see
+# bench/README.md),
 # FOREIGN_WARN (10 %), STRICT=1 (exit 1 when Herald/peer deliveries/s misses 1.0 in a fanout
 # scenario, or a delivery was lost), BUN_BIN, NODE_BIN, NATS_BIN, NGINX_BIN, NCHAN_MODULE, WSLOAD_BIN
 # (build/wsload, made with `make build/wsload`), HERALD_REV (the revision HERALD_BIN was built
@@ -155,6 +157,8 @@ if ((SIDE)); then
 	PIN=1
 fi
 [[ $WINDOW == all || $WINDOW == probe ]] || die "WINDOW must be all or probe (got '$WINDOW')"
+SPIN_US=${SPIN_US:-0}
+[[ $SPIN_US =~ ^[0-9]+$ ]] || die "SPIN_US must be a number of microseconds (got '$SPIN_US')"
 for v in ROUNDS FANOUT_SUBS INFLIGHT BYTES ROOMS_CLIENTS ROOMS THREADS WORKERS STARTUP_TIMEOUT CONNECT_TIMEOUT SETTLE PAUSE CONNECT_CONNS CONNECT_IDLE; do
 	is_uint "${!v}" || die "$v must be a positive integer (got '${!v}')"
 done
@@ -508,7 +512,7 @@ run_load() { # round scenario name [gate]
 	server_pid_args "$name"
 	is_connect "$s" || herald_counts "$name" >"$out.m0"
 	if ! "${GEN_ON[@]}" timeout -k 5 $((warm + dur + 2 * CONNECT_TIMEOUT + SETTLE + 30)) "$WSLOAD" \
-		"${SCEN[@]}" "${PROTO[@]}" -t "$THREADS" -d "$dur" --warmup "$warm" \
+		"${SCEN[@]}" "${PROTO[@]}" -t "$THREADS" -d "$dur" --warmup "$warm" --spin-us "$SPIN_US" \
 		--settle "$SETTLE" --connect-timeout "$CONNECT_TIMEOUT" "${SPIDS[@]}" "${gated[@]}" \
 		>"$out" 2>&1; then
 		cat "$out" >&2
@@ -629,7 +633,7 @@ done
 log "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP scenarios=${RUN_SCEN[*]} servers=${SERVERS[*]}" \
 	"fanout=$FANOUT_SUBS fanout-big=$FANOUT_BIG_SUBS sweep=($FANOUT_SWEEP) inflight=$INFLIGHT window=$WINDOW" \
 	"bytes=$BYTES rooms=$ROOMS_CLIENTS/$ROOMS rates=$RATES connect=$CONNECT_CONNS ($CONNECT_TOPICS)" \
-	"wsload-threads=$THREADS herald-workers=$WORKERS pin=$PIN sched=$SCHED peer-sched=$PEER_SCHED" \
+	"wsload-threads=$THREADS spin-us=$SPIN_US herald-workers=$WORKERS pin=$PIN sched=$SCHED peer-sched=$PEER_SCHED" \
 	"cpus=$(nproc) fd-limit=$FD_LIMIT" \
 	"side=$SIDE$( ((SIDE)) && echo " (servers on CPU $SERVER_CPU, wsloads on CPU $GEN_CPU)")"
 machine_busy
@@ -685,7 +689,7 @@ for s in "${RUN_SCEN[@]}"; do if is_connect "$s"; then HAVE_CONNECT=1; else HAVE
 		echo "${vers[*]}" | sed 's/,/ · /g'
 	) · $(nproc) CPUs · $(uname -r)"
 	echo "wsload on 127.0.0.1 · $ROUNDS round(s) × ${DURATION_S}s after ${WARMUP_S}s warm-up · payload $BYTES B" \
-		"text · wsload -t $THREADS · Herald --threads $WORKERS $( ((PIN)) && echo pinned || echo --no-pin)" \
+		"text · wsload -t $THREADS$( ((SPIN_US)) && echo " --spin-us $SPIN_US") · Herald --threads $WORKERS $( ((PIN)) && echo pinned || echo --no-pin)" \
 		"--sched $SCHED --no-compression$([[ $PEER_SCHED == normal ]] || echo " · peers under chrt -b 0")" \
 		"· Bun and Node single-threaded, never pinned · deliveries/s = messages received by all" \
 		"subscribers in the measured window · CPU = server utime+stime per delivery · lost = owed minus" \

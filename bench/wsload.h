@@ -71,6 +71,9 @@ struct opts {
     /* Start together with another wsload: ready_file is created once every connection is open
      * and subscribed, and the load starts only when go_file exists (bench/pubsub.sh SIDE=1). */
     const char *ready_file, *go_file;
+    /* --spin-us: during the load, keep polling without sleeping while events came this recently
+     * (0: always wait in epoll_wait). */
+    uint64_t spin_us;
 };
 
 /* CPU counters sampled at both ends of the measured window. */
@@ -169,6 +172,7 @@ struct worker {
     uint64_t sends;        /* rooms: publications scheduled so far by this worker */
     uint64_t t_open;       /* its connections are all open (or failed) */
     uint64_t t_subscribed; /* ... and subscribed (pub/sub scenarios) */
+    uint64_t t_event;      /* --spin-us: when the last poll returned events */
     uint8_t rbuf[RBUF_SIZE];
 };
 

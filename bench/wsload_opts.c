@@ -38,6 +38,9 @@ static void usage(FILE *f)
         "      --ready-file PATH    create PATH once every connection is open (and subscribed)\n"
         "      --go-file PATH       then start the load only when PATH exists (waiting at most\n"
         "                           --connect-timeout): several wsloads start together\n"
+        "      --spin-us N          during the load, poll without sleeping while the last\n"
+        "                           events came less than N us ago (0: always sleep in\n"
+        "                           epoll_wait); on loopback the server pays for each wake-up\n"
         "pub/sub (fanout, rooms, connect; messages are text):\n"
         "      --sub-template TEXT  sent by each subscriber, {topic} replaced (SUB {topic});\n"
         "                           empty: none (the URL path's {topic} subscribes)\n"
@@ -149,6 +152,7 @@ enum {
     OPT_MULTI,
     OPT_READY_FILE,
     OPT_GO_FILE,
+    OPT_SPIN,
 };
 
 void parse_args(struct opts *o, int argc, char **argv)
@@ -181,6 +185,7 @@ void parse_args(struct opts *o, int argc, char **argv)
         {"multi", no_argument, NULL, OPT_MULTI},
         {"ready-file", required_argument, NULL, OPT_READY_FILE},
         {"go-file", required_argument, NULL, OPT_GO_FILE},
+        {"spin-us", required_argument, NULL, OPT_SPIN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -262,6 +267,13 @@ void parse_args(struct opts *o, int argc, char **argv)
             break;
         case OPT_GO_FILE:
             o->go_file = optarg;
+            break;
+        case OPT_SPIN:
+            o->spin_us = strtoul(optarg, &end, 10);
+            if (end == optarg || *end || o->spin_us > 1000000) {
+                fprintf(stderr, "wsload: bad --spin-us '%s' (0..1000000)\n", optarg);
+                exit(2);
+            }
             break;
         case OPT_TOPIC:
             o->topic = optarg;

@@ -232,11 +232,12 @@ void report(const struct run *run, const struct stats *st)
            ",\"bad_echoes\":%" PRIu64 ",\"closed\":%" PRIu64 ",\"gen_cpu_s\":%.3f,"
            "\"gen_cpu_pct\":%.1f,\"gen_cpu_us_per_msg\":%.3f,\"gen_sleeps_per_s\":%.0f,"
            "\"server_cpu_s\":%s,"
-           "\"other_cpu_pct\":%.1f,\"server_rss_start_kib\":%s%s}\n",
+           "\"other_cpu_pct\":%.1f,\"spin_us\":%" PRIu64 ",\"server_rss_start_kib\":%s%s}\n",
            o->scenario->name, o->url, o->conns, st->open, o->inflight, o->bytes, type, o->threads,
            secs, (double)o->warmup_us / 1e6, st->lat.count, rate, st->rx_bytes, st->reads,
            st->reads ? (double)st->lat.count / (double)st->reads : 0, mean, p50, p90, p99, p999,
            st->lat.max, errors, st->connect_err, st->proto_err, st->bad_echo, st->closed, cpu,
-           cpu_pct, cpu_per, wall > 0.001 ? sleeps / wall : 0, srv_json, other, rss, extra);
+           cpu_pct, cpu_per, wall > 0.001 ? sleeps / wall : 0, srv_json, other, o->spin_us, rss,
+           extra);
     fflush(stdout);
 }
