@@ -15,7 +15,8 @@
 # so its deliveries/s ratio only shows that both kept up: p99 is what compares there.
 #
 # Reads each directory's runs.tsv (columns in bench/pubsub.sh's record_load) and the revisions
-# from runs.jsonl; directories of different Herald revisions are pooled only with MIXED=1.
+# from runs.jsonl; directories of different Herald revisions, or whose wsload ran with different
+# --spin-us (runs before it have none: 0), are pooled only with MIXED=1.
 set -euo pipefail
 
 CPU_LIMIT=${CPU_LIMIT:-0.35}
@@ -23,18 +24,24 @@ KIB_LIMIT=${KIB_LIMIT:-0.5}
 die() { echo "pool.sh: $*" >&2; exit 1; }
 (($# > 0)) || die "usage: bench/pool.sh RESULT_DIR... (directories of bench/pubsub.sh runs)"
 
-revs=()
+revs=() spins=()
 for d in "$@"; do
 	[[ -r $d/runs.tsv && -r $d/runs.jsonl ]] || die "$d: no runs.tsv and runs.jsonl (not a bench/pubsub.sh result directory)"
 	r=$(grep -o '"server":"herald","round":[0-9]*,"workers":[0-9]*,"rev":"[^"]*"' "$d/runs.jsonl" |
 		sed 's/.*"rev":"//; s/"$//' | sort -u | tr '\n' ' ')
 	revs+=("${r% }")
+	s=$({ grep -o '"spin_us":[0-9]*' "$d/runs.jsonl" || true; } | sed 's/.*://' | sort -u | tr '\n' ' ')
+	spins+=("${s:-0}")
 done
 uniq_revs=$(printf '%s\n' "${revs[@]}" | tr ' ' '\n' | grep -v '^$' | sort -u | tr '\n' ' ')
 [[ $(wc -w <<<"$uniq_revs") -le 1 || ${MIXED:-0} == 1 ]] ||
 	die "the directories hold different Herald revisions ($uniq_revs); MIXED=1 pools them anyway"
 
-echo "## Pooled rounds: $# run(s), Herald ${uniq_revs% }"
+uniq_spins=$(printf '%s\n' "${spins[@]}" | tr ' ' '\n' | grep -v '^$' | sort -nu | tr '\n' ' ')
+[[ $(wc -w <<<"$uniq_spins") -le 1 || ${MIXED:-0} == 1 ]] ||
+	die "the directories' wsload ran with different --spin-us (${uniq_spins% }); MIXED=1 pools them anyway"
+
+echo "## Pooled rounds: $# run(s), Herald ${uniq_revs% }, wsload --spin-us ${uniq_spins% }"
 echo
 for d in "$@"; do awk -v d="$d" 'BEGIN { OFS = "\t" } { print d, $0 }' "$d/runs.tsv"; done |
 	awk -F'\t' -v cpu_limit="$CPU_LIMIT" -v kib_limit="$KIB_LIMIT" '

@@ -16,12 +16,14 @@ function tsv(scenario, server, round, rate, p99, cpu, kib = 0) {
 }
 
 // A result directory: runs.tsv lines and a runs.jsonl naming Herald's revision.
-function resultDir(root, name, rev, lines) {
+// `spin`: wsload's --spin-us, recorded in its JSON; undefined: a run from before the option.
+function resultDir(root, name, rev, lines, spin) {
   const d = join(root, name);
   mkdirSync(d);
   writeFileSync(join(d, 'runs.tsv'), lines.join('\n') + '\n');
+  const spinField = spin === undefined ? '' : `,"spin_us":${spin}`;
   writeFileSync(join(d, 'runs.jsonl'),
-    `{"bench":"ws-pubsub","scenario":"fanout","server":"herald","round":1,"workers":2,"rev":"${rev}","tool":"wsload"}\n`);
+    `{"bench":"ws-pubsub","scenario":"fanout","server":"herald","round":1,"workers":2,"rev":"${rev}","tool":"wsload"${spinField}}\n`);
   return d;
 }
 
@@ -57,6 +59,27 @@ test('rounds of several runs are pooled, and Herald is paired with a peer only w
     // Memory: one round, 0.46 KiB, under 0.5.
     assert.equal(row(out, 'connect-one', 'herald')[6], '0 of 1 over 0.5 KiB');
     assert.equal(row(out, 'connect-one', 'herald/bun')[7], '0.38 (0.38-0.38)');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('runs whose wsload spun differently are pooled only with MIXED=1', () => {
+  // A run without spin_us (before the option) counts as 0; 0 against 50 is refused, 50 with 50 is not.
+  const root = mkdtempSync(join(tmpdir(), 'pool-'));
+  try {
+    const old = resultDir(root, 'old', 'abc1234', [tsv('fanout', 'herald', 1, 200, 100, 0.30)]);
+    const a = resultDir(root, 'a', 'abc1234', [tsv('fanout', 'herald', 1, 200, 100, 0.30)], 50);
+    const b = resultDir(root, 'b', 'abc1234', [tsv('fanout', 'herald', 1, 100, 100, 0.50)], 50);
+    const refused = spawnSync(pool, [old, a], { encoding: 'utf8' });
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /different --spin-us \(0 50\)/);
+    const same = spawnSync(pool, [a, b], { encoding: 'utf8' });
+    assert.equal(same.status, 0, same.stderr);
+    assert.match(same.stdout, /wsload --spin-us 50\n/);
+    const mixed = spawnSync(pool, [old, a], { encoding: 'utf8', env: { ...process.env, MIXED: '1' } });
+    assert.equal(mixed.status, 0, mixed.stderr);
+    assert.match(mixed.stdout, /wsload --spin-us 0 50\n/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
