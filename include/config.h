@@ -26,6 +26,7 @@ struct herald_config {
     const char *root;        /* document root */
     unsigned idle_timeout;   /* seconds without I/O before a connection is closed */
     unsigned header_timeout; /* seconds for a request head to arrive once it has started */
+    unsigned body_timeout;   /* seconds for a request body to arrive once its head has */
     unsigned file_cache_ms;  /* small static files are served from memory this long; 0: never */
     int log_level;
     size_t max_request_line;

@@ -81,6 +81,7 @@ enum conn_state { CONN_HEAD, CONN_BODY, CONN_LINGER, CONN_WS };
  * needs it, does not carry it (most connections of a broker are idle WebSockets). */
 struct conn_http {
     uint64_t head_started; /* ms (wheel clock) when the current request's first byte came */
+    uint64_t body_started; /* ms (wheel clock) when its head was complete and a body expected */
     uint64_t body_left;    /* Content-Length bytes still to discard */
     uint64_t body_seen;    /* chunked body bytes seen, against --max-body */
     struct http_chunked chunk;

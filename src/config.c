@@ -27,6 +27,7 @@ void config_defaults(struct herald_config *cfg)
     cfg->root = HERALD_DEFAULT_ROOT;
     cfg->idle_timeout = 5;
     cfg->header_timeout = 10;
+    cfg->body_timeout = 60;
     cfg->file_cache_ms = 1000;
     cfg->log_level = LOG_INFO;
     cfg->max_request_line = 8192;
@@ -77,6 +78,7 @@ void config_usage(FILE *out)
             "                          again this long after (default 1000; 0: always read)\n"
             "  --idle-timeout SEC      close connections idle this long (default 5)\n"
             "  --header-timeout SEC    a request head must arrive within this (default 10)\n"
+            "  --body-timeout SEC      and its body within this after the head (default 60)\n"
             "  --max-body BYTES        largest request body accepted (default 1048576)\n"
             "  --max-connections N     connections beyond this are refused (default 100000)\n"
             "  --log-level LEVEL       error, warn, info or debug (default info)\n"
@@ -169,6 +171,7 @@ enum {
     OPT_ROOT,
     OPT_IDLE,
     OPT_HEADER,
+    OPT_BODY_TIMEOUT,
     OPT_MAX_BODY,
     OPT_MAX_CONN,
     OPT_LOG,
@@ -202,6 +205,7 @@ static const struct option long_opts[] = {
     {"file-cache-ms", required_argument, NULL, OPT_FILE_CACHE},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"header-timeout", required_argument, NULL, OPT_HEADER},
+    {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -262,9 +266,12 @@ static int apply_opt(struct herald_config *cfg, int opt, const char *arg, FILE *
         return 0;
     case OPT_IDLE:
     case OPT_HEADER:
+    case OPT_BODY_TIMEOUT:
         if (parse_ulong(arg, 1, 86400, &v) < 0)
             return -1;
-        *(opt == OPT_IDLE ? &cfg->idle_timeout : &cfg->header_timeout) = (unsigned)v;
+        *(opt == OPT_IDLE     ? &cfg->idle_timeout
+          : opt == OPT_HEADER ? &cfg->header_timeout
+                              : &cfg->body_timeout) = (unsigned)v;
         return 0;
     case OPT_MAX_BODY:
         if (parse_ulong(arg, 0, 1ul << 40, &v) < 0)

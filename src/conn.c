@@ -139,18 +139,21 @@ static void conn_close(struct conn *c, int worker)
 }
 
 /* Pushes the deadline forward after progress. While a request head is arriving, the header
- * timeout caps it, so a client trickling bytes cannot hold the connection. */
+ * timeout caps it, and while its body is, the body timeout: a client trickling bytes cannot hold
+ * the connection. */
 static void touch(struct conn *c)
 {
     if (c->state == CONN_LINGER)
         return;
     const struct herald_config *cfg = c->env->cfg;
     uint64_t deadline = twheel_now() + cfg->idle_timeout * 1000ull;
-    if (c->in_request && c->state == CONN_HEAD) {
-        uint64_t cap = c->h->head_started + cfg->header_timeout * 1000ull;
-        if (cap < deadline)
-            deadline = cap;
-    }
+    uint64_t cap = UINT64_MAX;
+    if (c->in_request && c->state == CONN_HEAD)
+        cap = c->h->head_started + cfg->header_timeout * 1000ull;
+    else if (c->state == CONN_BODY)
+        cap = c->h->body_started + cfg->body_timeout * 1000ull;
+    if (cap < deadline)
+        deadline = cap;
     /* The wheel's lock is taken only when the deadline moves by more than DEADLINE_SLACK_MS: the
      * stored one is then at most that much later than exact (tw.deadline is written only by the
      * thread running the connection, so reading it here is safe). */
@@ -351,6 +354,7 @@ static void on_head(struct conn *c)
     if ((req->flags & HTTP_F_EXPECT_CONTINUE) && req->version_minor >= 1)
         http_continue(&c->out);
     c->state = CONN_BODY;
+    c->h->body_started = twheel_now();
     c->chunked = (req->flags & HTTP_F_CHUNKED) != 0;
     c->h->body_left = req->content_length;
     c->h->body_seen = 0;
@@ -538,9 +542,13 @@ static int on_deadline(struct conn *c)
     }
     if (c->tw.deadline > twheel_now())
         return KEEP;
-    if (c->state == CONN_HEAD && c->in_request && outq_bytes(&c->out) == 0) {
-        /* A head that never completed gets a 408 on a best-effort basis. */
-        http_error(&c->out, 408, "request head not received in time", 0, 0);
+    if ((c->state == CONN_BODY || (c->state == CONN_HEAD && c->in_request)) &&
+        outq_bytes(&c->out) == 0) {
+        /* A head or body that never completed gets a 408 on a best-effort basis. */
+        http_error(&c->out, 408,
+                   c->state == CONN_BODY ? "request body not received in time"
+                                         : "request head not received in time",
+                   0, 0);
         outq_flush(&c->out, c->fd, NULL);
     }
     if (log_enabled(LOG_DEBUG))

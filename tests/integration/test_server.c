@@ -78,6 +78,35 @@ Test(server, trickling_client_is_cut_off_by_header_timeout)
     free(herald_stop(&p));
 }
 
+/* The same for a body: each byte within the idle timeout, the whole body never. Before
+ * --body-timeout a 1 MiB body could take 5 s a byte, holding the connection for weeks. */
+Test(server, trickling_body_is_cut_off_by_body_timeout)
+{
+    struct herald_proc p;
+    const char *args[] = {"--idle-timeout", "3", "--body-timeout", "2", NULL};
+    herald_start(&p, args);
+    int fd = tcp_connect(p.port);
+    send_str(fd, "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
+    long long t0 = now_ms();
+    int closed = 0;
+    char buf[1024];
+    for (int i = 0; i < 100 && !closed; i++) {
+        if (send(fd, "b", 1, MSG_NOSIGNAL) < 0)
+            break;
+        ssize_t n = read_to_eof(fd, buf, sizeof(buf) - 1, 400);
+        if (n >= 0) {
+            buf[n] = '\0';
+            closed = 1;
+            cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "%s", n > 0 ? buf : "(nothing)");
+        }
+    }
+    long long dt = now_ms() - t0;
+    cr_assert(closed, "the server kept a trickling body open for %lld ms", dt);
+    cr_assert(dt >= 1500 && dt <= 4500, "cut off after %lld ms, want about 2-3 s", dt);
+    close(fd);
+    free(herald_stop(&p));
+}
+
 Test(server, shutdown_is_clean_with_connections_open)
 {
     struct herald_proc p;
