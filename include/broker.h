@@ -120,9 +120,10 @@ struct broker_sub_result {
     uint64_t offset; /* the topic's last offset at subscribe time (0: none yet) */
     bool recovered;  /* with recover: every missed message will be delivered */
     uint64_t replay; /* messages that will be replayed before live ones */
-    /* When the replay goes back into what the session was already delivered of the topic (through
-     * a wildcard or an earlier subscription of the name): the last offset it had; else 0. The
-     * replayed messages up to it are repeats for the session's other subscriptions. */
+    /* When the replay goes back behind where the session's delivery of the topic stood (through
+     * a wildcard or an earlier subscription of the name): the last offset before that point, else
+     * 0. Each replayed message up to it was delivered already, or predates every subscription of
+     * the session that matches the topic: it is not for those other subscriptions. */
     uint64_t delivered;
     bool existed; /* the subscription was already there (idempotent) */
 };
