@@ -75,7 +75,7 @@ static void check_request(const char *text, size_t len, const struct proto_reque
     size_t n;
     switch (req->op) {
     case PROTO_SUB:
-        n = proto_ack_sub(out, cap, req, "5d2a0f6b9e8c1a73-4", 41, 0, false);
+        n = proto_ack_sub(out, cap, req, "5d2a0f6b9e8c1a73-4", 44, 4, 42, false);
         break;
     case PROTO_UNSUB:
         n = proto_ack_unsub(out, cap, req);
