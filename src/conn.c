@@ -545,10 +545,10 @@ static int on_deadline(struct conn *c)
     if ((c->state == CONN_BODY || (c->state == CONN_HEAD && c->in_request)) &&
         outq_bytes(&c->out) == 0) {
         /* A head or body that never completed gets a 408 on a best-effort basis. */
+        bool body = c->state == CONN_BODY; /* then the head is known: a HEAD gets no body */
         http_error(&c->out, 408,
-                   c->state == CONN_BODY ? "request body not received in time"
-                                         : "request head not received in time",
-                   0, 0);
+                   body ? "request body not received in time" : "request head not received in time",
+                   0, body && c->h->req.method == HTTP_HEAD);
         outq_flush(&c->out, c->fd, NULL);
     }
     if (log_enabled(LOG_DEBUG))

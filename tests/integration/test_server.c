@@ -85,25 +85,33 @@ Test(server, trickling_body_is_cut_off_by_body_timeout)
     struct herald_proc p;
     const char *args[] = {"--idle-timeout", "3", "--body-timeout", "2", NULL};
     herald_start(&p, args);
-    int fd = tcp_connect(p.port);
-    send_str(fd, "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
-    long long t0 = now_ms();
-    int closed = 0;
-    char buf[1024];
-    for (int i = 0; i < 100 && !closed; i++) {
-        if (send(fd, "b", 1, MSG_NOSIGNAL) < 0)
-            break;
-        ssize_t n = read_to_eof(fd, buf, sizeof(buf) - 1, 400);
-        if (n >= 0) {
-            buf[n] = '\0';
-            closed = 1;
-            cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "%s", n > 0 ? buf : "(nothing)");
+    static const char *const methods[] = {"POST", "HEAD"}; /* HEAD: the 408 without a body */
+    for (size_t m = 0; m < 2; m++) {
+        int fd = tcp_connect(p.port);
+        char req[128];
+        snprintf(req, sizeof(req), "%s /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n",
+                 methods[m]);
+        send_str(fd, req);
+        long long t0 = now_ms();
+        int closed = 0;
+        char buf[1024];
+        for (int i = 0; i < 100 && !closed; i++) {
+            if (send(fd, "b", 1, MSG_NOSIGNAL) < 0)
+                break;
+            ssize_t n = read_to_eof(fd, buf, sizeof(buf) - 1, 400);
+            if (n >= 0) {
+                buf[n] = '\0';
+                closed = 1;
+                cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "%s", n > 0 ? buf : "(nothing)");
+                const char *end = strstr(buf, "\r\n\r\n");
+                cr_assert(end && (m == 0) == (end[4] != '\0'), "%s: %s", methods[m], buf);
+            }
         }
+        long long dt = now_ms() - t0;
+        cr_assert(closed, "the server kept a trickling %s body open for %lld ms", methods[m], dt);
+        cr_assert(dt >= 1500 && dt <= 4500, "cut off after %lld ms, want about 2-3 s", dt);
+        close(fd);
     }
-    long long dt = now_ms() - t0;
-    cr_assert(closed, "the server kept a trickling body open for %lld ms", dt);
-    cr_assert(dt >= 1500 && dt <= 4500, "cut off after %lld ms, want about 2-3 s", dt);
-    close(fd);
     free(herald_stop(&p));
 }
 
