@@ -27,7 +27,7 @@ die() { echo "pool.sh: $*" >&2; exit 1; }
 revs=() spins=()
 for d in "$@"; do
 	[[ -r $d/runs.tsv && -r $d/runs.jsonl ]] || die "$d: no runs.tsv and runs.jsonl (not a bench/pubsub.sh result directory)"
-	r=$(grep -o '"server":"herald","round":[0-9]*,"workers":[0-9]*,"rev":"[^"]*"' "$d/runs.jsonl" |
+	r=$({ grep -o '"server":"herald","round":[0-9]*,"workers":[0-9]*,"rev":"[^"]*"' "$d/runs.jsonl" || true; } |
 		sed 's/.*"rev":"//; s/"$//' | sort -u | tr '\n' ' ')
 	revs+=("${r% }")
 	s=$({ grep -o '"spin_us":[0-9]*' "$d/runs.jsonl" || true; } | sed 's/.*://' | sort -u | tr '\n' ' ')

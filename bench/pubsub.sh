@@ -38,7 +38,7 @@
 # nothing), CHARTS (1: draw PNG charts with gnuplot into the results directory when gnuplot is
 # installed), KEEP_TMP=1, SPIN_US (50: wsload --spin-us, polling without sleeping for that long after
 # its last events, which keeps the wake-ups of a sleeping reader off the server's CPU time; 0: the
-# generator sleeps whenever it has nothing to read, as before 2026-12-07; see bench/README.md),
+# generator sleeps whenever it has nothing to read, as before ec70263; see bench/README.md),
 # FOREIGN_WARN (10 %), STRICT=1 (exit 1 when Herald/peer deliveries/s misses 1.0 in a fanout
 # scenario, or a delivery was lost), BUN_BIN, NODE_BIN, NATS_BIN, NGINX_BIN, NCHAN_MODULE, WSLOAD_BIN
 # (build/wsload, made with `make build/wsload`), HERALD_REV (the revision HERALD_BIN was built
@@ -158,7 +158,8 @@ if ((SIDE)); then
 fi
 [[ $WINDOW == all || $WINDOW == probe ]] || die "WINDOW must be all or probe (got '$WINDOW')"
 SPIN_US=${SPIN_US:-50}
-[[ $SPIN_US =~ ^[0-9]+$ ]] || die "SPIN_US must be a number of microseconds (got '$SPIN_US')"
+[[ $SPIN_US =~ ^(0|[1-9][0-9]{0,5}|1000000)$ ]] && ((SPIN_US <= 1000000)) ||
+	die "SPIN_US must be a number of microseconds, 0 to 1000000 (got '$SPIN_US')"
 for v in ROUNDS FANOUT_SUBS INFLIGHT BYTES ROOMS_CLIENTS ROOMS THREADS WORKERS STARTUP_TIMEOUT CONNECT_TIMEOUT SETTLE PAUSE CONNECT_CONNS CONNECT_IDLE; do
 	is_uint "${!v}" || die "$v must be a positive integer (got '${!v}')"
 done
